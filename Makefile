@@ -1,0 +1,97 @@
+# libclipn build. Sources are found by wildcard, so a new module is just a new file:
+#   lib/*.c, kernels/*.c          -> build/libclipn.a, build/libclipn.so
+#   kernels/*_avx2.c / *_avx512.c -> compiled with the matching -m flags only
+#   examples/cli/*.c              -> build/clipn (the CLI)
+#   tests/test_*.c                -> build/tests/test_* (one Check suite per module)
+#   bench/bench_*.c               -> build/bench/bench_*
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+PYTHON_TORCH ?= /usr/bin/python3
+
+PKGS      := openblas libcjson zlib libutf8proc libjpeg
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+CHECK_LIBS := $(shell pkg-config --libs check)
+
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iinclude -Ilib -Ikernels \
+           -I/usr/include/stb $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -lm -lpthread
+LDFLAGS += $(EXTRA_LDFLAGS)
+
+ARCH := $(shell uname -m)
+LIB_SRC    := $(wildcard lib/*.c)
+KERN_SRC   := $(wildcard kernels/*.c)
+ifneq ($(ARCH),x86_64)
+KERN_SRC   := $(filter-out %_avx2.c %_avx512.c,$(KERN_SRC))
+endif
+ifneq ($(ARCH),aarch64)
+KERN_SRC   := $(filter-out %_neon.c,$(KERN_SRC))
+endif
+CLI_SRC    := $(wildcard examples/cli/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+BENCH_SRC  := $(wildcard bench/bench_*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(KERN_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all test test-c test-py parity bench install clean deps check-env
+all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -mavx2 -mfma -MMD -MP -c $< -o $@
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -MMD -MP -c $< -o $@
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libclipn.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/libclipn.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libclipn.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/clipn: $(CLI_OBJ) $(BUILD)/libclipn.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libclipn.a $(LDLIBS)
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libclipn.a tests/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(CHECK_LIBS) $(LDLIBS)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libclipn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# ---- tests: C suites, converter unittest, golden parity against PyTorch
+test: all test-c test-py parity
+test-c: $(TESTS) $(BUILD)/clipn
+	@set -e; for t in $(TESTS); do echo "== $$t"; CK_FORK=yes $$t; done
+test-py:
+	python3 -m unittest discover -s weights_tools/tests -t . -v
+parity: all
+	@sh tests/golden/run_parity.sh $(PYTHON_TORCH)
+
+bench: all $(BENCHES)
+	@sh bench/run.sh
+
+deps:
+	sh scripts/install-deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/clipn.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libclipn.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libclipn.so $(DESTDIR)$(PREFIX)/lib/libclipn.so.0
+	ln -sf libclipn.so.0 $(DESTDIR)$(PREFIX)/lib/libclipn.so
+	install -m 755 $(BUILD)/clipn $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' -e 's|@REQUIRES@|$(PKGS)|g' \
+	    clipn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/clipn.pc
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,7 @@
+#include "cli.h"
+
+int cmd_embed_image(int argc, char **argv)
+{
+    (void)argc;
+    return cli_fail(argv[0], "not implemented yet");
+}

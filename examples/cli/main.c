@@ -1,0 +1,49 @@
+/* clipn: CLIPN zero-shot OOD detection from the shell. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *what;
+} commands[] = {
+    {"info", cmd_info, "print a model file's config as JSON"},
+    {"tokenize", cmd_tokenize, "print the token ids of texts"},
+    {"preprocess", cmd_preprocess, "write preprocessed images as a float32 .npy"},
+    {"embed-image", cmd_embed_image, "image features as a float32 .npy"},
+    {"embed-text", cmd_embed_text, "text features (yes or --no tower) as a float32 .npy"},
+    {"head", cmd_head, "build yes/no class heads once and save them"},
+    {"classify", cmd_classify, "classify images, with CLIPN's OOD verdicts"},
+    {"eval", cmd_eval, "OOD metrics (AUROC, FPR95) on ID and OOD image sets"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: clipn <command> [options]   (clipn <command> --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].what);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("clipn %s\n", CLIPN_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "clipn: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,232 @@
+/*
+ * libclipn: CLIPN ("CLIP saying no", ICCV 2023) zero-shot out-of-distribution detection in C.
+ *
+ * This header is the whole public API.
+ *
+ * Conventions
+ * - Every fallible function returns a clipn_status and, when `err` is not NULL, fills it
+ *   with the same code and a one-line message naming the file, tensor or field at fault.
+ *   The library never prints, never exits, never aborts.
+ * - A clipn_model is immutable after clipn_model_load and may be shared by any number of
+ *   threads. Scratch memory lives in a clipn_ctx (one per thread), allocated once.
+ * - Features returned by the encoders are raw (not L2-normalised), as the official code.
+ * - Arrays are row-major float32 unless said otherwise.
+ */
+#ifndef CLIPN_H
+#define CLIPN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLIPN_VERSION_STRING "0.1.0"
+#define CLIPN_FORMAT_VERSION 1
+
+/* ------------------------------------------------------------------------- errors */
+
+typedef enum clipn_status {
+    CLIPN_OK = 0,
+    CLIPN_E_INVALID_ARG = 1, /* caller passed something impossible (NULL, n < 0, ...) */
+    CLIPN_E_IO = 2,          /* open/read/mmap failed */
+    CLIPN_E_FORMAT = 3,      /* file is malformed, truncated or inconsistent */
+    CLIPN_E_UNSUPPORTED = 4, /* valid but not handled (unknown dtype, image type ...) */
+    CLIPN_E_LIMIT = 5,       /* input exceeds a configured resource limit */
+    CLIPN_E_NOMEM = 6,       /* allocation failed */
+    CLIPN_E_CANCELLED = 7,   /* a progress callback asked to stop */
+    CLIPN_E_INTERNAL = 8
+} clipn_status;
+
+typedef struct clipn_error {
+    clipn_status code;
+    char message[512];
+} clipn_error;
+
+/* Static name of a status ("CLIPN_E_FORMAT", ...). */
+const char *clipn_status_name(clipn_status s);
+
+/* ------------------------------------------------------------------------- model */
+
+typedef enum clipn_activation {
+    CLIPN_ACT_GELU = 0,      /* exact erf GELU (nn.GELU) */
+    CLIPN_ACT_QUICKGELU = 1  /* x * sigmoid(1.702 x) */
+} clipn_activation;
+
+typedef enum clipn_pooling {
+    CLIPN_POOL_ARGMAX = 0    /* text row at argmax(token ids): first position of the largest id */
+} clipn_pooling;
+
+typedef struct clipn_config {
+    int format_version;
+    int embed_dim;
+    /* image tower */
+    int image_size, patch_size;
+    int vision_width, vision_layers, vision_heads, vision_mlp_width;
+    /* text towers (the no tower has the same shapes) */
+    int context_length, vocab_size;
+    int text_width, text_layers, text_heads, text_mlp_width;
+    clipn_activation activation;
+    float ln_eps;
+    int pad_id, sot_id, eot_id;
+    clipn_pooling pooling;
+    int has_no_tower;        /* token_embedding_no, transformer_no.*, ... present */
+    int has_prompt_no;       /* prompt_no [n_prompt_no, context_length, text_width] present */
+    int n_prompt_no;
+    float image_mean[3], image_std[3];
+    float logit_scale;       /* exp(logit_scale) from the checkpoint; scoring uses 100 */
+} clipn_config;
+
+typedef struct clipn_model clipn_model;
+
+typedef struct clipn_load_opts {
+    uint64_t max_header_bytes;  /* 0 = default (100 MiB) */
+    uint64_t max_tensors;       /* 0 = default (100000) */
+} clipn_load_opts;
+
+/* Load a libclipn model file (safetensors, see docs/model-format.md). The file is
+ * memory-mapped; on any fault nothing is returned and *out stays NULL. opts may be NULL. */
+clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts,
+                              clipn_model **out, clipn_error *err);
+void clipn_model_free(clipn_model *model);
+const clipn_config *clipn_model_config(const clipn_model *model);
+/* Write the config as a JSON object (NUL-terminated). Returns the length it needs
+ * (excluding NUL), like snprintf. */
+size_t clipn_config_to_json(const clipn_config *cfg, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------- tokenizer */
+
+/* A tokenizer keeps a cache of merged words, so it is NOT thread-safe: one per thread. */
+typedef struct clipn_tokenizer clipn_tokenizer;
+
+/* From the BPE merges embedded in the model file. */
+clipn_status clipn_tokenizer_from_model(const clipn_model *model, clipn_tokenizer **out,
+                                        clipn_error *err);
+/* From the official vocab file (bpe_simple_vocab_16e6.txt, plain or .gz). */
+clipn_status clipn_tokenizer_from_file(const char *path, clipn_tokenizer **out, clipn_error *err);
+void clipn_tokenizer_free(clipn_tokenizer *tok);
+
+#define CLIPN_DEFAULT_MAX_TEXT_BYTES (1u << 20)
+
+/* Tokenize UTF-8 text (len bytes, need not be NUL-terminated; invalid UTF-8 is decoded as
+ * Python's errors='replace') to exactly context_length ids: <start_of_text> tokens
+ * <end_of_text>, cut to context_length with <end_of_text> kept last, padded with 0.
+ * Input longer than CLIPN_DEFAULT_MAX_TEXT_BYTES is refused with CLIPN_E_LIMIT. */
+clipn_status clipn_tokenize(clipn_tokenizer *tok, const char *text, size_t len,
+                            int32_t *ids, int context_length, clipn_error *err);
+
+/* ------------------------------------------------------------------------- images */
+
+typedef struct clipn_image_opts {
+    int image_size;             /* output is [3, image_size, image_size] */
+    float mean[3], std[3];
+    uint64_t max_pixels;        /* refuse images with more pixels (checked before decoding) */
+} clipn_image_opts;
+
+#define CLIPN_DEFAULT_MAX_PIXELS 178956970ull /* PIL's decompression-bomb error threshold */
+
+/* 224, OpenAI mean/std, CLIPN_DEFAULT_MAX_PIXELS. */
+void clipn_image_opts_default(clipn_image_opts *opts);
+/* image_size, mean and std from the model's config; default limit. */
+void clipn_image_opts_from_model(const clipn_model *model, clipn_image_opts *opts);
+
+/* The official open_clip validation transform: PIL bicubic resize of the shorter side,
+ * centre crop, RGB conversion, /255, normalise. `out` receives 3*S*S floats (CHW). */
+clipn_status clipn_preprocess_file(const char *path, const clipn_image_opts *opts, float *out,
+                                   clipn_error *err);
+clipn_status clipn_preprocess_memory(const void *data, size_t len, const clipn_image_opts *opts,
+                                     float *out, clipn_error *err);
+/* Pixels the caller holds: channels 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), 8 bits,
+ * rows `stride` bytes apart (0 = width*channels). */
+clipn_status clipn_preprocess_pixels(const uint8_t *pixels, int width, int height, int channels,
+                                     size_t stride, const clipn_image_opts *opts, float *out,
+                                     clipn_error *err);
+
+/* ------------------------------------------------------------------------- inference */
+
+typedef struct clipn_ctx clipn_ctx;
+
+typedef struct clipn_ctx_opts {
+    int max_batch;   /* largest n passed to one encode call; 0 = 8 */
+    int threads;     /* 0 = all cores */
+} clipn_ctx_opts;
+
+/* A context holds the scratch memory for one thread. opts may be NULL. */
+clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
+                           clipn_ctx **out, clipn_error *err);
+void clipn_ctx_free(clipn_ctx *ctx);
+
+/* pixels: [n, 3, S, S] with S the config's image_size. out: [n, embed_dim]. */
+clipn_status clipn_encode_image(clipn_ctx *ctx, const float *pixels, int n, float *out,
+                                clipn_error *err);
+/* Same for another square input size (position embeddings interpolated bicubically, as the
+ * official VisualTransformer does). size must be a multiple of patch_size. */
+clipn_status clipn_encode_image_sized(clipn_ctx *ctx, const float *pixels, int n, int size,
+                                      float *out, clipn_error *err);
+/* ids: [n, context_length] from clipn_tokenize. out: [n, embed_dim]. */
+clipn_status clipn_encode_text(clipn_ctx *ctx, const int32_t *ids, int n, float *out,
+                               clipn_error *err);
+/* The "no" tower (mean of prompt_no added when the model has it). */
+clipn_status clipn_encode_no_text(clipn_ctx *ctx, const int32_t *ids, int n, float *out,
+                                  clipn_error *err);
+
+/* ------------------------------------------------------------------------- class heads */
+
+typedef struct clipn_heads {
+    int n_classes;
+    int dim;
+    float *yes;   /* [n_classes, dim], L2-normalised */
+    float *no;    /* [n_classes, dim], L2-normalised; NULL when the model has no no tower */
+} clipn_heads;
+
+/* Return non-zero to cancel. done/total count text encodes (prompts x towers). */
+typedef int (*clipn_progress_fn)(void *user, size_t done, size_t total);
+
+/* For each class c: yes_c = normalize(sum_t normalize(encode_text(t.format(c)))), no_c the
+ * same with the no tower over no_templates (NULL = the same templates). A template holds
+ * "{}" where the class name goes (Python str.format with one positional field). */
+clipn_status clipn_heads_build(clipn_ctx *ctx, const char *const *classes, int n_classes,
+                               const char *const *templates, int n_templates,
+                               const char *const *no_templates, int n_no_templates,
+                               clipn_progress_fn progress, void *user, clipn_heads **out,
+                               clipn_error *err);
+void clipn_heads_free(clipn_heads *heads);
+
+/* ------------------------------------------------------------------------- scores */
+
+#define CLIPN_LOGIT_SCALE 100.0f /* the official scoring's fixed scale */
+
+typedef struct clipn_scores {
+    int pred;          /* argmax_c logits_c */
+    float ctw;         /* p_yes at pred (higher = more in-distribution) */
+    float atd;         /* sum_c p_yes_c * p_c */
+    float msp;         /* max_c softmax(logits) */
+    float maxlogit;    /* max_c logits */
+    float energy;      /* logsumexp_c logits */
+    float mcm;         /* max_c softmax(cos / T), T = 1 */
+    int ood_ctw;       /* p_no at pred > 0.5 */
+    int ood_atd;       /* 1 - atd > max_c p_c * p_yes_c */
+} clipn_scores;
+
+/* feature: one raw image feature [dim]. probs (optional, [n_classes]) gets softmax(logits). */
+clipn_status clipn_score(const clipn_heads *heads, const float *feature, float *probs,
+                         clipn_scores *out, clipn_error *err);
+
+/* ------------------------------------------------------------------------- metrics */
+
+typedef enum clipn_fpr95_mode {
+    CLIPN_FPR95_INTERP = 0,  /* official CLIPN: interp1d(tpr, fpr)(0.95) on sklearn roc_curve */
+    CLIPN_FPR95_NEAREST = 1  /* MCM/NegLabel: fpr at the first ROC point with tpr >= 0.95 */
+} clipn_fpr95_mode;
+
+/* ID is the positive class; higher score = more ID. */
+clipn_status clipn_auroc(const float *id_scores, size_t n_id, const float *ood_scores,
+                         size_t n_ood, double *auroc, clipn_error *err);
+clipn_status clipn_fpr95(const float *id_scores, size_t n_id, const float *ood_scores,
+                         size_t n_ood, clipn_fpr95_mode mode, double *fpr, clipn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLIPN_H */

@@ -1,0 +1,60 @@
+/*
+ * Numeric kernels. One portable C version of each, plus ISA-specific versions
+ * (kernels/NAME_avx2.c, NAME_avx512.c, NAME_neon.c) chosen once at run time by CPU feature detection.
+ * Set CLIPN_ISA=portable|avx2|avx512|neon (and CLIPN_GEMM=openblas|native) to force a
+ * variant, e.g. to test every variant against the same golden outputs.
+ */
+#ifndef CLIPN_KERNELS_H
+#define CLIPN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A PyTorch Linear: y = x W^T + b, W [n_out, n_in] row-major. `packed` is filled by
+ * clipn_linear_prepare with the layout the selected GEMM micro-kernel wants. */
+typedef struct clipn_linear {
+    int n_out, n_in;
+    const float *weight;       /* [n_out, n_in] */
+    const float *bias;         /* [n_out] or NULL */
+    void *packed;              /* owned by the model; NULL = use weight directly */
+    size_t packed_bytes;
+} clipn_linear;
+
+typedef enum clipn_epilogue {
+    CLIPN_EPI_NONE = 0,        /* y = xW^T + b */
+    CLIPN_EPI_GELU = 1,        /* y = gelu_erf(xW^T + b) */
+    CLIPN_EPI_QUICKGELU = 2,   /* y = quickgelu(xW^T + b) */
+    CLIPN_EPI_RESIDUAL = 3     /* y += xW^T + b  (y holds the residual stream) */
+} clipn_epilogue;
+
+/* Select kernels for this CPU (idempotent, thread-safe). Returns the ISA name chosen. */
+const char *clipn_kernels_init(void);
+const char *clipn_kernels_isa(void);
+const char *clipn_kernels_gemm_backend(void);
+
+/* Prepare (pack) a linear layer's weights once at load. Returns 0 on success, -1 on
+ * allocation failure. The packed buffer is returned through lin->packed and must be freed
+ * with clipn_linear_release. */
+int clipn_linear_prepare(clipn_linear *lin);
+void clipn_linear_release(clipn_linear *lin);
+
+/* y[m, n_out] (op) x[m, n_in] W^T + b, as the epilogue says. x and y must not alias. */
+void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float *y,
+                          clipn_epilogue epi);
+
+/* y = LayerNorm(x) * g + b over the last dim, rows independent. y may alias x. */
+void clipn_layernorm(const float *x, float *y, int rows, int dim, const float *g,
+                     const float *b, float eps);
+
+void clipn_gelu_erf(float *x, size_t n);
+void clipn_quickgelu(float *x, size_t n);
+
+/* Multi-head self-attention core for one sequence.
+ * qkv: [L, 3*W] rows laid out q|k|v (output of in_proj); out: [L, W].
+ * Scores scaled by head_dim^-0.5, causal: position i attends to j <= i.
+ * scratch: at least clipn_attention_scratch_floats(L, W, heads) floats. */
+size_t clipn_attention_scratch_floats(int L, int W, int heads);
+void clipn_attention(const float *qkv, float *out, int L, int W, int heads, int causal,
+                     float *scratch);
+
+#endif

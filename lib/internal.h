@@ -1,0 +1,97 @@
+/* Internal structures shared by lib/ modules. Not installed. */
+#ifndef CLIPN_INTERNAL_H
+#define CLIPN_INTERNAL_H
+
+#include "clipn.h"
+#include "../kernels/kernels.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors (lib/error.c) */
+
+/* Sets err (if not NULL) and returns code, so callers can `return clipn_fail(...)`. */
+clipn_status clipn_fail(clipn_error *err, clipn_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void clipn_clear_error(clipn_error *err);
+
+/* ---- model (lib/model_load.c) */
+
+/* One pre-norm residual block; names follow the checkpoint
+ * (`transformer.resblocks.N.attn.in_proj_weight` -> attn_in_proj). */
+typedef struct clipn_block {
+    const float *ln_1_weight, *ln_1_bias;      /* [W] */
+    clipn_linear attn_in_proj;                 /* [3W, W] + [3W] */
+    clipn_linear attn_out_proj;                /* [W, W] + [W] */
+    const float *ln_2_weight, *ln_2_bias;      /* [W] */
+    clipn_linear mlp_c_fc;                     /* [M, W] + [M] */
+    clipn_linear mlp_c_proj;                   /* [W, M] + [W] */
+} clipn_block;
+
+typedef struct clipn_transformer {
+    int width, layers, heads, mlp_width;
+    clipn_block *resblocks;                    /* [layers] */
+} clipn_transformer;
+
+typedef struct clipn_visual {
+    const float *conv1_weight;                 /* [W, 3, P, P] */
+    clipn_linear patch_embed;                  /* conv1 viewed as [W, 3*P*P], no bias */
+    const float *class_embedding;              /* [W] */
+    const float *positional_embedding;         /* [(S/P)^2 + 1, W] */
+    const float *ln_pre_weight, *ln_pre_bias;
+    clipn_transformer transformer;
+    const float *ln_post_weight, *ln_post_bias;
+    const float *proj;                         /* [W, E] as stored */
+    clipn_linear proj_t;                       /* proj transposed to [E, W] for the kernels */
+} clipn_visual;
+
+typedef struct clipn_text_tower {
+    const float *token_embedding;              /* [V, W] */
+    const float *positional_embedding;         /* [C, W] */
+    const float *prompt_no;                    /* [16, C, W] or NULL (no tower only) */
+    const float *prompt_no_mean;               /* [C, W] mean over prompts, or NULL */
+    clipn_transformer transformer;
+    const float *ln_final_weight, *ln_final_bias;
+    const float *text_projection;              /* [W, E] as stored */
+    clipn_linear text_projection_t;            /* transposed to [E, W] */
+} clipn_text_tower;
+
+struct clipn_model {
+    clipn_config config;
+    clipn_visual visual;
+    clipn_text_tower text;                     /* token_embedding, transformer, ln_final ... */
+    clipn_text_tower text_no;                  /* *_no tensors; zeroed when !has_no_tower */
+
+    /* BPE merges as embedded in the file: lines "a b\n", UTF-8, no header line. */
+    const char *bpe_merges;
+    size_t bpe_merges_len;
+
+    /* storage */
+    void *map;                                 /* mmap of the file */
+    size_t map_len;
+    void **owned;                              /* buffers the model allocated (converted
+                                                  tensors, transposes, packed weights) */
+    size_t n_owned, cap_owned;
+};
+
+/* Track a heap buffer for release in clipn_model_free. Returns 0 on success. */
+int clipn_model_own(clipn_model *m, void *p);
+
+/* ---- context (lib/context.c) */
+
+struct clipn_ctx {
+    const clipn_model *model;
+    int max_batch;
+    int threads;
+    clipn_tokenizer *tokenizer;                /* lazily created for heads building */
+    /* scratch, allocated once in clipn_ctx_new, sized for max_batch */
+    float *scratch;
+    size_t scratch_floats;
+};
+
+/* ---- tokenizer internals, for tests and the CLI (lib/tokenizer.c) */
+clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,
+                                         clipn_tokenizer **out, clipn_error *err);
+
+#endif
