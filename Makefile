@@ -39,7 +39,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-c test-py parity bench install clean deps check-env
+.PHONY: all test test-c test-py parity example-pkgconfig bench install clean deps demo test-asan
 all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -69,13 +69,42 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libclipn.a
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-py parity
+test: all test-c test-py parity example-pkgconfig
 test-c: $(TESTS) $(BUILD)/clipn
 	@set -e; for t in $(TESTS); do echo "== $$t"; CK_FORK=yes $$t; done
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
-parity: all
-	@sh tests/golden/run_parity.sh $(PYTHON_TORCH)
+parity: all $(BUILD)/golden_parity
+	@sh tests/golden/run_parity.sh $(PYTHON_TORCH) $(BUILD)/golden_parity
+$(BUILD)/golden_parity: tests/golden/parity.c $(BUILD)/libclipn.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
+# examples/classify_one.c against an installed copy, through pkg-config: shared, then
+# static (libclipn.so removed, so the .pc's private requirements must be complete).
+example-pkgconfig: all
+	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	for kind in shared static; do \
+	    $(MAKE) --no-print-directory -s install BUILD=$(BUILD) PREFIX=$$d/$$kind >/dev/null; \
+	    export PKG_CONFIG_PATH=$$d/$$kind/lib/pkgconfig; \
+	    if [ $$kind = static ]; then rm -f $$d/$$kind/lib/libclipn.so*; flags=--static; \
+	    else flags=; fi; \
+	    $(CC) -std=c11 -Wall -Wextra -Werror -o $$d/classify_one_$$kind examples/classify_one.c \
+	        $$(pkg-config --cflags --libs $$flags clipn); \
+	    echo "== classify_one ($$kind)"; \
+	    LD_LIBRARY_PATH=$$d/$$kind/lib $$d/classify_one_$$kind tests/golden/fixtures/tiny.clipn \
+	        tests/fixtures/images/photo_chelsea_q80.jpg cat dog; \
+	done
+# clipn head/classify/eval end to end against the official scoring + metric code in PyTorch.
+e2e-scores: all
+	@sh tests/golden/e2e_scores.sh $(PYTHON_TORCH) $(BUILD)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer over every C suite, in its own build dir.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+test-asan:
+	$(MAKE) BUILD=build/asan OPT=-O1 EXTRA_CFLAGS="$(SAN_FLAGS)" EXTRA_LDFLAGS="$(SAN_FLAGS)" \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 test-c
+
+demo: all
+	@sh scripts/demo.sh
 
 bench: all $(BENCHES)
 	@sh bench/run.sh

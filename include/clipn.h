@@ -178,6 +178,7 @@ typedef struct clipn_heads {
     int dim;
     float *yes;   /* [n_classes, dim], L2-normalised */
     float *no;    /* [n_classes, dim], L2-normalised; NULL when the model has no no tower */
+    char **class_names; /* [n_classes] or NULL; filled by clipn_heads_load, freed with heads */
 } clipn_heads;
 
 /* Return non-zero to cancel. done/total count text encodes (prompts x towers). */
@@ -192,6 +193,34 @@ clipn_status clipn_heads_build(clipn_ctx *ctx, const char *const *classes, int n
                                clipn_progress_fn progress, void *user, clipn_heads **out,
                                clipn_error *err);
 void clipn_heads_free(clipn_heads *heads);
+
+/* Python `tmpl.format(name)` with one positional argument: "{}", "{0}", "{!s}", "{0!s}",
+ * "{{" and "}}". Anything Python would refuse (unbalanced braces, "{1}", "{}{}", mixed
+ * numbering), and other fields or format specs, are refused with a message quoting the
+ * template. *out is malloc'd and NUL-terminated. */
+clipn_status clipn_format_template(const char *tmpl, const char *name, char **out,
+                                   clipn_error *err);
+
+/* ------------------------------------------------------------------------- head files */
+
+/* 16 lowercase hex digits of FNV-1a 64 over the model's config JSON and its projection
+ * matrices (visual.proj, text_projection, text_projection_no): cheap, and different for any
+ * fine-tune of the same architecture. See docs/head-format.md. */
+clipn_status clipn_model_fingerprint(const clipn_model *model, char out[17], clipn_error *err);
+
+/* Save heads as a small safetensors file (docs/head-format.md) recording the class names,
+ * the templates (may be NULL/0 when unknown; no_templates NULL = same as templates) and
+ * the fingerprint of `model`. */
+clipn_status clipn_heads_save(const char *path, const clipn_model *model,
+                              const clipn_heads *heads, const char *const *classes,
+                              const char *const *templates, int n_templates,
+                              const char *const *no_templates, int n_no_templates,
+                              clipn_error *err);
+/* Load heads (with class_names). When model is not NULL, a file built from another model
+ * (fingerprint or embed_dim mismatch) is refused with CLIPN_E_INVALID_ARG. The file is
+ * treated as hostile: every size, offset and value is checked. */
+clipn_status clipn_heads_load(const char *path, const clipn_model *model, clipn_heads **out,
+                              clipn_error *err);
 
 /* ------------------------------------------------------------------------- scores */
 
@@ -217,10 +246,12 @@ clipn_status clipn_score(const clipn_heads *heads, const float *feature, float *
 
 typedef enum clipn_fpr95_mode {
     CLIPN_FPR95_INTERP = 0,  /* official CLIPN: interp1d(tpr, fpr)(0.95) on sklearn roc_curve */
-    CLIPN_FPR95_NEAREST = 1  /* MCM/NegLabel: fpr at the first ROC point with tpr >= 0.95 */
+    CLIPN_FPR95_NEAREST = 1  /* MCM (Outlier Exposure's fpr_and_fdr_at_recall): fpr at the
+                                ROC threshold whose tpr is nearest 0.95 (docs/api.md) */
 } clipn_fpr95_mode;
 
-/* ID is the positive class; higher score = more ID. */
+/* ID is the positive class; higher score = more ID. Both sets must be non-empty and finite
+ * (CLIPN_E_INVALID_ARG otherwise). */
 clipn_status clipn_auroc(const float *id_scores, size_t n_id, const float *ood_scores,
                          size_t n_ood, double *auroc, clipn_error *err);
 clipn_status clipn_fpr95(const float *id_scores, size_t n_id, const float *ood_scores,

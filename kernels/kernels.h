@@ -29,8 +29,28 @@ typedef enum clipn_epilogue {
 
 /* Select kernels for this CPU (idempotent, thread-safe). Returns the ISA name chosen. */
 const char *clipn_kernels_init(void);
-const char *clipn_kernels_isa(void);
-const char *clipn_kernels_gemm_backend(void);
+const char *clipn_kernels_isa(void);          /* "portable", "avx2", "avx512", "neon" */
+const char *clipn_kernels_gemm_backend(void); /* "native" or "openblas" */
+/* Why an environment override was not honoured ("" when it was, or none was given),
+ * e.g. "CLIPN_ISA=avx512 not supported by this CPU; using avx2". */
+const char *clipn_kernels_note(void);
+
+/* 1 if this CPU (and build) can run the named ISA variant, else 0. */
+int clipn_kernels_isa_available(const char *isa);
+/* Force a variant at run time (tests, benchmarks). isa or gemm may be NULL to keep the
+ * current choice. Returns 0, or -1 (nothing changed) if a name is unknown or unavailable.
+ * Not to be called while other threads run kernels. */
+int clipn_kernels_select(const char *isa, const char *gemm);
+/* Choose again from CPUID and the environment, as at first use (tests). Same caveat. */
+void clipn_kernels_reset_from_env(void);
+
+/* Threads used by the kernels (one pool for the whole process; also sets OpenBLAS's
+ * thread count). n <= 0 means all online cores. Safe to call at any time. */
+void clipn_kernels_set_threads(int n);
+int clipn_kernels_threads(void);
+
+/* Vectorised erf of the selected ISA (what the GELU epilogue uses), exposed for tests. */
+void clipn_erf(const float *x, float *y, size_t n);
 
 /* Prepare (pack) a linear layer's weights once at load. Returns 0 on success, -1 on
  * allocation failure. The packed buffer is returned through lin->packed and must be freed

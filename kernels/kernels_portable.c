@@ -1,57 +1,51 @@
-/* Portable C kernels: the reference every ISA-specific version must match. */
-#include "kernels.h"
+/* Portable C kernels: the reference every ISA-specific version must match. Written for
+ * clarity; libm's erff/expf and double accumulation where it matters. */
+#include "kernels_impl.h"
 
-#include <cblas.h>
 #include <math.h>
-#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
-int clipn_linear_prepare(clipn_linear *lin)
+static float act_scalar(float v, int act)
 {
-    /* The OpenBLAS backend reads the weights in place. */
-    lin->packed = NULL;
-    lin->packed_bytes = 0;
-    return 0;
+    if (act == CLIPN_ACT_GELU_ERF)
+        return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    if (act == CLIPN_ACT_QUICK)
+        return v / (1.0f + expf(-1.702f * v));
+    return v;
 }
 
-void clipn_linear_release(clipn_linear *lin)
+static void gemm_ukernel_portable(int kc, const float *a, const float *b, float *c, size_t ldc,
+                                  int mr, int nr, const float *bias, int load_c)
 {
-    free(lin->packed);
-    lin->packed = NULL;
-    lin->packed_bytes = 0;
-}
-
-void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float *y,
-                          clipn_epilogue epi)
-{
-    const int n = lin->n_out, k = lin->n_in;
-    if (m <= 0)
-        return;
-    float beta = 0.0f;
-    if (epi == CLIPN_EPI_RESIDUAL) {
-        beta = 1.0f; /* accumulate onto the residual stream held in y */
-    }
-    if (lin->bias) {
-        if (epi == CLIPN_EPI_RESIDUAL) {
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                    y[(size_t)i * n + j] += lin->bias[j];
-        } else {
-            for (int i = 0; i < m; i++)
-                memcpy(y + (size_t)i * n, lin->bias, sizeof(float) * (size_t)n);
-            beta = 1.0f;
+    float acc[CLIPN_GEMM_MR][CLIPN_GEMM_NR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++)
+        for (int i = 0; i < CLIPN_GEMM_MR; i++)
+            for (int j = 0; j < CLIPN_GEMM_NR; j++)
+                acc[i][j] += a[k * CLIPN_GEMM_MR + i] * b[k * CLIPN_GEMM_NR + j];
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (size_t)i * ldc;
+        for (int j = 0; j < nr; j++) {
+            float v = acc[i][j];
+            if (load_c)
+                v += ci[j];
+            if (bias)
+                v += bias[j];
+            ci[j] = v;
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, lin->weight, k,
-                beta, y, n);
-    if (epi == CLIPN_EPI_GELU)
-        clipn_gelu_erf(y, (size_t)m * n);
-    else if (epi == CLIPN_EPI_QUICKGELU)
-        clipn_quickgelu(y, (size_t)m * n);
 }
 
-void clipn_layernorm(const float *x, float *y, int rows, int dim, const float *g,
-                     const float *b, float eps)
+static void activate_portable(float *c, size_t ldc, int rows, int cols, int act)
+{
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            c[(size_t)i * ldc + j] = act_scalar(c[(size_t)i * ldc + j], act);
+}
+
+static void layernorm_portable(const float *x, float *y, int rows, int dim, const float *g,
+                               const float *b, float eps)
 {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
@@ -68,67 +62,75 @@ void clipn_layernorm(const float *x, float *y, int rows, int dim, const float *g
         }
         var /= dim;
         const float inv = (float)(1.0 / sqrt(var + eps));
-        const float fm = (float)mean;
+        /* the mean as float hi + lo: x - mean keeps full precision when |mean| >> |x - mean| */
+        const float fm = (float)mean, fm_lo = (float)(mean - fm);
         for (int i = 0; i < dim; i++)
-            yr[i] = (xr[i] - fm) * inv * g[i] + b[i];
+            yr[i] = ((xr[i] - fm) - fm_lo) * inv * g[i] + b[i];
     }
 }
 
-void clipn_gelu_erf(float *x, size_t n)
+static void gelu_erf_portable(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+        x[i] = act_scalar(x[i], CLIPN_ACT_GELU_ERF);
 }
 
-void clipn_quickgelu(float *x, size_t n)
+static void quickgelu_portable(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+        x[i] = act_scalar(x[i], CLIPN_ACT_QUICK);
 }
 
-size_t clipn_attention_scratch_floats(int L, int W, int heads)
+static void erf_portable(const float *x, float *y, size_t n)
 {
-    (void)W;
-    (void)heads;
-    return (size_t)L; /* one row of scores at a time */
+    for (size_t i = 0; i < n; i++)
+        y[i] = erff(x[i]);
 }
 
-void clipn_attention(const float *qkv, float *out, int L, int W, int heads, int causal,
-                     float *scratch)
+/* One head, one query row at a time; scratch holds one row of scores. */
+static void attention_head_portable(const float *qkv, float *out, int L, int W, int hd, int h,
+                                    int causal, float *scratch)
 {
-    const int hd = W / heads;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t ld = (size_t)3 * W;
-    for (int h = 0; h < heads; h++) {
-        const float *q = qkv + (size_t)h * hd;
-        const float *k = qkv + W + (size_t)h * hd;
-        const float *v = qkv + 2 * (size_t)W + (size_t)h * hd;
-        for (int i = 0; i < L; i++) {
-            const int n_keys = causal ? i + 1 : L;
-            float mx = -INFINITY;
-            for (int j = 0; j < n_keys; j++) {
-                float s = 0.0f;
-                for (int d = 0; d < hd; d++)
-                    s += q[(size_t)i * ld + d] * k[(size_t)j * ld + d];
-                s *= scale;
-                scratch[j] = s;
-                if (s > mx)
-                    mx = s;
-            }
-            float sum = 0.0f;
-            for (int j = 0; j < n_keys; j++) {
-                scratch[j] = expf(scratch[j] - mx);
-                sum += scratch[j];
-            }
-            const float inv = 1.0f / sum;
-            float *o = out + (size_t)i * W + (size_t)h * hd;
+    const float *q = qkv + (size_t)h * hd;
+    const float *k = qkv + W + (size_t)h * hd;
+    const float *v = qkv + 2 * (size_t)W + (size_t)h * hd;
+    for (int i = 0; i < L; i++) {
+        const int n_keys = causal ? i + 1 : L;
+        float mx = -INFINITY;
+        for (int j = 0; j < n_keys; j++) {
+            float s = 0.0f;
             for (int d = 0; d < hd; d++)
-                o[d] = 0.0f;
-            for (int j = 0; j < n_keys; j++) {
-                const float p = scratch[j] * inv;
-                for (int d = 0; d < hd; d++)
-                    o[d] += p * v[(size_t)j * ld + d];
-            }
+                s += q[(size_t)i * ld + d] * scale * k[(size_t)j * ld + d];
+            scratch[j] = s;
+            if (s > mx)
+                mx = s;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < n_keys; j++) {
+            scratch[j] = expf(scratch[j] - mx);
+            sum += scratch[j];
+        }
+        const float inv = 1.0f / sum;
+        float *o = out + (size_t)i * W + (size_t)h * hd;
+        for (int d = 0; d < hd; d++)
+            o[d] = 0.0f;
+        for (int j = 0; j < n_keys; j++) {
+            const float p = scratch[j] * inv;
+            for (int d = 0; d < hd; d++)
+                o[d] += p * v[(size_t)j * ld + d];
         }
     }
 }
+
+const clipn_kernel_ops clipn_ops_portable = {
+    .isa = "portable",
+    .gemm_ukernel = gemm_ukernel_portable,
+    .activate = activate_portable,
+    .layernorm = layernorm_portable,
+    .gelu_erf = gelu_erf_portable,
+    .quickgelu = quickgelu_portable,
+    .erf = erf_portable,
+    .attention_head = attention_head_portable,
+};

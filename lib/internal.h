@@ -78,17 +78,48 @@ struct clipn_model {
 /* Track a heap buffer for release in clipn_model_free. Returns 0 on success. */
 int clipn_model_own(clipn_model *m, void *p);
 
-/* ---- context (lib/context.c) */
+/* ---- context (lib/context.c), towers (lib/vision.c, lib/text.c) */
+
+/* Floats each scratch buffer holds. */
+typedef struct clipn_scratch_sizes {
+    size_t x;                                  /* residual stream (and h, same size) */
+    size_t big;                                /* qkv / mlp hidden / im2col patches */
+    size_t attn;                               /* clipn_attention scratch */
+    size_t pooled;                             /* one row per sequence */
+} clipn_scratch_sizes;
 
 struct clipn_ctx {
     const clipn_model *model;
     int max_batch;
     int threads;
     clipn_tokenizer *tokenizer;                /* lazily created for heads building */
-    /* scratch, allocated once in clipn_ctx_new, sized for max_batch */
+    /* scratch, allocated once in clipn_ctx_new, sized for max_batch (one block; grown only
+       by clipn_encode_image_sized for inputs larger than the native size) */
     float *scratch;
     size_t scratch_floats;
+    clipn_scratch_sizes cap;
+    float *x, *h, *big, *attn, *pooled;        /* views into scratch */
+    int *seq_len;                              /* [max_batch] tokens per sequence */
+    /* interpolated position table for clipn_encode_image_sized, cached per size */
+    float *pos_sized;
+    size_t pos_sized_floats;
+    int pos_sized_size;                        /* image size it was computed for, 0 = none */
 };
+
+size_t clipn_mul_size(size_t a, size_t b, int *ok);
+/* Grow the scratch to at least `need` (keeps nothing). */
+clipn_status clipn_ctx_reserve(clipn_ctx *ctx, const clipn_scratch_sizes *need,
+                               clipn_error *err);
+/* Raise `need` to what n images of side `size` take. 0 on size_t overflow. */
+int clipn_vision_need(const clipn_model *m, size_t n, int size, clipn_scratch_sizes *need);
+/* Run n_seq stacked sequences (seq_len[s] rows each) through t, in place in x. */
+void clipn_transformer_forward(clipn_ctx *ctx, const clipn_transformer *t, float *x,
+                               int n_seq, const int *seq_len, int causal);
+/* PyTorch F.interpolate(mode='bicubic', align_corners=False) of a [g_in, g_in, W] grid to
+ * [g_out, g_out, W] (a = -0.75, border clamping, no antialias). */
+void clipn_bicubic_grid(const float *in, int g_in, float *out, int g_out, int W);
+/* Text pooling position: the first index of the largest id in ids[0, context_length). */
+int clipn_text_pool_index(const int32_t *ids, int context_length);
 
 /* ---- tokenizer internals, for tests and the CLI (lib/tokenizer.c) */
 clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,

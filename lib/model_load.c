@@ -1,9 +1,834 @@
-/* STUB: replaced by the loader work (issue 2). */
+/* Model loader: a libclipn model file (docs/model-format.md) -> struct clipn_model.
+ *
+ * Order: map + validate the safetensors structure (lib/safetensors.c), read and range-check
+ * the config from __metadata__, then bind every tensor the config implies with its exact
+ * dtype and shape, refuse leftovers, and prepare the linear layers. Aligned F32 tensors are
+ * used in place in the read-only mapping; F16/BF16 are converted once into model-owned
+ * buffers. Any failure frees everything: there is never a partial model. */
 #include "internal.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
-clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, clipn_model **out, clipn_error *err)
-{ (void)opts; if (out) *out = NULL; return clipn_fail(err, CLIPN_E_UNSUPPORTED, "%s: loader not implemented", path ? path : "(null)"); }
-void clipn_model_free(clipn_model *m) { (void)m; }
-const clipn_config *clipn_model_config(const clipn_model *m) { return m ? &m->config : NULL; }
-size_t clipn_config_to_json(const clipn_config *c, char *b, size_t cap) { (void)c; if (cap) b[0] = 0; return 0; }
-int clipn_model_own(clipn_model *m, void *p) { (void)m; (void)p; return -1; }
+#include <string.h>
+#include <sys/mman.h>
+
+#define DEFAULT_MAX_HEADER_BYTES (100ull << 20)
+#define DEFAULT_MAX_TENSORS 100000ull
+#define MAX_CONFIG_DEPTH 4
+
+typedef struct loader {
+    const char *path;
+    clipn_st_file file;
+    clipn_model *m;
+    clipn_error *err;
+} loader;
+
+/* ------------------------------------------------------------------ ownership */
+
+/* On failure the buffer is not taken: the caller still owns (and frees) it. */
+int clipn_model_own(clipn_model *m, void *p)
+{
+    if (m->n_owned == m->cap_owned) {
+        size_t cap = m->cap_owned ? m->cap_owned * 2 : 16;
+        if (cap > SIZE_MAX / sizeof(void *))
+            return -1;
+        void **grown = realloc(m->owned, cap * sizeof(void *));
+        if (!grown)
+            return -1;
+        m->owned = grown;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = p;
+    return 0;
+}
+
+static void *alloc_owned(loader *L, size_t n, size_t size, const char *what,
+                         clipn_status *status)
+{
+    void *p = NULL;
+    if (n <= SIZE_MAX / size)
+        p = malloc(n * size > 0 ? n * size : 1);
+    if (p && clipn_model_own(L->m, p) != 0) {
+        free(p);
+        p = NULL;
+    }
+    if (!p)
+        *status = clipn_fail(L->err, CLIPN_E_NOMEM, "%s: out of memory for '%s'", L->path, what);
+    return p;
+}
+
+/* Every clipn_linear of the model, for prepare and release. */
+static int visit_transformer(clipn_transformer *t, int (*fn)(clipn_linear *))
+{
+    for (int i = 0; t->resblocks && i < t->layers; i++) {
+        clipn_block *b = &t->resblocks[i];
+        if (fn(&b->attn_in_proj) || fn(&b->attn_out_proj) || fn(&b->mlp_c_fc) ||
+            fn(&b->mlp_c_proj))
+            return -1;
+    }
+    return 0;
+}
+
+static int visit_linears(clipn_model *m, int (*fn)(clipn_linear *))
+{
+    if (fn(&m->visual.patch_embed) || fn(&m->visual.proj_t) ||
+        visit_transformer(&m->visual.transformer, fn))
+        return -1;
+    clipn_text_tower *towers[2] = {&m->text, &m->text_no};
+    for (int k = 0; k < 2; k++)
+        if (visit_transformer(&towers[k]->transformer, fn) || fn(&towers[k]->text_projection_t))
+            return -1;
+    return 0;
+}
+
+static int prepare_linear(clipn_linear *l)
+{
+    return l->weight ? clipn_linear_prepare(l) : 0;
+}
+
+static int release_linear(clipn_linear *l)
+{
+    if (l->packed)
+        clipn_linear_release(l);
+    return 0;
+}
+
+void clipn_model_free(clipn_model *m)
+{
+    if (!m)
+        return;
+    visit_linears(m, release_linear); /* before the owned buffers: resblocks live there */
+    for (size_t i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
+    if (m->map)
+        munmap(m->map, m->map_len);
+    free(m);
+}
+
+const clipn_config *clipn_model_config(const clipn_model *model)
+{
+    return model ? &model->config : NULL;
+}
+
+/* ------------------------------------------------------------------ config */
+
+static clipn_status missing(loader *L, const char *key)
+{
+    return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config field '%s' is missing", L->path, key);
+}
+
+static clipn_status cfg_int(loader *L, const cJSON *cfg, const char *key, int lo, int hi,
+                            int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!v)
+        return missing(L, key);
+    if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config field '%s' must be an integer",
+                          L->path, key);
+    if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: config field '%s' is %.17g, must be in [%d, %d]", L->path, key,
+                          v->valuedouble, lo, hi);
+    *out = (int)v->valuedouble;
+    return CLIPN_OK;
+}
+
+static clipn_status cfg_bool(loader *L, const cJSON *cfg, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!v)
+        return missing(L, key);
+    if (!cJSON_IsBool(v))
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config field '%s' must be true or false",
+                          L->path, key);
+    *out = cJSON_IsTrue(v);
+    return CLIPN_OK;
+}
+
+/* Index of the field's string value in `choices` (NULL-terminated). */
+static clipn_status cfg_choice(loader *L, const cJSON *cfg, const char *key,
+                               const char *const *choices, const char *expected, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!v)
+        return missing(L, key);
+    for (int i = 0; cJSON_IsString(v) && choices[i]; i++)
+        if (strcmp(v->valuestring, choices[i]) == 0) {
+            *out = i;
+            return CLIPN_OK;
+        }
+    return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config field '%s' must be %s", L->path, key,
+                      expected);
+}
+
+/* A finite number in the open interval (lo, hi). */
+static clipn_status cfg_number(loader *L, const cJSON *v, const char *key, double lo, double hi,
+                               float *out)
+{
+    if (!v)
+        return missing(L, key);
+    if (!cJSON_IsNumber(v))
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config field '%s' must be a number",
+                          L->path, key);
+    double d = v->valuedouble;
+    if (!(d > lo && d < hi))
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: config field '%s' is %.9g, must be in (%g, %g)", L->path, key, d,
+                          lo, hi);
+    *out = (float)d;
+    return CLIPN_OK;
+}
+
+static clipn_status cfg_vec3(loader *L, const cJSON *cfg, const char *key, double lo,
+                             double hi, float out[3])
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!v)
+        return missing(L, key);
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config field '%s' must be 3 numbers",
+                          L->path, key);
+    for (int i = 0; i < 3; i++) {
+        clipn_status s = cfg_number(L, cJSON_GetArrayItem(v, i), key, lo, hi, &out[i]);
+        if (s != CLIPN_OK)
+            return s;
+    }
+    return CLIPN_OK;
+}
+
+static clipn_status config_mismatch(loader *L, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static clipn_status config_mismatch(loader *L, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config: %s", L->path, what);
+}
+
+/* Ranges keep every derived size (e.g. (S/P)^2 + 1 rows of width W) well inside int. */
+static clipn_status parse_config(loader *L, const cJSON *j, clipn_config *c)
+{
+    static const char *const activations[] = {"gelu", "quickgelu", NULL};
+    static const char *const poolings[] = {"argmax", NULL};
+    const int DIM = 1 << 16, LAYERS = 1024;
+    int act = 0, pool = 0;
+    clipn_status s;
+#define TRY(call)                                                                             \
+    do {                                                                                      \
+        if ((s = (call)) != CLIPN_OK)                                                         \
+            return s;                                                                         \
+    } while (0)
+    TRY(cfg_int(L, j, "format_version", 0, 1 << 30, &c->format_version));
+    if (c->format_version > CLIPN_FORMAT_VERSION)
+        return clipn_fail(L->err, CLIPN_E_UNSUPPORTED,
+                          "%s: config format_version %d is newer than this libclipn reads (%d)",
+                          L->path, c->format_version, CLIPN_FORMAT_VERSION);
+    if (c->format_version != CLIPN_FORMAT_VERSION)
+        return config_mismatch(L, "format_version %d, expected %d", c->format_version,
+                               CLIPN_FORMAT_VERSION);
+    TRY(cfg_int(L, j, "embed_dim", 1, DIM, &c->embed_dim));
+    TRY(cfg_int(L, j, "image_size", 1, 1 << 13, &c->image_size));
+    TRY(cfg_int(L, j, "patch_size", 1, 1 << 13, &c->patch_size));
+    TRY(cfg_int(L, j, "vision_width", 1, DIM, &c->vision_width));
+    TRY(cfg_int(L, j, "vision_layers", 1, LAYERS, &c->vision_layers));
+    TRY(cfg_int(L, j, "vision_heads", 1, DIM, &c->vision_heads));
+    TRY(cfg_int(L, j, "vision_mlp_width", 1, 1 << 18, &c->vision_mlp_width));
+    TRY(cfg_int(L, j, "context_length", 1, DIM, &c->context_length));
+    TRY(cfg_int(L, j, "vocab_size", 1, 1 << 24, &c->vocab_size));
+    TRY(cfg_int(L, j, "text_width", 1, DIM, &c->text_width));
+    TRY(cfg_int(L, j, "text_layers", 1, LAYERS, &c->text_layers));
+    TRY(cfg_int(L, j, "text_heads", 1, DIM, &c->text_heads));
+    TRY(cfg_int(L, j, "text_mlp_width", 1, 1 << 18, &c->text_mlp_width));
+    TRY(cfg_choice(L, j, "activation", activations, "\"gelu\" or \"quickgelu\"", &act));
+    c->activation = act == 0 ? CLIPN_ACT_GELU : CLIPN_ACT_QUICKGELU;
+    TRY(cfg_number(L, cJSON_GetObjectItemCaseSensitive(j, "ln_eps"), "ln_eps", 0.0, 1.0,
+                   &c->ln_eps));
+    if (!(c->ln_eps > 0.0f)) /* a tiny double can round to 0 as float */
+        return config_mismatch(L, "ln_eps rounds to 0 as float32");
+    TRY(cfg_int(L, j, "pad_id", 0, c->vocab_size - 1, &c->pad_id));
+    TRY(cfg_int(L, j, "sot_id", 0, c->vocab_size - 1, &c->sot_id));
+    TRY(cfg_int(L, j, "eot_id", 0, c->vocab_size - 1, &c->eot_id));
+    TRY(cfg_choice(L, j, "pooling", poolings, "\"argmax\"", &pool));
+    c->pooling = CLIPN_POOL_ARGMAX;
+    TRY(cfg_bool(L, j, "has_no_tower", &c->has_no_tower));
+    TRY(cfg_bool(L, j, "has_prompt_no", &c->has_prompt_no));
+    TRY(cfg_int(L, j, "n_prompt_no", 0, 1 << 12, &c->n_prompt_no));
+    TRY(cfg_vec3(L, j, "image_mean", -1e6, 1e6, c->image_mean));
+    TRY(cfg_vec3(L, j, "image_std", 0.0, 1e6, c->image_std));
+#undef TRY
+
+    if (c->vision_width % c->vision_heads != 0)
+        return config_mismatch(L, "vision_width %d is not a multiple of vision_heads %d",
+                               c->vision_width, c->vision_heads);
+    if (c->text_width % c->text_heads != 0)
+        return config_mismatch(L, "text_width %d is not a multiple of text_heads %d",
+                               c->text_width, c->text_heads);
+    if (c->image_size % c->patch_size != 0)
+        return config_mismatch(L, "image_size %d is not a multiple of patch_size %d",
+                               c->image_size, c->patch_size);
+    if (c->sot_id == c->eot_id)
+        return config_mismatch(L, "sot_id and eot_id are both %d", c->sot_id);
+    if (c->has_prompt_no && !c->has_no_tower)
+        return config_mismatch(L, "has_prompt_no is true but has_no_tower is false");
+    if (c->has_prompt_no != (c->n_prompt_no > 0))
+        return config_mismatch(L, "n_prompt_no %d does not match has_prompt_no %s",
+                               c->n_prompt_no, c->has_prompt_no ? "true" : "false");
+    return CLIPN_OK;
+}
+
+static const char *meta_string(const cJSON *meta, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static clipn_status read_metadata(loader *L)
+{
+    const cJSON *meta = L->file.metadata;
+    if (!meta)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: header has no __metadata__ (not a libclipn model file)", L->path);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, meta)
+    {
+        if (!cJSON_IsString(e))
+            return clipn_fail(L->err, CLIPN_E_FORMAT,
+                              "%s: __metadata__ value '%.100s' is not a string", L->path,
+                              e->string);
+    }
+    const char *format = meta_string(meta, "format");
+    if (!format || strcmp(format, "libclipn") != 0)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: __metadata__ format is '%.64s', expected 'libclipn'", L->path,
+                          format ? format : "(missing)");
+    const char *version = meta_string(meta, "format_version");
+    if (!version)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: __metadata__ format_version is missing",
+                          L->path);
+    size_t digits = strspn(version, "0123456789");
+    if (digits == 0 || digits > 9 || version[digits] != '\0')
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: __metadata__ format_version '%.32s' is not a version number",
+                          L->path, version);
+    long v = strtol(version, NULL, 10);
+    if (v > CLIPN_FORMAT_VERSION)
+        return clipn_fail(L->err, CLIPN_E_UNSUPPORTED,
+                          "%s: format_version %ld is newer than this libclipn reads (%d)",
+                          L->path, v, CLIPN_FORMAT_VERSION);
+    if (v != CLIPN_FORMAT_VERSION)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: format_version %ld is not %d", L->path, v,
+                          CLIPN_FORMAT_VERSION);
+
+    const char *text = meta_string(meta, "config");
+    if (!text)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: __metadata__ config is missing", L->path);
+    if (clipn_json_depth(text, strlen(text)) > MAX_CONFIG_DEPTH)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config JSON nests too deep", L->path);
+    cJSON *cfg = cJSON_ParseWithOpts(text, NULL, 1);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: __metadata__ config is not a JSON object", L->path);
+    }
+    clipn_status s = parse_config(L, cfg, &L->m->config);
+    cJSON_Delete(cfg);
+    return s;
+}
+
+/* ------------------------------------------------------------------ tensors */
+
+static void format_shape(char *buf, size_t cap, int ndim, const uint64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += shape[i] == UINT64_MAX /* any length */
+                 ? (size_t)snprintf(buf + n, cap - n, "%sn", i ? ", " : "")
+                 : (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? ", " : "",
+                                    (unsigned long long)shape[i]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+}
+
+static float f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) { /* zero or subnormal: mant * 2^-24 */
+        float v = (float)mant * 0x1p-24f;
+        memcpy(&bits, &v, 4);
+        bits |= sign;
+    } else if (exp == 31) { /* inf / nan */
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 112) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* The tensor's values as f32: in place when possible, else a converted model-owned copy. */
+static clipn_status tensor_f32(loader *L, const clipn_st_tensor *t, const float **out)
+{
+    if (t->dtype == CLIPN_ST_F32 && (uintptr_t)t->data % _Alignof(float) == 0) {
+        *out = (const float *)(const void *)t->data;
+        return CLIPN_OK;
+    }
+    clipn_status s = CLIPN_OK;
+    if (t->numel > SIZE_MAX / sizeof(float))
+        return clipn_fail(L->err, CLIPN_E_LIMIT, "%s: tensor '%s' too large", L->path, t->name);
+    size_t n = (size_t)t->numel;
+    float *dst = alloc_owned(L, n, sizeof(float), t->name, &s);
+    if (!dst)
+        return s;
+    const uint8_t *src = t->data;
+    if (t->dtype == CLIPN_ST_F32) {
+        memcpy(dst, src, n * sizeof(float));
+    } else if (t->dtype == CLIPN_ST_F16) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t bits = (uint32_t)(src[2 * i] | src[2 * i + 1] << 8) << 16;
+            memcpy(&dst[i], &bits, 4);
+        }
+    }
+    *out = dst;
+    return CLIPN_OK;
+}
+
+/* Find `name`, check it is a float tensor of exactly `shape`, mark it used. */
+static clipn_status find_tensor(loader *L, const char *name, int ndim, const uint64_t *shape,
+                                int want_u8, const clipn_st_tensor **out)
+{
+    clipn_st_tensor *t = clipn_st_find(&L->file, name);
+    if (!t)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: tensor '%s' is missing", L->path, name);
+    if (want_u8 ? t->dtype != CLIPN_ST_U8 : t->dtype == CLIPN_ST_U8)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: tensor '%s' has dtype %s, expected %s",
+                          L->path, name, clipn_st_dtype_name(t->dtype),
+                          want_u8 ? "U8" : "F32, F16 or BF16");
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = shape[i] == UINT64_MAX || t->shape[i] == shape[i]; /* UINT64_MAX: any length */
+    if (!same) {
+        char found[160], need[160];
+        format_shape(found, sizeof found, t->ndim, t->shape);
+        format_shape(need, sizeof need, ndim, shape);
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor '%s' has shape %s, config needs %s", L->path, name, found,
+                          need);
+    }
+    t->used = 1;
+    *out = t;
+    return CLIPN_OK;
+}
+
+static clipn_status bind(loader *L, const char *name, const float **out, int ndim,
+                         const uint64_t *shape)
+{
+    const clipn_st_tensor *t;
+    clipn_status s = find_tensor(L, name, ndim, shape, 0, &t);
+    return s != CLIPN_OK ? s : tensor_f32(L, t, out);
+}
+
+#define SHAPE(...) (const uint64_t[]){__VA_ARGS__}
+#define NDIM(...) ((int)(sizeof(SHAPE(__VA_ARGS__)) / sizeof(uint64_t)))
+/* BIND(dst, name, dims...) */
+#define BIND(dst, name, ...)                                                                  \
+    do {                                                                                      \
+        if ((s = bind(L, (name), (dst), NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))) != CLIPN_OK)  \
+            return s;                                                                         \
+    } while (0)
+
+static void set_linear(clipn_linear *l, const float *weight, const float *bias, int n_out,
+                       int n_in)
+{
+    l->weight = weight;
+    l->bias = bias;
+    l->n_out = n_out;
+    l->n_in = n_in;
+}
+
+/* `prefix`.resblocks.{i}.* for a tower of width W and MLP width M. */
+static clipn_status bind_transformer(loader *L, const char *prefix, int width, int layers,
+                                     int heads, int mlp_width, clipn_transformer *tr)
+{
+    clipn_status s = CLIPN_OK;
+    const uint64_t W = (uint64_t)width, M = (uint64_t)mlp_width;
+    tr->width = width;
+    tr->heads = heads;
+    tr->mlp_width = mlp_width;
+    tr->resblocks = alloc_owned(L, (size_t)layers, sizeof(clipn_block), prefix, &s);
+    if (!tr->resblocks)
+        return s;
+    memset(tr->resblocks, 0, (size_t)layers * sizeof(clipn_block));
+    tr->layers = layers;
+    for (int i = 0; i < layers; i++) {
+        clipn_block *b = &tr->resblocks[i];
+        char name[200];
+        const float *w, *bias;
+#define NAME(suffix) (snprintf(name, sizeof name, "%s.resblocks.%d.%s", prefix, i, suffix), name)
+        BIND(&b->ln_1_weight, NAME("ln_1.weight"), W);
+        BIND(&b->ln_1_bias, NAME("ln_1.bias"), W);
+        BIND(&w, NAME("attn.in_proj_weight"), 3 * W, W);
+        BIND(&bias, NAME("attn.in_proj_bias"), 3 * W);
+        set_linear(&b->attn_in_proj, w, bias, 3 * width, width);
+        BIND(&w, NAME("attn.out_proj.weight"), W, W);
+        BIND(&bias, NAME("attn.out_proj.bias"), W);
+        set_linear(&b->attn_out_proj, w, bias, width, width);
+        BIND(&b->ln_2_weight, NAME("ln_2.weight"), W);
+        BIND(&b->ln_2_bias, NAME("ln_2.bias"), W);
+        BIND(&w, NAME("mlp.c_fc.weight"), M, W);
+        BIND(&bias, NAME("mlp.c_fc.bias"), M);
+        set_linear(&b->mlp_c_fc, w, bias, mlp_width, width);
+        BIND(&w, NAME("mlp.c_proj.weight"), W, M);
+        BIND(&bias, NAME("mlp.c_proj.bias"), W);
+        set_linear(&b->mlp_c_proj, w, bias, width, mlp_width);
+#undef NAME
+    }
+    return CLIPN_OK;
+}
+
+/* proj [rows, cols] as stored -> a linear with weight [cols, rows] (y = x @ proj). */
+static clipn_status transpose_linear(loader *L, const char *name, const float *proj, int rows,
+                                     int cols, clipn_linear *out)
+{
+    clipn_status s = CLIPN_OK;
+    float *t = alloc_owned(L, (size_t)rows, (size_t)cols * sizeof(float), name, &s);
+    if (!t)
+        return s;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            t[(size_t)c * rows + r] = proj[(size_t)r * cols + c];
+    set_linear(out, t, NULL, cols, rows);
+    return CLIPN_OK;
+}
+
+static clipn_status bind_visual(loader *L)
+{
+    const clipn_config *c = &L->m->config;
+    clipn_visual *v = &L->m->visual;
+    clipn_status s;
+    const uint64_t W = (uint64_t)c->vision_width, P = (uint64_t)c->patch_size,
+                   G = (uint64_t)(c->image_size / c->patch_size), E = (uint64_t)c->embed_dim;
+    BIND(&v->conv1_weight, "visual.conv1.weight", W, 3, P, P);
+    set_linear(&v->patch_embed, v->conv1_weight, NULL, c->vision_width,
+               3 * c->patch_size * c->patch_size);
+    BIND(&v->class_embedding, "visual.class_embedding", W);
+    BIND(&v->positional_embedding, "visual.positional_embedding", G * G + 1, W);
+    BIND(&v->ln_pre_weight, "visual.ln_pre.weight", W);
+    BIND(&v->ln_pre_bias, "visual.ln_pre.bias", W);
+    s = bind_transformer(L, "visual.transformer", c->vision_width, c->vision_layers,
+                         c->vision_heads, c->vision_mlp_width, &v->transformer);
+    if (s != CLIPN_OK)
+        return s;
+    BIND(&v->ln_post_weight, "visual.ln_post.weight", W);
+    BIND(&v->ln_post_bias, "visual.ln_post.bias", W);
+    BIND(&v->proj, "visual.proj", W, E);
+    return transpose_linear(L, "visual.proj", v->proj, c->vision_width, c->embed_dim,
+                            &v->proj_t);
+}
+
+/* The yes tower (suffix "") or the no tower (suffix "_no"). */
+static clipn_status bind_text(loader *L, const char *sfx, clipn_text_tower *t)
+{
+    const clipn_config *c = &L->m->config;
+    clipn_status s;
+    const uint64_t T = (uint64_t)c->text_width, C = (uint64_t)c->context_length,
+                   V = (uint64_t)c->vocab_size, E = (uint64_t)c->embed_dim;
+    char name[64];
+#define NAME(fmt) (snprintf(name, sizeof name, fmt, sfx), name)
+    BIND(&t->token_embedding, NAME("token_embedding%s.weight"), V, T);
+    BIND(&t->positional_embedding, NAME("positional_embedding%s"), C, T);
+    s = bind_transformer(L, NAME("transformer%s"), c->text_width, c->text_layers, c->text_heads,
+                         c->text_mlp_width, &t->transformer);
+    if (s != CLIPN_OK)
+        return s;
+    BIND(&t->ln_final_weight, NAME("ln_final%s.weight"), T);
+    BIND(&t->ln_final_bias, NAME("ln_final%s.bias"), T);
+    BIND(&t->text_projection, NAME("text_projection%s"), T, E);
+#undef NAME
+    return transpose_linear(L, name, t->text_projection, c->text_width, c->embed_dim,
+                            &t->text_projection_t);
+}
+
+/* prompt_no [n, C, T] and its mean over n (summed in double). */
+static clipn_status bind_prompt_no(loader *L)
+{
+    const clipn_config *c = &L->m->config;
+    clipn_text_tower *t = &L->m->text_no;
+    clipn_status s;
+    BIND(&t->prompt_no, "prompt_no", (uint64_t)c->n_prompt_no, (uint64_t)c->context_length,
+         (uint64_t)c->text_width);
+    size_t per = (size_t)c->context_length * (size_t)c->text_width;
+    float *mean = alloc_owned(L, per, sizeof(float), "prompt_no", &s);
+    if (!mean)
+        return s;
+    for (size_t j = 0; j < per; j++) {
+        double sum = 0.0;
+        for (int p = 0; p < c->n_prompt_no; p++)
+            sum += t->prompt_no[(size_t)p * per + j];
+        mean[j] = (float)(sum / c->n_prompt_no);
+    }
+    t->prompt_no_mean = mean;
+    return CLIPN_OK;
+}
+
+/* Strict UTF-8 (no overlongs, surrogates or NUL), at least one non-empty line. */
+static size_t utf8_error_at(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t b = s[i];
+        size_t len;
+        uint32_t cp;
+        if (b == 0)
+            return i;
+        if (b < 0x80) {
+            i++;
+            continue;
+        } else if ((b & 0xe0) == 0xc0) {
+            len = 2, cp = b & 0x1f;
+        } else if ((b & 0xf0) == 0xe0) {
+            len = 3, cp = b & 0x0f;
+        } else if ((b & 0xf8) == 0xf0) {
+            len = 4, cp = b & 0x07;
+        } else {
+            return i;
+        }
+        if (n - i < len)
+            return i;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return i;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return i;
+        i += len;
+    }
+    return SIZE_MAX;
+}
+
+static clipn_status bind_merges(loader *L)
+{
+    const clipn_st_tensor *t;
+    clipn_status s = find_tensor(L, "tokenizer.bpe_merges", 1, SHAPE(UINT64_MAX), 1, &t);
+    if (s != CLIPN_OK)
+        return s;
+    if (t->numel == 0 || t->data[0] == '\n' || t->data[0] == '\r')
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor 'tokenizer.bpe_merges' has no merge on its first line",
+                          L->path);
+    if (t->numel >= 8 && memcmp(t->data, "#version", 8) == 0)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor 'tokenizer.bpe_merges' starts with the vocab file's "
+                          "header line (the format stores merges only)",
+                          L->path);
+    size_t bad = utf8_error_at(t->data, (size_t)t->numel);
+    if (bad != SIZE_MAX)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor 'tokenizer.bpe_merges' is not UTF-8 text (byte %zu)",
+                          L->path, bad);
+    /* the tokenizer numbers 512 byte tokens, then one token per merge, then <sot> <eot>:
+       every id it can emit needs a row in the token embedding */
+    size_t lines = 0;
+    for (const uint8_t *p = t->data, *end = p + t->numel; p < end; lines++) {
+        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    if (L->m->config.vocab_size < 514 || lines > (size_t)L->m->config.vocab_size - 514)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor 'tokenizer.bpe_merges' has %zu merges, which with 512 byte "
+                          "tokens and 2 special tokens need vocab_size >= %zu (config has %d)",
+                          L->path, lines, lines + 514, L->m->config.vocab_size);
+    const clipn_config *c = &L->m->config;
+    if ((size_t)c->sot_id != 512 + lines || (size_t)c->eot_id != 513 + lines)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: config sot_id %d and eot_id %d do not follow the %zu merges of "
+                          "'tokenizer.bpe_merges' (expected %zu and %zu)",
+                          L->path, c->sot_id, c->eot_id, lines, 512 + lines, 513 + lines);
+    L->m->bpe_merges = (const char *)t->data;
+    L->m->bpe_merges_len = (size_t)t->numel;
+    return CLIPN_OK;
+}
+
+static clipn_status bind_all(loader *L)
+{
+    clipn_model *m = L->m;
+    clipn_config *c = &m->config;
+    clipn_status s;
+    if ((s = bind_visual(L)) != CLIPN_OK || (s = bind_text(L, "", &m->text)) != CLIPN_OK)
+        return s;
+    const float *logit_scale;
+    if ((s = bind(L, "logit_scale", &logit_scale, 0, NULL)) != CLIPN_OK) /* a scalar: [] */
+        return s;
+    c->logit_scale = expf(*logit_scale);
+    if (!isfinite(c->logit_scale))
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: tensor 'logit_scale' is %g, exp overflows",
+                          L->path, *logit_scale);
+    if (c->has_no_tower && (s = bind_text(L, "_no", &m->text_no)) != CLIPN_OK)
+        return s;
+    if (c->has_prompt_no && (s = bind_prompt_no(L)) != CLIPN_OK)
+        return s;
+    if ((s = bind_merges(L)) != CLIPN_OK)
+        return s;
+
+    for (size_t i = 0; i < L->file.n_tensors; i++) {
+        const char *name = L->file.tensors[i].name;
+        if (L->file.tensors[i].used)
+            continue;
+        const char *why = "";
+        if (!c->has_no_tower && strstr(name, "_no"))
+            why = "; config has_no_tower is false";
+        else if (!c->has_prompt_no && strcmp(name, "prompt_no") == 0)
+            why = "; config has_prompt_no is false";
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: unexpected tensor '%.200s' (not in the libclipn format for this "
+                          "config%s)",
+                          L->path, name, why);
+    }
+    return CLIPN_OK;
+}
+
+/* ------------------------------------------------------------------ load */
+
+static int little_endian(void)
+{
+    const uint16_t one = 1;
+    uint8_t first;
+    memcpy(&first, &one, 1);
+    return first == 1;
+}
+
+clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, clipn_model **out,
+                              clipn_error *err)
+{
+    if (!out)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_model_load: out is NULL");
+    *out = NULL;
+    if (!path)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_model_load: path is NULL");
+    if (!little_endian())
+        return clipn_fail(err, CLIPN_E_UNSUPPORTED, "%s: big-endian hosts are not supported",
+                          path);
+    uint64_t max_header = opts && opts->max_header_bytes ? opts->max_header_bytes
+                                                          : DEFAULT_MAX_HEADER_BYTES;
+    uint64_t max_tensors = opts && opts->max_tensors ? opts->max_tensors : DEFAULT_MAX_TENSORS;
+
+    loader L = {.path = path, .err = err};
+    clipn_status s = clipn_st_open(&L.file, path, max_header, max_tensors, err);
+    if (s != CLIPN_OK)
+        return s;
+    L.m = calloc(1, sizeof *L.m);
+    if (!L.m) {
+        clipn_st_close(&L.file);
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
+    }
+    /* the model owns the mapping from here on; clipn_model_free unmaps it */
+    L.m->map = L.file.map;
+    L.m->map_len = L.file.map_len;
+    L.file.map = NULL;
+
+    clipn_kernels_init();
+    s = read_metadata(&L);
+    if (s == CLIPN_OK)
+        s = bind_all(&L);
+    if (s == CLIPN_OK && visit_linears(L.m, prepare_linear) != 0)
+        s = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory packing weights", path);
+    clipn_st_close(&L.file);
+    if (s != CLIPN_OK) {
+        clipn_model_free(L.m);
+        return s;
+    }
+    clipn_clear_error(err);
+    *out = L.m;
+    return CLIPN_OK;
+}
+
+/* ------------------------------------------------------------------ config JSON */
+
+typedef struct json_out {
+    char *buf;
+    size_t cap, len;
+} json_out;
+
+static void put(json_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(json_out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->len < o->cap ? o->buf + o->len : NULL,
+                      o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+/* Shortest decimal that reads back as the same float; null for inf/nan (not JSON). */
+static void put_float(json_out *o, float v)
+{
+    char tmp[32];
+    if (!isfinite(v)) {
+        put(o, "null");
+        return;
+    }
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
+        if (strtof(tmp, NULL) == v)
+            break;
+    }
+    put(o, "%s", tmp);
+}
+
+static void put_vec3(json_out *o, const float v[3])
+{
+    put(o, "[");
+    for (int i = 0; i < 3; i++) {
+        put(o, i ? ", " : "");
+        put_float(o, v[i]);
+    }
+    put(o, "]");
+}
+
+size_t clipn_config_to_json(const clipn_config *c, char *buf, size_t cap)
+{
+    json_out o = {buf, buf ? cap : 0, 0};
+    if (!c) {
+        put(&o, "null");
+        return o.len;
+    }
+    put(&o,
+        "{\"format_version\": %d, \"embed_dim\": %d, \"image_size\": %d, \"patch_size\": %d, "
+        "\"vision_width\": %d, \"vision_layers\": %d, \"vision_heads\": %d, "
+        "\"vision_mlp_width\": %d, \"context_length\": %d, \"vocab_size\": %d, "
+        "\"text_width\": %d, \"text_layers\": %d, \"text_heads\": %d, \"text_mlp_width\": %d, "
+        "\"activation\": \"%s\", \"ln_eps\": ",
+        c->format_version, c->embed_dim, c->image_size, c->patch_size, c->vision_width,
+        c->vision_layers, c->vision_heads, c->vision_mlp_width, c->context_length,
+        c->vocab_size, c->text_width, c->text_layers, c->text_heads, c->text_mlp_width,
+        c->activation == CLIPN_ACT_QUICKGELU ? "quickgelu" : "gelu");
+    put_float(&o, c->ln_eps);
+    put(&o,
+        ", \"pad_id\": %d, \"sot_id\": %d, \"eot_id\": %d, \"pooling\": \"argmax\", "
+        "\"has_no_tower\": %s, \"has_prompt_no\": %s, \"n_prompt_no\": %d, \"image_mean\": ",
+        c->pad_id, c->sot_id, c->eot_id, c->has_no_tower ? "true" : "false",
+        c->has_prompt_no ? "true" : "false", c->n_prompt_no);
+    put_vec3(&o, c->image_mean);
+    put(&o, ", \"image_std\": ");
+    put_vec3(&o, c->image_std);
+    put(&o, ", \"logit_scale\": ");
+    put_float(&o, c->logit_scale);
+    put(&o, "}");
+    return o.len;
+}

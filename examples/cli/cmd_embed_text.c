@@ -1,7 +1,120 @@
+/* clipn embed-text: texts -> raw text features [N, D] .npy from the yes or the no tower. */
 #include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clipn embed-text [--no] --model M --out F.npy (--file LINES | TEXT...)\n"
+            "                        [--batch N]\n"
+            "\n"
+            "Tokenize each text (the BPE embedded in the model) and encode it with the text\n"
+            "tower, or with the \"no\" tower when --no is given. Writes the raw (not\n"
+            "normalised) features as float32 [N, embed_dim].\n"
+            "\n"
+            "  --model M     libclipn model file (required)\n"
+            "  --out F.npy   output file (required)\n"
+            "  --no          use the \"no\" text tower (CLIPN models only)\n"
+            "  --file LINES  one text per line (empty lines skipped)\n"
+            "  --batch N     texts per forward pass (default 8)\n");
+}
 
 int cmd_embed_text(int argc, char **argv)
 {
-    (void)argc;
-    return cli_fail(argv[0], "not implemented yet");
+    const char *cmd = argv[0], *model_path = NULL, *out_path = NULL, *file = NULL;
+    int no = 0, batch = 8, n_pos = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
+            model_path = argv[++i];
+        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+            out_path = argv[++i];
+        } else if (!strcmp(argv[i], "--file") && i + 1 < argc) {
+            file = argv[++i];
+        } else if (!strcmp(argv[i], "--no")) {
+            no = 1;
+        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 4096) {
+                cli_fail(cmd, "--batch must be an integer in 1..4096");
+                return 2;
+            }
+            batch = (int)v;
+        } else if (!strcmp(argv[i], "--")) {
+            while (++i < argc)
+                argv[n_pos++] = argv[i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            cli_fail(cmd, "unknown or incomplete option %s (see --help)", argv[i]);
+            return 2;
+        } else {
+            argv[n_pos++] = argv[i]; /* positionals may sit between options */
+        }
+    }
+    const int first = 1;
+    if (!model_path || !out_path || (n_pos - first > 0) == (file != NULL)) {
+        if (model_path && out_path)
+            cli_fail(cmd, "give texts or --file, not both (see --help)");
+        else
+            usage(stderr);
+        return 2;
+    }
+
+    char **texts = argv + first, **lines = NULL;
+    int n = n_pos - first;
+    if (file && (n = cli_read_lines(cmd, file, &lines)) < 0)
+        return 1;
+    if (file) {
+        texts = lines;
+        if (n == 0) {
+            free(lines);
+            return cli_fail(cmd, "%s: no texts", file);
+        }
+    }
+
+    clipn_model *model = cli_load_model(cmd, model_path);
+    if (!model) {
+        free(lines);
+        return 1;
+    }
+    const clipn_config *c = clipn_model_config(model);
+    const size_t C = (size_t)c->context_length;
+    clipn_tokenizer *tok = NULL;
+    clipn_ctx *ctx = NULL;
+    clipn_error err;
+    clipn_ctx_opts opts = {.max_batch = batch, .threads = 0};
+    int32_t *ids = malloc((size_t)n * C * sizeof *ids);
+    float *feats = malloc((size_t)n * c->embed_dim * sizeof(float));
+    int rc = 1;
+    if (!ids || !feats) {
+        rc = cli_fail(cmd, "out of memory for %d texts", n);
+        goto done;
+    }
+    if (clipn_tokenizer_from_model(model, &tok, &err) != CLIPN_OK ||
+        clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        if (clipn_tokenize(tok, texts[i], strlen(texts[i]), ids + (size_t)i * C, (int)C, &err) !=
+            CLIPN_OK)
+            goto fail;
+    if ((no ? clipn_encode_no_text : clipn_encode_text)(ctx, ids, n, feats, &err) != CLIPN_OK)
+        goto fail;
+    size_t shape[2] = {(size_t)n, (size_t)c->embed_dim};
+    rc = cli_write_npy_f32(cmd, out_path, feats, 2, shape);
+    goto done;
+fail:
+    rc = cli_fail_err(cmd, &err);
+done:
+    free(ids);
+    free(feats);
+    clipn_tokenizer_free(tok);
+    clipn_ctx_free(ctx);
+    clipn_model_free(model);
+    free(lines);
+    return rc;
 }

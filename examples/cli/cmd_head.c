@@ -1,7 +1,190 @@
-#include "cli.h"
+/* clipn head: build the yes/no class heads once and save them (docs/head-format.md). */
+#include "cli_heads.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clipn head --model M --classes FILE [--templates FILE] [--no-templates FILE]\n"
+            "                  [--threads N] --out H\n\n"
+            "Encode every template x class with both text towers and save the normalised\n"
+            "class heads (heads.yes, heads.no) to H, a small safetensors file that records the\n"
+            "class names, the templates and the model's fingerprint. `classify` and `eval`\n"
+            "take --head H instead of --classes and refuse heads built from another model.\n\n"
+            "  --classes FILE       one class name per line\n"
+            "  --templates FILE     one template per line, \"{}\" = class name (default: the\n"
+            "                       128 official CLIPN templates, embedded)\n"
+            "  --no-templates FILE  templates for the no tower (default: the same)\n"
+            "  --threads N          compute threads (default: all cores)\n"
+            "  --yes-npy Y.npy      import heads computed elsewhere (e.g. by the official\n"
+            "  --no-npy N.npy       PyTorch code): float32 [C, D] rows, re-normalised; no\n"
+            "                       text is encoded and no templates are recorded\n");
+}
+
+/* One [C, D] float32 .npy of head rows, checked against the class count and the model. */
+static float *read_head_npy(const char *cmd, const char *path, int n_classes, int dim)
+{
+    float *data = NULL;
+    int ndim = 0;
+    size_t shape[8];
+    if (cli_read_npy_f32(cmd, path, &data, &ndim, shape))
+        return NULL;
+    if (ndim != 2 || shape[0] != (size_t)n_classes || shape[1] != (size_t)dim) {
+        cli_fail(cmd, "%s: expected shape [%d, %d] (classes x embed_dim)", path, n_classes, dim);
+        free(data);
+        return NULL;
+    }
+    for (size_t c = 0; c < shape[0]; c++) {
+        double ss = 0;
+        float *row = data + c * shape[1];
+        for (size_t i = 0; i < shape[1]; i++)
+            ss += (double)row[i] * row[i];
+        if (!(ss > 0) || !isfinite(ss)) {
+            cli_fail(cmd, "%s: row %zu is zero or not finite", path, c);
+            free(data);
+            return NULL;
+        }
+        for (size_t i = 0; i < shape[1]; i++)
+            row[i] = (float)(row[i] / sqrt(ss));
+    }
+    return data;
+}
+
+static clipn_heads *import_heads(const char *cmd, const clipn_model *model, const char *classes,
+                                 const char *yes_npy, const char *no_npy)
+{
+    const clipn_config *cfg = clipn_model_config(model);
+    if (cfg->has_no_tower && !no_npy) {
+        cli_fail(cmd, "--no-npy is required: the model has a no tower");
+        return NULL;
+    }
+    char **names = NULL;
+    int n = cli_read_lines(cmd, classes, &names);
+    if (n <= 0) {
+        if (n == 0)
+            cli_fail(cmd, "%s: no class names in the file", classes);
+        free(names);
+        return NULL;
+    }
+    clipn_heads *h = calloc(1, sizeof *h);
+    if (h) {
+        h->n_classes = n;
+        h->dim = cfg->embed_dim;
+        h->class_names = calloc((size_t)n, sizeof *h->class_names);
+    }
+    int ok = h && h->class_names;
+    for (int c = 0; ok && c < n; c++)
+        ok = (h->class_names[c] = strdup(names[c])) != NULL;
+    free(names);
+    if (!ok) {
+        cli_fail(cmd, "out of memory");
+        clipn_heads_free(h);
+        return NULL;
+    }
+    h->yes = read_head_npy(cmd, yes_npy, n, cfg->embed_dim);
+    if (h->yes && no_npy)
+        h->no = read_head_npy(cmd, no_npy, n, cfg->embed_dim);
+    if (!h->yes || (no_npy && !h->no)) {
+        clipn_heads_free(h);
+        return NULL;
+    }
+    return h;
+}
 
 int cmd_head(int argc, char **argv)
 {
-    (void)argc;
-    return cli_fail(argv[0], "not implemented yet");
+    const char *cmd = argv[0], *model_path = NULL, *out = NULL, *yes_npy = NULL, *no_npy = NULL;
+    cli_head_args a = {0};
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        int takes = !strcmp(o, "--model") || !strcmp(o, "--classes") ||
+                    !strcmp(o, "--templates") || !strcmp(o, "--no-templates") ||
+                    !strcmp(o, "--out") || !strcmp(o, "--threads") || !strcmp(o, "--yes-npy") ||
+                    !strcmp(o, "--no-npy");
+        if (!takes) {
+            usage(stderr);
+            return 2;
+        }
+        if (!v)
+            return cli_fail(cmd, "%s needs a value", o);
+        i++;
+        if (!strcmp(o, "--model"))
+            model_path = v;
+        else if (!strcmp(o, "--classes"))
+            a.classes = v;
+        else if (!strcmp(o, "--templates"))
+            a.templates = v;
+        else if (!strcmp(o, "--no-templates"))
+            a.no_templates = v;
+        else if (!strcmp(o, "--out"))
+            out = v;
+        else if (!strcmp(o, "--yes-npy"))
+            yes_npy = v;
+        else if (!strcmp(o, "--no-npy"))
+            no_npy = v;
+        else if (cli_parse_int(cmd, o, v, 0, &threads))
+            return 1;
+    }
+    if (!a.classes || !out)
+        return cli_fail(cmd, "--classes FILE and --out H are required (see --help)");
+    clipn_model *model = cli_load_model(cmd, model_path);
+    if (!model)
+        return 1;
+    int rc = 1;
+    clipn_error err;
+    clipn_ctx *ctx = NULL;
+    clipn_ctx_opts opts = {.max_batch = 32, .threads = threads};
+    clipn_heads *heads = NULL;
+    char **tmpl_owned = NULL, **no_owned = NULL;
+    const char *const *tmpl = NULL, *const *no_tmpl = NULL;
+    int n_tmpl = 0, n_no = 0;
+    if (clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK) {
+        cli_fail_err(cmd, &err);
+        goto done;
+    }
+    if (yes_npy) {
+        if (!(heads = import_heads(cmd, model, a.classes, yes_npy, no_npy)))
+            goto done;
+        n_tmpl = n_no = 0; /* nothing was encoded: record no templates */
+        if (clipn_heads_save(out, model, heads, (const char *const *)heads->class_names, NULL,
+                             0, NULL, 0, &err) != CLIPN_OK) {
+            cli_fail_err(cmd, &err);
+            goto done;
+        }
+        fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, imported)\n", out,
+                heads->n_classes, heads->dim);
+        rc = 0;
+        goto done;
+    }
+    if (!(heads = cli_get_heads(cmd, model, ctx, &a)))
+        goto done;
+    if ((n_tmpl = cli_get_templates(cmd, a.templates, &tmpl, &tmpl_owned)) < 0)
+        goto done;
+    if (a.no_templates && (n_no = cli_get_templates(cmd, a.no_templates, &no_tmpl, &no_owned)) < 0)
+        goto done;
+    if (clipn_heads_save(out, model, heads, (const char *const *)heads->class_names, tmpl,
+                         n_tmpl, no_tmpl, n_no, &err) != CLIPN_OK) {
+        cli_fail_err(cmd, &err);
+        goto done;
+    }
+    char fp[17] = "";
+    clipn_model_fingerprint(model, fp, NULL);
+    fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, %s, model %s)\n", out,
+            heads->n_classes, heads->dim, heads->no ? "yes+no heads" : "yes head only", fp);
+    rc = 0;
+done:
+    free(tmpl_owned);
+    free(no_owned);
+    clipn_heads_free(heads);
+    clipn_ctx_free(ctx);
+    clipn_model_free(model);
+    return rc;
 }

@@ -1,0 +1,265 @@
+/* Kernel benchmark: GFLOP/s of the native GEMM (each ISA) and of OpenBLAS sgemm on the
+ * CLIPN ViT-B-16 shapes, plus attention, LayerNorm and the activations.
+ * Usage: bench_kernels [threads]   (default: all cores) */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static float *random_floats(size_t n, float scale)
+{
+    float *p = malloc(n * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++)
+        p[i] = scale * ((float)rand() / RAND_MAX * 2.0f - 1.0f);
+    return p;
+}
+
+/* seconds per call: best of 5 rounds, each at least ~40 ms */
+typedef void (*bench_fn)(void *);
+static double time_call(bench_fn fn, void *arg)
+{
+    fn(arg); /* warm up: page faults, pool start */
+    int reps = 1;
+    for (;;) {
+        double t0 = now();
+        for (int r = 0; r < reps; r++)
+            fn(arg);
+        double dt = now() - t0;
+        if (dt > 0.04)
+            break;
+        reps *= 2;
+    }
+    double best = 1e30;
+    for (int round = 0; round < 5; round++) {
+        double t0 = now();
+        for (int r = 0; r < reps; r++)
+            fn(arg);
+        double dt = (now() - t0) / reps;
+        if (dt < best)
+            best = dt;
+    }
+    return best;
+}
+
+typedef struct gemm_case {
+    clipn_linear *lin;
+    const float *x;
+    float *y;
+    int m;
+    clipn_epilogue epi;
+} gemm_case;
+
+static void run_linear(void *p)
+{
+    gemm_case *c = p;
+    clipn_linear_forward(c->lin, c->x, c->m, c->y, c->epi);
+}
+
+static void run_sgemm(void *p) /* the yardstick: bare OpenBLAS sgemm, no bias, no epilogue */
+{
+    gemm_case *c = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->m, c->lin->n_out, c->lin->n_in, 1.0f,
+                c->x, c->lin->n_in, c->lin->weight, c->lin->n_in, 0.0f, c->y, c->lin->n_out);
+}
+
+typedef struct shape {
+    const char *name;
+    int m, n, k;
+    clipn_epilogue epi;
+} shape;
+
+static const char *epi_name(clipn_epilogue e)
+{
+    return e == CLIPN_EPI_GELU ? "gelu" : e == CLIPN_EPI_QUICKGELU ? "qgelu"
+         : e == CLIPN_EPI_RESIDUAL ? "resid" : "none";
+}
+
+typedef struct attn_case {
+    const float *qkv;
+    float *out, *scratch;
+    int L, W, heads, causal;
+} attn_case;
+
+static void run_attention(void *p)
+{
+    attn_case *a = p;
+    clipn_attention(a->qkv, a->out, a->L, a->W, a->heads, a->causal, a->scratch);
+}
+
+typedef struct ew_case {
+    float *x, *y;
+    const float *g, *b;
+    int rows, dim;
+} ew_case;
+
+static void run_layernorm(void *p)
+{
+    ew_case *e = p;
+    clipn_layernorm(e->x, e->y, e->rows, e->dim, e->g, e->b, 1e-5f);
+}
+static void run_gelu(void *p) /* from a fresh copy: repeated GELU would reach denormals */
+{
+    ew_case *e = p;
+    memcpy(e->y, e->x, sizeof(float) * (size_t)e->rows * e->dim);
+    clipn_gelu_erf(e->y, (size_t)e->rows * e->dim);
+}
+
+int main(int argc, char **argv)
+{
+    int threads = argc > 1 ? atoi(argv[1]) : 0;
+    clipn_kernels_init();
+    clipn_kernels_set_threads(threads);
+    threads = clipn_kernels_threads();
+    const char *isas[] = {"avx512", "avx2", "portable"};
+    const char *best_isa = clipn_kernels_isa();
+    printf("kernels: best isa %s, threads %d%s%s\n", best_isa, threads,
+           *clipn_kernels_note() ? ", note: " : "", clipn_kernels_note());
+
+    const shape shapes[] = {
+        {"img b1 attn.in_proj", 197, 2304, 768, CLIPN_EPI_NONE},
+        {"img b1 attn.out_proj", 197, 768, 768, CLIPN_EPI_RESIDUAL},
+        {"img b1 mlp.c_fc", 197, 3072, 768, CLIPN_EPI_GELU},
+        {"img b1 mlp.c_proj", 197, 768, 3072, CLIPN_EPI_RESIDUAL},
+        {"img b8 attn.in_proj", 1576, 2304, 768, CLIPN_EPI_NONE},
+        {"img b8 attn.out_proj", 1576, 768, 768, CLIPN_EPI_RESIDUAL},
+        {"img b8 mlp.c_fc", 1576, 3072, 768, CLIPN_EPI_GELU},
+        {"img b8 mlp.c_proj", 1576, 768, 3072, CLIPN_EPI_RESIDUAL},
+        {"txt m10 attn.in_proj", 10, 1536, 512, CLIPN_EPI_NONE},
+        {"txt m10 mlp.c_fc", 10, 2048, 512, CLIPN_EPI_GELU},
+        {"txt m10 mlp.c_proj", 10, 512, 2048, CLIPN_EPI_RESIDUAL},
+        {"txt m64 attn.in_proj", 64, 1536, 512, CLIPN_EPI_NONE},
+        {"txt m64 mlp.c_fc", 64, 2048, 512, CLIPN_EPI_GELU},
+        {"txt m64 mlp.c_proj", 64, 512, 2048, CLIPN_EPI_RESIDUAL},
+    };
+    const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
+
+    printf("\n%-22s %5s %5s %5s %5s | %9s", "GEMM (y = xW^T + b)", "M", "N", "K", "epi",
+           "sgemm");
+    for (int i = 0; i < 3; i++)
+        if (clipn_kernels_isa_available(isas[i]))
+            printf(" %9s %6s", isas[i], "%blas");
+    printf(" %9s\n", "blas+epi");
+    double tot_flop = 0, tot_native = 0, tot_blas = 0; /* image b1+b8 layer sums */
+    for (int s = 0; s < n_shapes; s++) {
+        const shape *sh = &shapes[s];
+        float *w = random_floats((size_t)sh->n * sh->k, 0.05f);
+        float *bias = random_floats((size_t)sh->n, 0.1f);
+        float *x = random_floats((size_t)sh->m * sh->k, 1.0f);
+        float *y = random_floats((size_t)sh->m * sh->n, 1.0f);
+        clipn_linear lin = {.n_out = sh->n, .n_in = sh->k, .weight = w, .bias = bias};
+        clipn_kernels_select(NULL, "native");
+        if (clipn_linear_prepare(&lin) != 0) {
+            fprintf(stderr, "prepare failed\n");
+            return 1;
+        }
+        gemm_case c = {&lin, x, y, sh->m, sh->epi};
+        const double flop = 2.0 * sh->m * sh->n * sh->k;
+        const double t_blas = time_call(run_sgemm, &c);
+        printf("%-22s %5d %5d %5d %5s | %9.1f", sh->name, sh->m, sh->n, sh->k, epi_name(sh->epi),
+               flop / t_blas * 1e-9);
+        double t_best_native = 0;
+        for (int i = 0; i < 3; i++) {
+            if (!clipn_kernels_isa_available(isas[i]))
+                continue;
+            clipn_kernels_select(isas[i], "native");
+            const double t = time_call(run_linear, &c);
+            if (strcmp(isas[i], best_isa) == 0)
+                t_best_native = t;
+            printf(" %9.1f %5.0f%%", flop / t * 1e-9, 100.0 * t_blas / t);
+        }
+        clipn_kernels_select(best_isa, "openblas");
+        const double t_blas_epi = time_call(run_linear, &c);
+        printf(" %9.1f\n", flop / t_blas_epi * 1e-9);
+        clipn_kernels_select(best_isa, "native");
+        if (sh->m >= 197) {
+            tot_flop += flop;
+            tot_native += t_best_native;
+            tot_blas += t_blas_epi;
+        }
+        clipn_linear_release(&lin);
+        free(w);
+        free(bias);
+        free(x);
+        free(y);
+    }
+    printf("image-tower linears (b1 + b8, with epilogues): native %s %.1f GFLOP/s, "
+           "openblas %.1f GFLOP/s, ratio %.0f%%\n",
+           best_isa, tot_flop / tot_native * 1e-9, tot_flop / tot_blas * 1e-9,
+           100.0 * tot_blas / tot_native);
+
+    printf("\n%-28s", "attention (per sequence)");
+    for (int i = 0; i < 3; i++)
+        if (clipn_kernels_isa_available(isas[i]))
+            printf(" %9s", isas[i]);
+    printf("   GFLOP/s\n");
+    const struct { const char *name; int L, W, heads, causal; } attn[] = {
+        {"image L=197 W=768 h=12", 197, 768, 12, 0},
+        {"text L=77 W=512 h=8 causal", 77, 512, 8, 1},
+    };
+    for (int s = 0; s < 2; s++) {
+        const int L = attn[s].L, W = attn[s].W, heads = attn[s].heads;
+        float *qkv = random_floats((size_t)L * 3 * W, 1.0f);
+        float *out = random_floats((size_t)L * W, 1.0f);
+        float *scratch = random_floats(clipn_attention_scratch_floats(L, W, heads), 1.0f);
+        attn_case a = {qkv, out, scratch, L, W, heads, attn[s].causal};
+        const double flop = 4.0 * L * L * W / (attn[s].causal ? 2.0 : 1.0);
+        printf("%-28s", attn[s].name);
+        for (int i = 0; i < 3; i++) {
+            if (!clipn_kernels_isa_available(isas[i]))
+                continue;
+            clipn_kernels_select(isas[i], NULL);
+            printf(" %9.1f", flop / time_call(run_attention, &a) * 1e-9);
+        }
+        printf("\n");
+        free(qkv);
+        free(out);
+        free(scratch);
+    }
+
+    printf("\n%-28s", "elementwise (ns / element)");
+    for (int i = 0; i < 3; i++)
+        if (clipn_kernels_isa_available(isas[i]))
+            printf(" %9s", isas[i]);
+    printf("\n");
+    {
+        const int rows = 197, dim = 3072;
+        float *x = random_floats((size_t)rows * dim, 3.0f), *y = random_floats((size_t)rows * dim, 3.0f);
+        float *g = random_floats(dim, 1.0f), *b = random_floats(dim, 1.0f);
+        ew_case ln = {x, y, g, b, rows, 768}, ge = {x, y, g, b, rows, dim};
+        const double n_ln = (double)rows * 768, n_ge = (double)rows * dim;
+        printf("%-28s", "layernorm 197 x 768");
+        for (int i = 0; i < 3; i++)
+            if (clipn_kernels_isa_available(isas[i])) {
+                clipn_kernels_select(isas[i], NULL);
+                printf(" %9.3f", time_call(run_layernorm, &ln) / n_ln * 1e9);
+            }
+        printf("\n%-28s", "gelu_erf 197x3072 (+copy)");
+        for (int i = 0; i < 3; i++)
+            if (clipn_kernels_isa_available(isas[i])) {
+                clipn_kernels_select(isas[i], NULL);
+                printf(" %9.3f", time_call(run_gelu, &ge) / n_ge * 1e9);
+            }
+        printf("\n");
+        free(x);
+        free(y);
+        free(g);
+        free(b);
+    }
+    clipn_kernels_select(best_isa, "native");
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* Helpers shared by `clipn head`, `classify` and `eval`: class heads from a head file or
+ * built on the fly, a terminal progress bar, image lists. */
+#ifndef CLIPN_CLI_HEADS_H
+#define CLIPN_CLI_HEADS_H
+
+#include "cli.h"
+
+typedef struct cli_head_args {
+    const char *head;          /* --head H */
+    const char *classes;       /* --classes FILE */
+    const char *templates;     /* --templates FILE (NULL = the official CLIPN templates) */
+    const char *no_templates;  /* --no-templates FILE (NULL = same as the yes templates) */
+} cli_head_args;
+
+/* Progress callback: a bar with rate and ETA on stderr, only when stderr is a terminal. */
+int cli_progress(void *user, size_t done, size_t total);
+void cli_progress_end(void);
+
+/* Heads from --head (refused when built from another model) or built from --classes with
+ * the templates. class_names is always filled. NULL + message on failure. */
+clipn_heads *cli_get_heads(const char *cmd, const clipn_model *model, clipn_ctx *ctx,
+                           const cli_head_args *a);
+
+/* Read templates (official ones when path is NULL). *owned must be freed. */
+int cli_get_templates(const char *cmd, const char *path, const char *const **templates,
+                      char ***owned);
+
+/* An image list: a directory (recursed, image extensions, sorted) or a text file of
+ * paths, one per line, optionally "path,label". label[i] is NULL when unknown; for a
+ * directory it is the parent folder name. Returns count or -1 (message printed). */
+typedef struct cli_image_list {
+    char **paths;
+    char **labels;
+    size_t n;
+} cli_image_list;
+int cli_image_list_read(const char *cmd, const char *spec, cli_image_list *list);
+void cli_image_list_free(cli_image_list *list);
+
+/* Class index for a label: exact match, else case-insensitive with '_' == ' '; -1. */
+int cli_class_index(const clipn_heads *heads, const char *label);
+
+/* Parse a positive int option value; 0 on success, else prints and returns 1. */
+int cli_parse_int(const char *cmd, const char *opt, const char *s, int min, int *out);
+
+#endif

@@ -1,0 +1,235 @@
+/* AVX2 + FMA kernels. Compiled with -mavx2 -mfma; only called after CPUID said yes. */
+#include "kernels_impl.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#define VF __m256
+#define VI __m256i
+#define VM __m256
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_ADD _mm256_add_ps
+#define V_SUB _mm256_sub_ps
+#define V_MUL _mm256_mul_ps
+#define V_DIV _mm256_div_ps
+#define V_FMA _mm256_fmadd_ps
+#define V_FMS _mm256_fmsub_ps
+#define V_FNMA _mm256_fnmadd_ps
+#define V_MIN _mm256_min_ps
+#define V_MAX _mm256_max_ps
+#define V_ABS(x) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)
+#define V_ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_CVT_I _mm256_cvtps_epi32
+#define V_I_SRAI1(x) _mm256_srai_epi32(x, 1)
+#define V_I_SUB _mm256_sub_epi32
+#define V_POW2I(e) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23))
+#define V_GT(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+#define V_LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define V_GE(a, b) _mm256_cmp_ps(a, b, _CMP_GE_OQ)
+#define V_UNORD(a, b) _mm256_cmp_ps(a, b, _CMP_UNORD_Q)
+#define V_SELECT(m, t, f) _mm256_blendv_ps(f, t, m)
+#define V_COPYSIGN(mag, s) _mm256_or_ps(mag, _mm256_and_ps(s, _mm256_set1_ps(-0.0f)))
+#define VEC_FN(name) name##_avx2
+#include "vecmath.inc"
+
+#define MR CLIPN_GEMM_MR
+#define NR CLIPN_GEMM_NR
+
+static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] */
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* The 6 x 64 panel tile as four 6 x 16 strips (12 ymm accumulators each); the 6 x kc
+ * activation micro-panel stays in L1 across the strips. */
+static void gemm_ukernel_avx2(int kc, const float *a, const float *b, float *c, size_t ldc,
+                              int mr, int nr, const float *bias, int load_c)
+{
+    for (int s = 0; s < NR / 16 && 16 * s < nr; s++) {
+        __m256 acc[MR][2];
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++)
+            acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        const float *bs = b + 16 * s;
+        for (int k = 0; k < kc; k++) {
+            const __m256 b0 = _mm256_load_ps(bs + (size_t)k * NR);
+            const __m256 b1 = _mm256_load_ps(bs + (size_t)k * NR + 8);
+#pragma GCC unroll 6
+            for (int i = 0; i < MR; i++) {
+                const __m256 ai = _mm256_broadcast_ss(a + k * MR + i);
+                acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+            }
+        }
+        const __m256i mask[2] = {tail_mask(nr - 16 * s), tail_mask(nr - 16 * s - 8)};
+        __m256 bv[2];
+        for (int j = 0; j < 2; j++)
+            bv[j] = bias ? _mm256_maskload_ps(bias + 16 * s + 8 * j, mask[j]) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr)
+                break;
+            float *ci = c + (size_t)i * ldc + 16 * s;
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                __m256 v = acc[i][j];
+                if (load_c)
+                    v = _mm256_add_ps(v, _mm256_maskload_ps(ci + 8 * j, mask[j]));
+                if (bias)
+                    v = _mm256_add_ps(v, bv[j]);
+                _mm256_maskstore_ps(ci + 8 * j, mask[j], v);
+            }
+        }
+    }
+}
+
+static void map_avx2(float *x, size_t n, int act)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, v_act_avx2(_mm256_loadu_ps(x + i), act));
+    if (i < n) {
+        const __m256i m = tail_mask((int)(n - i));
+        _mm256_maskstore_ps(x + i, m, v_act_avx2(_mm256_maskload_ps(x + i, m), act));
+    }
+}
+
+static void activate_avx2(float *c, size_t ldc, int rows, int cols, int act)
+{
+    for (int i = 0; i < rows; i++)
+        map_avx2(c + (size_t)i * ldc, (size_t)cols, act);
+}
+
+static void gelu_erf_avx2(float *x, size_t n) { map_avx2(x, n, CLIPN_ACT_GELU_ERF); }
+static void quickgelu_avx2(float *x, size_t n) { map_avx2(x, n, CLIPN_ACT_QUICK); }
+
+static void erf_avx2(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, v_erf_avx2(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        const __m256i m = tail_mask((int)(n - i));
+        _mm256_maskstore_ps(y + i, m, v_erf_avx2(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+static float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Same scheme as the AVX-512 version: mean in double, variance in float (32 lanes). */
+static void layernorm_avx2(const float *x, float *y, int rows, int dim, const float *g,
+                           const float *b, float eps)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * dim;
+        float *yr = y + (size_t)r * dim;
+        __m256d d0 = _mm256_setzero_pd(), d1 = d0;
+        int i = 0;
+        for (; i < dim; i += 8) {
+            const __m256 v = _mm256_maskload_ps(xr + i, tail_mask(dim - i));
+            d0 = _mm256_add_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            d1 = _mm256_add_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+        }
+        double part[4];
+        _mm256_storeu_pd(part, _mm256_add_pd(d0, d1));
+        const double mean = (part[0] + part[1] + part[2] + part[3]) / dim;
+        const float mean_hi = (float)mean, mean_lo = (float)(mean - mean_hi);
+        const __m256 vm = _mm256_set1_ps(mean_hi), vm_lo = _mm256_set1_ps(mean_lo);
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (i = 0; i + 32 <= dim; i += 32) {
+            __m256 e0 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), vm), vm_lo);
+            __m256 e1 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i + 8), vm), vm_lo);
+            __m256 e2 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i + 16), vm), vm_lo);
+            __m256 e3 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i + 24), vm), vm_lo);
+            s0 = _mm256_fmadd_ps(e0, e0, s0);
+            s1 = _mm256_fmadd_ps(e1, e1, s1);
+            s2 = _mm256_fmadd_ps(e2, e2, s2);
+            s3 = _mm256_fmadd_ps(e3, e3, s3);
+        }
+        for (; i < dim; i += 8) {
+            const __m256i m = tail_mask(dim - i);
+            __m256 e = _mm256_sub_ps(_mm256_sub_ps(_mm256_maskload_ps(xr + i, m), vm), vm_lo);
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(m));
+            s0 = _mm256_fmadd_ps(e, e, s0);
+        }
+        const double var =
+            hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) / (double)dim;
+        const __m256 vinv = _mm256_set1_ps((float)(1.0 / sqrt(var + eps)));
+        for (i = 0; i < dim; i += 8) {
+            const __m256i m = tail_mask(dim - i);
+            __m256 v = _mm256_sub_ps(_mm256_sub_ps(_mm256_maskload_ps(xr + i, m), vm), vm_lo);
+            v = _mm256_mul_ps(v, vinv);
+            v = _mm256_fmadd_ps(v, _mm256_maskload_ps(g + i, m), _mm256_maskload_ps(b + i, m));
+            _mm256_maskstore_ps(yr + i, m, v);
+        }
+    }
+}
+
+/* Softmax-weighted sums of one head with AVX2 dot products; one query row at a time. */
+static void attention_head_avx2(const float *qkv, float *out, int L, int W, int hd, int h,
+                                int causal, float *scratch)
+{
+    if (hd % 8 != 0) {
+        clipn_ops_portable.attention_head(qkv, out, L, W, hd, h, causal, scratch);
+        return;
+    }
+    const size_t ld = (size_t)3 * W;
+    const float *q = qkv + (size_t)h * hd;
+    const float *k = qkv + W + (size_t)h * hd;
+    const float *v = qkv + 2 * (size_t)W + (size_t)h * hd;
+    const __m256 scale = _mm256_set1_ps(1.0f / sqrtf((float)hd));
+    for (int i = 0; i < L; i++) {
+        const int n_keys = causal ? i + 1 : L;
+        const float *qi = q + (size_t)i * ld;
+        float mx = -INFINITY;
+        for (int j = 0; j < n_keys; j++) {
+            const float *kj = k + (size_t)j * ld;
+            __m256 acc = _mm256_setzero_ps();
+            for (int d = 0; d < hd; d += 8)
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(qi + d), scale),
+                                      _mm256_loadu_ps(kj + d), acc);
+            scratch[j] = hsum(acc);
+            mx = scratch[j] > mx ? scratch[j] : mx;
+        }
+        const __m256 vmx = _mm256_set1_ps(mx);
+        __m256 vsum = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 <= n_keys; j += 8) {
+            const __m256 e = v_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(scratch + j), vmx));
+            _mm256_storeu_ps(scratch + j, e);
+            vsum = _mm256_add_ps(vsum, e);
+        }
+        float sum = hsum(vsum);
+        for (; j < n_keys; j++) {
+            scratch[j] = expf(scratch[j] - mx);
+            sum += scratch[j];
+        }
+        const __m256 inv = _mm256_set1_ps(1.0f / sum);
+        float *o = out + (size_t)i * W + (size_t)h * hd;
+        for (int d = 0; d < hd; d += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (j = 0; j < n_keys; j++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(scratch[j]),
+                                      _mm256_loadu_ps(v + (size_t)j * ld + d), acc);
+            _mm256_storeu_ps(o + d, _mm256_mul_ps(acc, inv));
+        }
+    }
+}
+
+const clipn_kernel_ops clipn_ops_avx2 = {
+    .isa = "avx2",
+    .gemm_ukernel = gemm_ukernel_avx2,
+    .activate = activate_avx2,
+    .layernorm = layernorm_avx2,
+    .gelu_erf = gelu_erf_avx2,
+    .quickgelu = quickgelu_avx2,
+    .erf = erf_avx2,
+    .attention_head = attention_head_avx2,
+};

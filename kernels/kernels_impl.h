@@ -1,0 +1,60 @@
+/* Internal to kernels/: the per-ISA function table, the GEMM packing layout and the
+ * thread pool. Nothing here is visible to lib/. */
+#ifndef CLIPN_KERNELS_IMPL_H
+#define CLIPN_KERNELS_IMPL_H
+
+#include "kernels.h"
+
+/* Packed weights: ceil(n_out / NR) panels, each [n_in][NR] (K-contiguous rows of NR
+ * outputs), zero-padded past n_out. Every ISA reads the same layout, so a model packed once
+ * can be run by any variant. Activations are packed per call into MR-row micro-panels
+ * [kc][MR], zero-padded past m. */
+#define CLIPN_GEMM_NR 64
+#define CLIPN_GEMM_MR 6
+
+enum { CLIPN_ACT_NONE = 0, CLIPN_ACT_GELU_ERF = 1, CLIPN_ACT_QUICK = 2 };
+
+/* C[mr, nr] (ldc) = A B + (load_c ? C : 0) + (bias ? bias : 0) for one MR x NR tile.
+ * a: packed [kc][MR]; b: panel rows [kc][NR]; mr <= MR, nr <= NR. */
+typedef void (*clipn_gemm_ukernel_fn)(int kc, const float *a, const float *b, float *c,
+                                      size_t ldc, int mr, int nr, const float *bias, int load_c);
+
+typedef struct clipn_kernel_ops {
+    const char *isa;
+    clipn_gemm_ukernel_fn gemm_ukernel;
+    /* GELU / QuickGELU over a [rows, cols] block (ldc), run by the GEMM driver on each
+     * block of C it just finished while the block is still in cache. (Applying it inside
+     * the micro-kernel measured 25% slower: 24 live accumulators plus the erf code.) */
+    void (*activate)(float *c, size_t ldc, int rows, int cols, int act);
+    void (*layernorm)(const float *x, float *y, int rows, int dim, const float *g,
+                      const float *b, float eps);
+    void (*gelu_erf)(float *x, size_t n);
+    void (*quickgelu)(float *x, size_t n);
+    void (*erf)(const float *x, float *y, size_t n);
+    /* one head of attention; scratch has clipn_attention_head_scratch(L, hd) floats */
+    void (*attention_head)(const float *qkv, float *out, int L, int W, int hd, int h,
+                           int causal, float *scratch);
+} clipn_kernel_ops;
+
+extern const clipn_kernel_ops clipn_ops_portable;
+#if defined(__x86_64__)
+extern const clipn_kernel_ops clipn_ops_avx2;
+extern const clipn_kernel_ops clipn_ops_avx512;
+#endif
+
+/* The selected table (initialises on first use). */
+const clipn_kernel_ops *clipn_kernels_ops(void);
+int clipn_kernels_use_openblas(void);
+
+/* Scratch floats for one head: scores block plus K^T, 64-byte alignment slack included. */
+size_t clipn_attention_head_scratch(int L, int hd);
+#define CLIPN_ATTN_ROWS 4 /* query rows scored at once */
+
+/* Run fn(arg, t) for t in [0, n_tasks) on the pool; the caller takes part. When the pool
+ * is already busy (another thread's region, or a nested call) the tasks run serially in
+ * the calling thread, so concurrent callers never oversubscribe nor deadlock. */
+void clipn_parallel_for(int n_tasks, void (*fn)(void *arg, int t), void *arg);
+int clipn_pool_threads(void);
+void clipn_pool_set_threads(int n);
+
+#endif

@@ -1,0 +1,202 @@
+/* Inference contexts: the scratch arena (allocated once per context) and the pre-norm
+ * transformer shared by the image tower and both text towers. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_BATCH 8
+#define MAX_MAX_BATCH 4096
+#define ALIGN_FLOATS 16 /* 64-byte alignment of every sub-buffer */
+
+/* a * b, or 0 with *ok cleared on overflow (so a chain of products needs one check). */
+size_t clipn_mul_size(size_t a, size_t b, int *ok)
+{
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) {
+        *ok = 0;
+        return 0;
+    }
+    return r;
+}
+
+static size_t add_aligned(size_t total, size_t n, int *ok)
+{
+    size_t r, padded;
+    if (__builtin_add_overflow(n, (size_t)ALIGN_FLOATS - 1, &padded) ||
+        __builtin_add_overflow(total, padded / ALIGN_FLOATS * ALIGN_FLOATS, &r)) {
+        *ok = 0;
+        return 0;
+    }
+    return r;
+}
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Carve the arena into its buffers (sizes already validated). */
+static void arena_layout(clipn_ctx *ctx)
+{
+    float *p = ctx->scratch;
+    int ok = 1;
+    size_t off = 0;
+    ctx->x = p + off;
+    off = add_aligned(off, ctx->cap.x, &ok);
+    ctx->h = p + off;
+    off = add_aligned(off, ctx->cap.x, &ok);
+    ctx->big = p + off;
+    off = add_aligned(off, ctx->cap.big, &ok);
+    ctx->attn = p + off;
+    off = add_aligned(off, ctx->cap.attn, &ok);
+    ctx->pooled = p + off;
+}
+
+clipn_status clipn_ctx_reserve(clipn_ctx *ctx, const clipn_scratch_sizes *need,
+                               clipn_error *err)
+{
+    if (need->x <= ctx->cap.x && need->big <= ctx->cap.big && need->attn <= ctx->cap.attn &&
+        need->pooled <= ctx->cap.pooled && ctx->scratch)
+        return CLIPN_OK;
+    clipn_scratch_sizes cap = {
+        .x = max_size(need->x, ctx->cap.x), .big = max_size(need->big, ctx->cap.big),
+        .attn = max_size(need->attn, ctx->cap.attn),
+        .pooled = max_size(need->pooled, ctx->cap.pooled),
+    };
+    int ok = 1;
+    size_t total = 0;
+    total = add_aligned(total, cap.x, &ok);   /* x: residual stream */
+    total = add_aligned(total, cap.x, &ok);   /* h: normalised rows / attention output */
+    total = add_aligned(total, cap.big, &ok); /* big: qkv, mlp hidden, patches */
+    total = add_aligned(total, cap.attn, &ok);
+    total = add_aligned(total, cap.pooled, &ok);
+    size_t bytes = clipn_mul_size(total, sizeof(float), &ok);
+    if (!ok || total == 0)
+        return clipn_fail(err, CLIPN_E_LIMIT, "scratch size overflows size_t");
+    float *p = aligned_alloc(64, bytes); /* total is a multiple of 16 floats */
+    if (!p)
+        return clipn_fail(err, CLIPN_E_NOMEM, "cannot allocate %zu bytes of scratch", bytes);
+    free(ctx->scratch);
+    ctx->scratch = p;
+    ctx->scratch_floats = total;
+    ctx->cap = cap;
+    arena_layout(ctx);
+    return CLIPN_OK;
+}
+
+/* Scratch for n sequences of L tokens through a transformer of width W, hidden M. */
+static int transformer_need(size_t n, size_t L, const clipn_transformer *t,
+                            clipn_scratch_sizes *need)
+{
+    int ok = 1;
+    const size_t rows = clipn_mul_size(n, L, &ok);
+    const size_t wide = max_size(3 * (size_t)t->width, (size_t)t->mlp_width);
+    need->x = max_size(need->x, clipn_mul_size(rows, (size_t)t->width, &ok));
+    need->big = max_size(need->big, clipn_mul_size(rows, wide, &ok));
+    size_t attn = clipn_attention_scratch_floats((int)L, t->width, t->heads);
+    if (attn == 0)
+        ok = 0;
+    need->attn = max_size(need->attn, attn);
+    need->pooled = max_size(need->pooled, clipn_mul_size(n, (size_t)t->width, &ok));
+    return ok;
+}
+
+int clipn_vision_need(const clipn_model *m, size_t n, int size, clipn_scratch_sizes *need)
+{
+    const clipn_config *c = &m->config;
+    const size_t grid = (size_t)(size / c->patch_size);
+    const size_t patch_len = 3 * (size_t)c->patch_size * (size_t)c->patch_size;
+    int ok = 1;
+    const size_t tokens = clipn_mul_size(grid, grid, &ok) + 1;
+    if (!ok || tokens > INT32_MAX)
+        return 0;
+    const size_t patch_floats =
+        clipn_mul_size(clipn_mul_size(n, tokens - 1, &ok), patch_len, &ok);
+    need->big = max_size(need->big, patch_floats);
+    return transformer_need(n, tokens, &m->visual.transformer, need) && ok;
+}
+
+clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
+                           clipn_ctx **out, clipn_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!model || !out)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_ctx_new: model and out are required");
+    const int max_batch = opts && opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
+    if (max_batch < 1 || max_batch > MAX_MAX_BATCH)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_ctx_new: max_batch %d not in [1, %d]",
+                          max_batch, MAX_MAX_BATCH);
+    if (opts && opts->threads < 0)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_ctx_new: threads %d < 0",
+                          opts->threads);
+    clipn_kernels_init();
+    if (opts && opts->threads > 0)
+        clipn_kernels_set_threads(opts->threads); /* the pool is process-wide */
+
+    const clipn_config *c = &model->config;
+    clipn_scratch_sizes need = {0};
+    int ok = clipn_vision_need(model, (size_t)max_batch, c->image_size, &need);
+    ok = ok && transformer_need((size_t)max_batch, (size_t)c->context_length,
+                                &model->text.transformer, &need);
+    if (!ok)
+        return clipn_fail(err, CLIPN_E_LIMIT, "clipn_ctx_new: scratch for max_batch %d "
+                          "overflows", max_batch);
+
+    clipn_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return clipn_fail(err, CLIPN_E_NOMEM, "clipn_ctx_new: out of memory");
+    ctx->model = model;
+    ctx->max_batch = max_batch;
+    ctx->threads = opts ? opts->threads : 0;
+    ctx->seq_len = calloc((size_t)max_batch, sizeof *ctx->seq_len);
+    clipn_status s = ctx->seq_len ? clipn_ctx_reserve(ctx, &need, err)
+                                  : clipn_fail(err, CLIPN_E_NOMEM, "clipn_ctx_new: out of memory");
+    if (s != CLIPN_OK) {
+        clipn_ctx_free(ctx);
+        return s;
+    }
+    *out = ctx;
+    return CLIPN_OK;
+}
+
+void clipn_ctx_free(clipn_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->tokenizer)
+        clipn_tokenizer_free(ctx->tokenizer);
+    free(ctx->scratch);
+    free(ctx->pos_sized);
+    free(ctx->seq_len);
+    free(ctx);
+}
+
+/* x: [sum(seq_len), W] rows of n_seq sequences stacked; updated in place.
+ * x += out_proj(attn(ln_1(x))); x += c_proj(act(c_fc(ln_2(x)))). */
+void clipn_transformer_forward(clipn_ctx *ctx, const clipn_transformer *t, float *x,
+                               int n_seq, const int *seq_len, int causal)
+{
+    const clipn_config *c = &ctx->model->config;
+    const int W = t->width;
+    const clipn_epilogue act_epi =
+        c->activation == CLIPN_ACT_QUICKGELU ? CLIPN_EPI_QUICKGELU : CLIPN_EPI_GELU;
+    int rows = 0;
+    for (int s = 0; s < n_seq; s++)
+        rows += seq_len[s];
+    float *h = ctx->h, *big = ctx->big;
+
+    for (int l = 0; l < t->layers; l++) {
+        const clipn_block *b = &t->resblocks[l];
+        clipn_layernorm(x, h, rows, W, b->ln_1_weight, b->ln_1_bias, c->ln_eps);
+        clipn_linear_forward(&b->attn_in_proj, h, rows, big, CLIPN_EPI_NONE);
+        size_t row = 0;
+        for (int s = 0; s < n_seq; s++) { /* attention never crosses sequences */
+            clipn_attention(big + row * 3 * (size_t)W, h + row * (size_t)W, seq_len[s], W,
+                            t->heads, causal, ctx->attn);
+            row += (size_t)seq_len[s];
+        }
+        clipn_linear_forward(&b->attn_out_proj, h, rows, x, CLIPN_EPI_RESIDUAL);
+        clipn_layernorm(x, h, rows, W, b->ln_2_weight, b->ln_2_bias, c->ln_eps);
+        clipn_linear_forward(&b->mlp_c_fc, h, rows, big, act_epi);
+        clipn_linear_forward(&b->mlp_c_proj, big, rows, x, CLIPN_EPI_RESIDUAL);
+    }
+}

@@ -1,0 +1,436 @@
+/* Head files: yes/no class heads saved once, reused by classify/eval (docs/head-format.md).
+ * A small safetensors file: tensors heads.yes / heads.no [C, D] F32 and a __metadata__
+ * naming the classes, the templates and the fingerprint of the model that built them. */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEADS_FORMAT "libclipn-heads"
+#define HEADS_VERSION "1"
+#define HEADS_MAX_HEADER (64u << 20)   /* class names and templates, generously */
+#define HEADS_MAX_CLASSES 1000000
+#define HEADS_MAX_DIM 65536
+
+/* ------------------------------------------------------------------ fingerprints */
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME 0x100000001b3ull
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* Strings are hashed with their NUL so ["ab","c"] and ["a","bc"] differ. */
+static uint64_t fnv1a_strings(uint64_t h, const char *const *s, int n)
+{
+    h = fnv1a(h, &n, sizeof n);
+    for (int i = 0; i < n; i++)
+        h = fnv1a(h, s[i], strlen(s[i]) + 1);
+    return h;
+}
+
+static void hex64(uint64_t h, char out[17])
+{
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+clipn_status clipn_model_fingerprint(const clipn_model *model, char out[17], clipn_error *err)
+{
+    if (!model || !out)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_model_fingerprint: NULL argument");
+    const clipn_config *cfg = &model->config;
+    char json[4096];
+    size_t n = clipn_config_to_json(cfg, json, sizeof json);
+    if (n >= sizeof json)
+        return clipn_fail(err, CLIPN_E_INTERNAL, "clipn_model_fingerprint: config too long");
+    uint64_t h = fnv1a(FNV_OFFSET, json, n);
+    size_t E = cfg->embed_dim > 0 ? (size_t)cfg->embed_dim : 0;
+    if (model->visual.proj && cfg->vision_width > 0)
+        h = fnv1a(h, model->visual.proj, (size_t)cfg->vision_width * E * sizeof(float));
+    if (model->text.text_projection && cfg->text_width > 0)
+        h = fnv1a(h, model->text.text_projection, (size_t)cfg->text_width * E * sizeof(float));
+    if (cfg->has_no_tower && model->text_no.text_projection && cfg->text_width > 0)
+        h = fnv1a(h, model->text_no.text_projection,
+                  (size_t)cfg->text_width * E * sizeof(float));
+    hex64(h, out);
+    return CLIPN_OK;
+}
+
+/* ------------------------------------------------------------------ save */
+
+static cJSON *string_list(const char *const *s, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++) {
+        cJSON *item = cJSON_CreateString(s[i]);
+        if (!item || !cJSON_AddItemToArray(a, item)) {
+            cJSON_Delete(item);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* Serialises a JSON value and stores it as a string field (safetensors metadata values
+ * must be strings). Returns 0 on success. */
+static int add_json_string(cJSON *obj, const char *key, cJSON *value)
+{
+    if (!value)
+        return -1;
+    char *text = cJSON_PrintUnformatted(value);
+    cJSON_Delete(value);
+    if (!text)
+        return -1;
+    cJSON *s = cJSON_AddStringToObject(obj, key, text);
+    cJSON_free(text);
+    return s ? 0 : -1;
+}
+
+static cJSON *tensor_entry(int C, int D, size_t begin, size_t end)
+{
+    cJSON *t = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *off = cJSON_CreateArray();
+    if (!t || !shape || !off) {
+        cJSON_Delete(t);
+        cJSON_Delete(shape);
+        cJSON_Delete(off);
+        return NULL;
+    }
+    cJSON_AddItemToObject(t, "shape", shape);
+    cJSON_AddItemToObject(t, "data_offsets", off);
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber(C));
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber(D));
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)begin));
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)end));
+    if (!cJSON_AddStringToObject(t, "dtype", "F32") || cJSON_GetArraySize(shape) != 2 ||
+        cJSON_GetArraySize(off) != 2) {
+        cJSON_Delete(t);
+        return NULL;
+    }
+    return t;
+}
+
+clipn_status clipn_heads_save(const char *path, const clipn_model *model,
+                              const clipn_heads *heads, const char *const *classes,
+                              const char *const *templates, int n_templates,
+                              const char *const *no_templates, int n_no_templates,
+                              clipn_error *err)
+{
+    if (!path || !model || !heads || !heads->yes || !classes || heads->n_classes <= 0 ||
+        heads->dim <= 0 || n_templates < 0 || (n_templates > 0 && !templates))
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_save: NULL or empty argument");
+    if (heads->n_classes > HEADS_MAX_CLASSES || heads->dim > HEADS_MAX_DIM)
+        return clipn_fail(err, CLIPN_E_LIMIT, "clipn_heads_save: heads too large");
+    for (int c = 0; c < heads->n_classes; c++)
+        if (!classes[c])
+            return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_save: class %d is NULL", c);
+    if (!no_templates) {
+        no_templates = templates;
+        n_no_templates = n_templates;
+    }
+    char model_fp[17], prompts_fp[17];
+    clipn_status st = clipn_model_fingerprint(model, model_fp, err);
+    if (st != CLIPN_OK)
+        return st;
+    uint64_t h = fnv1a_strings(FNV_OFFSET, classes, heads->n_classes);
+    h = fnv1a_strings(h, templates, n_templates);
+    h = fnv1a_strings(h, no_templates, n_no_templates);
+    hex64(h, prompts_fp);
+
+    size_t C = (size_t)heads->n_classes, D = (size_t)heads->dim, bytes = C * D * sizeof(float);
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
+    int bad = !root || !meta;
+    if (!bad) {
+        cJSON_AddItemToObject(root, "__metadata__", meta);
+        bad = !cJSON_AddStringToObject(meta, "format", HEADS_FORMAT) ||
+              !cJSON_AddStringToObject(meta, "version", HEADS_VERSION) ||
+              !cJSON_AddStringToObject(meta, "model_fingerprint", model_fp) ||
+              !cJSON_AddStringToObject(meta, "prompts_fingerprint", prompts_fp) ||
+              add_json_string(meta, "classes", string_list(classes, heads->n_classes)) ||
+              add_json_string(meta, "templates", string_list(templates, n_templates)) ||
+              add_json_string(meta, "no_templates", string_list(no_templates, n_no_templates));
+    } else {
+        cJSON_Delete(meta);
+    }
+    cJSON *t_yes = bad ? NULL : tensor_entry(heads->n_classes, heads->dim, 0, bytes);
+    cJSON *t_no = bad || !heads->no ? NULL
+                                    : tensor_entry(heads->n_classes, heads->dim, bytes, 2 * bytes);
+    if (t_yes)
+        cJSON_AddItemToObject(root, "heads.yes", t_yes);
+    if (t_no)
+        cJSON_AddItemToObject(root, "heads.no", t_no);
+    bad = bad || !t_yes || (heads->no && !t_no);
+    char *header = bad ? NULL : cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!header)
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory building the header", path);
+
+    /* Pad the header with spaces so the data starts 8-byte aligned, as safetensors does. */
+    size_t hlen = strlen(header), padded = (8 + hlen + 7) / 8 * 8 - 8;
+    unsigned char len_le[8];
+    for (int i = 0; i < 8; i++)
+        len_le[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        int e = errno;
+        cJSON_free(header);
+        return clipn_fail(err, CLIPN_E_IO, "%s: %s", path, strerror(e));
+    }
+    int ok = fwrite(len_le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
+    for (size_t i = hlen; ok && i < padded; i++)
+        ok = fputc(' ', f) != EOF;
+    ok = ok && fwrite(heads->yes, 1, bytes, f) == bytes;
+    if (heads->no)
+        ok = ok && fwrite(heads->no, 1, bytes, f) == bytes;
+    ok = (fclose(f) == 0) && ok;
+    cJSON_free(header);
+    if (!ok) {
+        remove(path);
+        return clipn_fail(err, CLIPN_E_IO, "%s: write failed", path);
+    }
+    return CLIPN_OK;
+}
+
+/* ------------------------------------------------------------------ load */
+
+static const char *meta_string(const cJSON *meta, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Non-negative integer JSON number that is exactly representable; -1 otherwise. */
+static int64_t json_uint(const cJSON *v)
+{
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 9007199254740992.0 ||
+        v->valuedouble != floor(v->valuedouble))
+        return -1;
+    return (int64_t)v->valuedouble;
+}
+
+/* Checks one tensor entry is F32 [C, D] at exactly [begin, begin + bytes). */
+static clipn_status check_tensor(const char *path, const cJSON *t, const char *name,
+                                 int64_t *C, int64_t *D, uint64_t data_len, uint64_t *begin,
+                                 clipn_error *err)
+{
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(t, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+    if (!cJSON_IsObject(t) || !cJSON_IsString(dtype) || strcmp(dtype->valuestring, "F32") ||
+        !cJSON_IsArray(shape) || cJSON_GetArraySize(shape) != 2 || !cJSON_IsArray(off) ||
+        cJSON_GetArraySize(off) != 2)
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: tensor %s must be F32 with a 2-d shape",
+                          path, name);
+    int64_t c = json_uint(cJSON_GetArrayItem(shape, 0)), d = json_uint(cJSON_GetArrayItem(shape, 1));
+    int64_t b = json_uint(cJSON_GetArrayItem(off, 0)), e = json_uint(cJSON_GetArrayItem(off, 1));
+    if (c < 1 || c > HEADS_MAX_CLASSES || d < 1 || d > HEADS_MAX_DIM)
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: tensor %s has a bad shape", path, name);
+    if (*C >= 0 && (c != *C || d != *D))
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.yes and heads.no shapes differ", path);
+    uint64_t bytes = (uint64_t)c * (uint64_t)d * 4u;
+    if (b < 0 || e < 0 || (uint64_t)e - (uint64_t)b != bytes || e < b || (uint64_t)e > data_len)
+        return clipn_fail(err, CLIPN_E_FORMAT,
+                          "%s: tensor %s offsets do not match its shape or the file size", path,
+                          name);
+    *C = c;
+    *D = d;
+    *begin = (uint64_t)b;
+    return CLIPN_OK;
+}
+
+static clipn_status read_floats(const char *path, const unsigned char *data, uint64_t begin,
+                                size_t count, const char *name, float **out, clipn_error *err)
+{
+    float *x = malloc(count * sizeof *x);
+    if (!x)
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory for %s", path, name);
+    memcpy(x, data + begin, count * sizeof *x);
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(x[i])) {
+            free(x);
+            return clipn_fail(err, CLIPN_E_FORMAT, "%s: tensor %s holds a non-finite value",
+                              path, name);
+        }
+    *out = x;
+    return CLIPN_OK;
+}
+
+static clipn_status parse_heads(const char *path, const unsigned char *buf, size_t len,
+                                const clipn_model *model, clipn_heads *h, clipn_error *err)
+{
+    if (len < 8)
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: too short for a head file", path);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)buf[i] << (8 * i);
+    if (hlen < 2 || hlen > HEADS_MAX_HEADER || hlen > len - 8)
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: bad header length %llu", path,
+                          (unsigned long long)hlen);
+    cJSON *root = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hlen);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: header is not a JSON object", path);
+    }
+    clipn_status st = CLIPN_OK;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    const char *format = meta_string(meta, "format"), *version = meta_string(meta, "version");
+    const char *fp = meta_string(meta, "model_fingerprint"), *names = meta_string(meta, "classes");
+    cJSON *class_list = NULL;
+    if (!format || strcmp(format, HEADS_FORMAT)) {
+        st = clipn_fail(err, CLIPN_E_FORMAT, "%s: not a libclipn head file (format is not \"%s\")",
+                        path, HEADS_FORMAT);
+        goto done;
+    }
+    if (!version || strcmp(version, HEADS_VERSION)) {
+        st = clipn_fail(err, CLIPN_E_UNSUPPORTED, "%s: head file version %s is not supported",
+                        path, version ? version : "(missing)");
+        goto done;
+    }
+    if (!fp || strlen(fp) != 16 || !names) {
+        st = clipn_fail(err, CLIPN_E_FORMAT, "%s: metadata lacks model_fingerprint or classes",
+                        path);
+        goto done;
+    }
+    if (model) {
+        char want[17];
+        if ((st = clipn_model_fingerprint(model, want, err)) != CLIPN_OK)
+            goto done;
+        if (strcmp(want, fp)) {
+            st = clipn_fail(err, CLIPN_E_INVALID_ARG,
+                            "%s: heads were built from another model (fingerprint %s, this "
+                            "model is %s); rebuild them with `clipn head`",
+                            path, fp, want);
+            goto done;
+        }
+    }
+    for (const cJSON *t = root->child; t; t = t->next)
+        if (strcmp(t->string, "__metadata__") && strcmp(t->string, "heads.yes") &&
+            strcmp(t->string, "heads.no")) {
+            st = clipn_fail(err, CLIPN_E_FORMAT, "%s: unexpected tensor \"%.100s\"", path,
+                            t->string);
+            goto done;
+        }
+    const cJSON *t_yes = cJSON_GetObjectItemCaseSensitive(root, "heads.yes");
+    const cJSON *t_no = cJSON_GetObjectItemCaseSensitive(root, "heads.no");
+    if (!t_yes) {
+        st = clipn_fail(err, CLIPN_E_FORMAT, "%s: tensor heads.yes is missing", path);
+        goto done;
+    }
+    uint64_t data_len = len - 8 - hlen, b_yes = 0, b_no = 0;
+    int64_t C = -1, D = -1;
+    if ((st = check_tensor(path, t_yes, "heads.yes", &C, &D, data_len, &b_yes, err)) != CLIPN_OK)
+        goto done;
+    if (t_no &&
+        (st = check_tensor(path, t_no, "heads.no", &C, &D, data_len, &b_no, err)) != CLIPN_OK)
+        goto done;
+    size_t count = (size_t)C * (size_t)D;
+    if (t_no && (b_no < b_yes + count * 4 && b_yes < b_no + count * 4)) {
+        st = clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.yes and heads.no overlap", path);
+        goto done;
+    }
+    if (model && D != model->config.embed_dim) {
+        st = clipn_fail(err, CLIPN_E_INVALID_ARG, "%s: heads have dim %lld, the model %d", path,
+                        (long long)D, model->config.embed_dim);
+        goto done;
+    }
+    class_list = cJSON_Parse(names);
+    if (!cJSON_IsArray(class_list) || cJSON_GetArraySize(class_list) != C) {
+        st = clipn_fail(err, CLIPN_E_FORMAT, "%s: classes is not a list of %lld names", path,
+                        (long long)C);
+        goto done;
+    }
+    h->n_classes = (int)C;
+    h->dim = (int)D;
+    h->class_names = calloc((size_t)C, sizeof *h->class_names);
+    if (!h->class_names) {
+        st = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    int c = 0;
+    for (const cJSON *it = class_list->child; it; it = it->next, c++) {
+        if (!cJSON_IsString(it)) {
+            st = clipn_fail(err, CLIPN_E_FORMAT, "%s: class %d is not a string", path, c);
+            goto done;
+        }
+        if (!(h->class_names[c] = strdup(it->valuestring))) {
+            st = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
+            goto done;
+        }
+    }
+    const unsigned char *data = buf + 8 + hlen;
+    if ((st = read_floats(path, data, b_yes, count, "heads.yes", &h->yes, err)) != CLIPN_OK)
+        goto done;
+    if (t_no && (st = read_floats(path, data, b_no, count, "heads.no", &h->no, err)) != CLIPN_OK)
+        goto done;
+    if (model && model->config.has_no_tower && !t_no) {
+        st = clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.no is missing but the model has a no tower",
+                        path);
+        goto done;
+    }
+done:
+    cJSON_Delete(class_list);
+    cJSON_Delete(root);
+    return st;
+}
+
+clipn_status clipn_heads_load(const char *path, const clipn_model *model, clipn_heads **out,
+                              clipn_error *err)
+{
+    if (!out)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_load: out is NULL");
+    *out = NULL;
+    if (!path)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_load: path is NULL");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return clipn_fail(err, CLIPN_E_IO, "%s: %s", path, strerror(errno));
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return clipn_fail(err, CLIPN_E_IO, "%s: cannot determine the file size", path);
+    }
+    /* Two [C, D] float tensors plus the header: 1 GiB of data is 65k classes at D = 2048,
+     * far beyond any real head; refuse bigger files before reading them. */
+    uint64_t max = (uint64_t)HEADS_MAX_HEADER + 8 + (1ull << 30);
+    if ((uint64_t)size > max) {
+        fclose(f);
+        return clipn_fail(err, CLIPN_E_LIMIT, "%s: %ld bytes is too large for a head file",
+                          path, size);
+    }
+    unsigned char *buf = malloc((size_t)size + 1);
+    if (!buf) {
+        fclose(f);
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
+    }
+    size_t got = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    if (got != (size_t)size) {
+        free(buf);
+        return clipn_fail(err, CLIPN_E_IO, "%s: read error", path);
+    }
+    clipn_heads *h = calloc(1, sizeof *h);
+    clipn_status st = h ? parse_heads(path, buf, (size_t)size, model, h, err)
+                        : clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
+    free(buf);
+    if (st != CLIPN_OK) {
+        if (h && !h->class_names)
+            h->n_classes = 0;
+        clipn_heads_free(h);
+        return st;
+    }
+    *out = h;
+    return CLIPN_OK;
+}

@@ -1,0 +1,108 @@
+/* AUROC and FPR95 against sklearn/scipy values (tests/scoring_ref/make_metrics_fixture.py). */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#define CASES FIXTURE("scoring/metrics_cases.txt")
+
+typedef struct metric_case {
+    char name[64];
+    size_t n_id, n_ood;
+    double auroc, fpr_interp, fpr_nearest;
+    float *scores; /* ID then OOD */
+} metric_case;
+
+/* Reads the next case; 0 at end of file. */
+static int read_case(FILE *f, metric_case *c)
+{
+    if (fscanf(f, " case %63s %zu %zu %lf %lf %lf", c->name, &c->n_id, &c->n_ood, &c->auroc,
+               &c->fpr_interp, &c->fpr_nearest) != 6)
+        return 0;
+    size_t n = c->n_id + c->n_ood;
+    c->scores = malloc(n * sizeof *c->scores);
+    ck_assert_ptr_nonnull(c->scores);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(fscanf(f, " %f", &c->scores[i]), 1);
+    return 1;
+}
+
+static void assert_rel(const char *name, const char *what, double got, double want)
+{
+    double tol = 1e-12 * fmax(fabs(want), 1e-300);
+    ck_assert_msg(fabs(got - want) <= tol || (got == 0.0 && want == 0.0),
+                  "%s %s: got %.17g want %.17g", name, what, got, want);
+}
+
+START_TEST(test_against_sklearn)
+{
+    FILE *f = fopen(CASES, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", CASES);
+    metric_case c;
+    int n_cases = 0;
+    while (read_case(f, &c)) {
+        const float *id = c.scores, *ood = c.scores + c.n_id;
+        double auroc = -1, fi = -1, fn = -1;
+        clipn_error err;
+        ck_assert_int_eq(clipn_auroc(id, c.n_id, ood, c.n_ood, &auroc, &err), CLIPN_OK);
+        ck_assert_int_eq(clipn_fpr95(id, c.n_id, ood, c.n_ood, CLIPN_FPR95_INTERP, &fi, &err),
+                         CLIPN_OK);
+        ck_assert_int_eq(clipn_fpr95(id, c.n_id, ood, c.n_ood, CLIPN_FPR95_NEAREST, &fn, &err),
+                         CLIPN_OK);
+        assert_rel(c.name, "auroc", auroc, c.auroc);
+        assert_rel(c.name, "fpr95 interp", fi, c.fpr_interp);
+        assert_rel(c.name, "fpr95 nearest", fn, c.fpr_nearest);
+        free(c.scores);
+        n_cases++;
+    }
+    fclose(f);
+    ck_assert_int_ge(n_cases, 15);
+}
+END_TEST
+
+/* The order of the inputs must not matter (only the sort does). */
+START_TEST(test_permutation_invariant)
+{
+    float id[] = {0.9f, 0.1f, 0.5f, 0.5f, 0.7f}, ood[] = {0.5f, 0.2f, 0.05f, 0.8f};
+    float id2[] = {0.5f, 0.7f, 0.1f, 0.9f, 0.5f}, ood2[] = {0.8f, 0.05f, 0.5f, 0.2f};
+    double a, b;
+    ck_assert_int_eq(clipn_auroc(id, 5, ood, 4, &a, NULL), CLIPN_OK);
+    ck_assert_int_eq(clipn_auroc(id2, 5, ood2, 4, &b, NULL), CLIPN_OK);
+    ck_assert(a == b);
+    /* by hand: pairs (id > ood) + 0.5 (id == ood) over 20 */
+    ck_assert_double_eq_tol(a, (12.0 + 2 * 0.5) / 20.0, 1e-15);
+}
+END_TEST
+
+START_TEST(test_refuses_bad_input)
+{
+    float ok[] = {0.1f, 0.2f}, bad[] = {0.1f, NAN}, inf[] = {INFINITY, 0.f};
+    double r = 42;
+    clipn_error err;
+    ck_assert_int_eq(clipn_auroc(ok, 2, bad, 2, &r, &err), CLIPN_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(err.message, "not finite"));
+    ck_assert_int_eq(clipn_auroc(inf, 2, ok, 2, &r, &err), CLIPN_E_INVALID_ARG);
+    ck_assert_int_eq(clipn_auroc(ok, 0, ok, 2, &r, &err), CLIPN_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(err.message, "empty"));
+    ck_assert_int_eq(clipn_fpr95(ok, 2, ok, 0, CLIPN_FPR95_INTERP, &r, &err),
+                     CLIPN_E_INVALID_ARG);
+    ck_assert_int_eq(clipn_fpr95(NULL, 2, ok, 2, CLIPN_FPR95_INTERP, &r, &err),
+                     CLIPN_E_INVALID_ARG);
+    ck_assert_int_eq(clipn_fpr95(ok, 2, ok, 2, (clipn_fpr95_mode)7, &r, &err),
+                     CLIPN_E_INVALID_ARG);
+    ck_assert_int_eq(clipn_auroc(ok, 2, ok, 2, NULL, &err), CLIPN_E_INVALID_ARG);
+    ck_assert(r == 42);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *tc = tcase_create("metrics");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_against_sklearn);
+    tcase_add_test(tc, test_permutation_invariant);
+    tcase_add_test(tc, test_refuses_bad_input);
+    suite_add_tcase(s, tc);
+    return s;
+}
