@@ -1,6 +1,7 @@
 /* Kernel benchmark: GFLOP/s of the native GEMM (each ISA) and of OpenBLAS sgemm on the
  * CLIPN ViT-B-16 shapes, plus attention, LayerNorm and the activations.
- * Usage: bench_kernels [threads]   (default: all cores) */
+ * Usage: bench_kernels [threads]   (default: all cores)
+ * Env BENCH_ROUNDS (default 12): interleaved rounds per measurement, best kept. */
 #include "kernels.h"
 
 #include <cblas.h>
@@ -29,31 +30,51 @@ static float *random_floats(size_t n, float scale)
     return p;
 }
 
-/* seconds per call: best of 5 rounds, each at least ~40 ms */
+/* One contender: a call, and the kernel selection it needs (NULL = leave as is). */
 typedef void (*bench_fn)(void *);
+typedef struct contender {
+    bench_fn fn;
+    void *arg;
+    const char *isa, *gemm;
+    int reps;
+    double best;
+} contender;
+
+static double run_reps(contender *c)
+{
+    if (c->isa || c->gemm)
+        clipn_kernels_select(c->isa, c->gemm);
+    double t0 = now();
+    for (int r = 0; r < c->reps; r++)
+        c->fn(c->arg);
+    return (now() - t0) / c->reps;
+}
+
+/* Seconds per call for each contender: rounds of ~10 ms each, interleaved, best of
+ * BENCH_ROUNDS. Interleaving gives every contender the same chances on a shared machine. */
+static int rounds = 12;
+static void time_contenders(contender *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        c[i].reps = 1;
+        run_reps(&c[i]); /* warm up: page faults, pool start */
+        while (run_reps(&c[i]) < 0.01 && c[i].reps < (1 << 20))
+            c[i].reps *= 2;
+        c[i].best = 1e30;
+    }
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < n; i++) {
+            const double t = run_reps(&c[i]);
+            if (t < c[i].best)
+                c[i].best = t;
+        }
+}
+
 static double time_call(bench_fn fn, void *arg)
 {
-    fn(arg); /* warm up: page faults, pool start */
-    int reps = 1;
-    for (;;) {
-        double t0 = now();
-        for (int r = 0; r < reps; r++)
-            fn(arg);
-        double dt = now() - t0;
-        if (dt > 0.04)
-            break;
-        reps *= 2;
-    }
-    double best = 1e30;
-    for (int round = 0; round < 5; round++) {
-        double t0 = now();
-        for (int r = 0; r < reps; r++)
-            fn(arg);
-        double dt = (now() - t0) / reps;
-        if (dt < best)
-            best = dt;
-    }
-    return best;
+    contender c = {fn, arg, NULL, NULL, 1, 0};
+    time_contenders(&c, 1);
+    return c.best;
 }
 
 typedef struct gemm_case {
@@ -122,6 +143,8 @@ static void run_gelu(void *p) /* from a fresh copy: repeated GELU would reach de
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
+    if (getenv("BENCH_ROUNDS") && atoi(getenv("BENCH_ROUNDS")) > 0)
+        rounds = atoi(getenv("BENCH_ROUNDS"));
     clipn_kernels_init();
     clipn_kernels_set_threads(threads);
     threads = clipn_kernels_threads();
@@ -169,21 +192,23 @@ int main(int argc, char **argv)
         }
         gemm_case c = {&lin, x, y, sh->m, sh->epi};
         const double flop = 2.0 * sh->m * sh->n * sh->k;
-        const double t_blas = time_call(run_sgemm, &c);
+        contender cs[5];
+        int nc = 0, best_index = -1;
+        cs[nc++] = (contender){run_sgemm, &c, NULL, NULL, 1, 0};
+        for (int i = 0; i < 3; i++)
+            if (clipn_kernels_isa_available(isas[i])) {
+                if (strcmp(isas[i], best_isa) == 0)
+                    best_index = nc;
+                cs[nc++] = (contender){run_linear, &c, isas[i], "native", 1, 0};
+            }
+        cs[nc++] = (contender){run_linear, &c, best_isa, "openblas", 1, 0};
+        time_contenders(cs, nc);
+        const double t_blas = cs[0].best, t_blas_epi = cs[nc - 1].best;
+        const double t_best_native = cs[best_index].best;
         printf("%-22s %5d %5d %5d %5s | %9.1f", sh->name, sh->m, sh->n, sh->k, epi_name(sh->epi),
                flop / t_blas * 1e-9);
-        double t_best_native = 0;
-        for (int i = 0; i < 3; i++) {
-            if (!clipn_kernels_isa_available(isas[i]))
-                continue;
-            clipn_kernels_select(isas[i], "native");
-            const double t = time_call(run_linear, &c);
-            if (strcmp(isas[i], best_isa) == 0)
-                t_best_native = t;
-            printf(" %9.1f %5.0f%%", flop / t * 1e-9, 100.0 * t_blas / t);
-        }
-        clipn_kernels_select(best_isa, "openblas");
-        const double t_blas_epi = time_call(run_linear, &c);
+        for (int i = 1; i < nc - 1; i++)
+            printf(" %9.1f %5.0f%%", flop / cs[i].best * 1e-9, 100.0 * t_blas / cs[i].best);
         printf(" %9.1f\n", flop / t_blas_epi * 1e-9);
         clipn_kernels_select(best_isa, "native");
         if (sh->m >= 197) {

@@ -88,6 +88,8 @@ static int transformer_need(size_t n, size_t L, const clipn_transformer *t,
 {
     int ok = 1;
     const size_t rows = clipn_mul_size(n, L, &ok);
+    if (rows > INT32_MAX) /* the kernels count rows in int */
+        ok = 0;
     const size_t wide = max_size(3 * (size_t)t->width, (size_t)t->mlp_width);
     need->x = max_size(need->x, clipn_mul_size(rows, (size_t)t->width, &ok));
     need->big = max_size(need->big, clipn_mul_size(rows, wide, &ok));

@@ -116,7 +116,8 @@ typedef struct gif_info {
 } gif_info;
 
 /* Walk to the first image descriptor: its palette and the transparency of its graphic
- * control extension decide PIL's mode and the colour of transparent pixels. */
+ * control extension decide PIL's mode and the colour of transparent pixels. 0 when the
+ * file is malformed or ends before the first frame's data does. */
 static int gif_parse(const uint8_t *d, size_t n, gif_info *gi)
 {
     memset(gi, 0, sizeof *gi);
@@ -146,13 +147,20 @@ static int gif_parse(const uint8_t *d, size_t n, gif_info *gi)
             if (pos + 10 > n)
                 return 0;
             uint8_t flags = d[pos + 9];
+            pos += 10;
             if (flags & 0x80) {
                 gi->colors = 2 << (flags & 7);
-                gi->palette = d + pos + 10;
-                if (pos + 10 + (size_t)3 * gi->colors > n)
-                    return 0;
+                gi->palette = d + pos;
+                pos += (size_t)3 * gi->colors;
             }
-            return gi->palette && (size_t)(gi->palette - d) + (size_t)3 * gi->colors <= n;
+            if (!gi->palette || pos >= n)
+                return 0;
+            /* the frame's data must be all there, up to its terminating empty sub-block
+             * (PIL refuses a truncated first frame; stb would return it half drawn) */
+            pos++; /* LZW minimum code size */
+            while (pos < n && d[pos] != 0)
+                pos += (size_t)d[pos] + 1;
+            return pos <= n; /* PIL does not need the terminator itself */
         } else {
             return 0;
         }
@@ -176,6 +184,17 @@ static clipn_status bmp_mode(const uint8_t *d, size_t n, const char *name, clipn
         bits = le16(d + 28);
         compression = le32(d + 30);
         colors = le32(d + 46);
+    }
+    /* uncompressed pixel data must be all there (stb would decode a short file) */
+    if (header != 12 && (compression == 0 || compression == 3)) {
+        uint64_t w = le32(d + 18), h = le32(d + 22);
+        if (h & 0x80000000u)
+            h = 0x100000000ull - h; /* top-down */
+        uint64_t row = (w * bits + 31) / 32 * 4;
+        uint64_t need = le32(d + 10) + (h ? row * (h - 1) + (w * bits + 7) / 8 : 0);
+        if (w < 65536 && h < 65536 && need > n) /* the last row's padding may be missing */
+            return clipn_fail(err, CLIPN_E_FORMAT, "%s: truncated BMP (%zu of %llu bytes)", name,
+                              n, (unsigned long long)need);
     }
     if (bits <= 8) {
         if (colors == 0)
@@ -206,10 +225,26 @@ static clipn_status tga_mode(const uint8_t *d, size_t n, const char *name, clipn
     if (n < 18)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: truncated TGA header", name);
     int type = d[2], depth = d[16];
+    /* the pixel data must be all there (stb would decode a short file) */
+    uint64_t w = le16(d + 12), h = le16(d + 14), bpp = (depth + 7) / 8;
+    size_t pos = 18 + (size_t)d[0] + (d[1] ? (size_t)le16(d + 5) * ((d[7] + 7) / 8) : 0);
+    if (type == 1 || type == 2 || type == 3) {
+        if (pos + w * h * bpp > n)
+            return clipn_fail(err, CLIPN_E_FORMAT, "%s: truncated TGA", name);
+    } else if (type == 9 || type == 10 || type == 11) { /* run-length packets */
+        uint64_t done = 0;
+        while (done < w * h && pos < n) {
+            uint64_t count = (uint64_t)(d[pos] & 127) + 1;
+            pos += 1 + (d[pos] & 128 ? bpp : count * bpp);
+            done += count;
+        }
+        if (done < w * h || pos > n)
+            return clipn_fail(err, CLIPN_E_FORMAT, "%s: truncated TGA", name);
+    }
     if (type == 1 || type == 9)
         *mode = PIL_MODE_P;
-    else if ((type == 3 || type == 11) && depth == 8)
-        *mode = PIL_MODE_L;
+    else if ((type == 3 || type == 11) && (depth == 8 || depth == 16))
+        *mode = depth == 16 ? PIL_MODE_LA : PIL_MODE_L;
     else if ((type == 2 || type == 10) && (depth == 24 || depth == 32))
         *mode = depth == 32 ? PIL_MODE_RGBA : PIL_MODE_RGB;
     else
@@ -247,6 +282,11 @@ static clipn_status pnm_mode(const uint8_t *d, size_t n, const char *name, clipn
     if (v[2] != 255)
         return clipn_fail(err, CLIPN_E_UNSUPPORTED, "%s: PNM maxval %ld is not supported "
                           "(only 255)", name, v[2]);
+    /* one whitespace byte, then the samples, which must be all there */
+    uint64_t need = pos + 1 + (uint64_t)v[0] * (uint64_t)v[1] * (d[1] == '5' ? 1 : 3);
+    if (need > n)
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: truncated PNM (%zu of %llu bytes)", name, n,
+                          (unsigned long long)need);
     *mode = d[1] == '5' ? PIL_MODE_L : PIL_MODE_RGB;
     return CLIPN_OK;
 }
@@ -435,6 +475,66 @@ static clipn_status decode_jpeg(const uint8_t *data, size_t len, const char *nam
 
 /* ---- everything else through stb_image */
 
+static const char *stb_reason(void)
+{
+    const char *r = stbi_failure_reason();
+    return r && r[0] ? r : "unknown error";
+}
+
+static const uint8_t png_iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+
+static clipn_status decode_stb_pixels(const uint8_t *data, size_t len, const char *name,
+                                      image_format fmt, clipn_pil_mode mode, int sixteen,
+                                      const gif_info *gi, uint64_t max_pixels, clipn_image *out,
+                                      clipn_error *err);
+
+/* PIL stops reading after the image data: it accepts a PNG that ends inside or before
+ * IEND, or inside the last chunk's CRC. stb wants the chunks whole, so for such a file it
+ * gets a copy cut at the end of the last chunk's data, with a zero CRC (stb does not check
+ * CRCs) and an IEND. A file cut inside chunk data stays cut and still fails. */
+static clipn_status png_complete_tail(const uint8_t **data, size_t *len, uint8_t **patched,
+                                      const char *name, clipn_error *err)
+{
+    const uint8_t *d = *data;
+    size_t n = *len, pos = 8, keep = n;
+    int need_crc = 0;
+    while (pos + 8 <= n) {
+        size_t clen = be32(d + pos);
+        if (memcmp(d + pos + 4, "IEND", 4) == 0) {
+            keep = pos;
+            break;
+        }
+        if (clen > n - pos - 8) { /* cut inside the data */
+            keep = n;
+            break;
+        }
+        size_t end = pos + 8 + clen;
+        if (n - end < 4) { /* cut inside the CRC */
+            keep = end;
+            need_crc = 1;
+            break;
+        }
+        pos = end + 4;
+        keep = pos;
+    }
+    if (pos + 8 <= n && memcmp(d + pos + 4, "IEND", 4) == 0 && n - pos >= sizeof png_iend)
+        return CLIPN_OK; /* complete */
+    uint8_t *p = malloc(keep + 4 + sizeof png_iend);
+    if (!p)
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", name);
+    memcpy(p, d, keep);
+    size_t m = keep;
+    if (need_crc) {
+        memset(p + m, 0, 4);
+        m += 4;
+    }
+    memcpy(p + m, png_iend, sizeof png_iend);
+    *patched = p;
+    *data = p;
+    *len = m + sizeof png_iend;
+    return CLIPN_OK;
+}
+
 static clipn_status decode_stb(const uint8_t *data, size_t len, const char *name,
                                image_format fmt, uint64_t max_pixels, clipn_image *out,
                                clipn_error *err)
@@ -469,12 +569,27 @@ static clipn_status decode_stb(const uint8_t *data, size_t len, const char *name
         st = check_size(name, le16(data + 6), le16(data + 8), max_pixels, err);
     if (st != CLIPN_OK)
         return st;
-    if (len > INT_MAX)
+    if (len > INT_MAX - 16)
         return clipn_fail(err, CLIPN_E_LIMIT, "%s: file too large", name);
+    uint8_t *patched = NULL;
+    if (fmt == FORMAT_PNG && (st = png_complete_tail(&data, &len, &patched, name, err)) != CLIPN_OK)
+        return st;
+    st = decode_stb_pixels(data, len, name, fmt, mode, sixteen, &gi, max_pixels, out, err);
+    free(patched);
+    return st;
+}
+
+/* stb_image decode of a known format and PIL mode into out. gi: a GIF's first frame. */
+static clipn_status decode_stb_pixels(const uint8_t *data, size_t len, const char *name,
+                                      image_format fmt, clipn_pil_mode mode, int sixteen,
+                                      const gif_info *gi, uint64_t max_pixels, clipn_image *out,
+                                      clipn_error *err)
+{
+    clipn_status st;
     int w, h, comp;
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &comp))
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: cannot read image header (%s)", name,
-                          stbi_failure_reason());
+                          stb_reason());
     if ((st = check_size(name, (uint64_t)w, (uint64_t)h, max_pixels, err)) != CLIPN_OK)
         return st;
     if (fmt == FORMAT_JPEG && comp == 1)
@@ -486,7 +601,7 @@ static clipn_status decode_stb(const uint8_t *data, size_t len, const char *name
         stbi_us *p16 = stbi_load_16_from_memory(data, (int)len, &x, &y, &got, 1);
         if (!p16)
             return clipn_fail(err, CLIPN_E_FORMAT, "%s: corrupt image (%s)", name,
-                              stbi_failure_reason());
+                              stb_reason());
         int32_t *p32 = (x == w && y == h) ? malloc((size_t)w * h * sizeof(int32_t)) : NULL;
         if (!p32) {
             stbi_image_free(p16);
@@ -503,7 +618,7 @@ static clipn_status decode_stb(const uint8_t *data, size_t len, const char *name
         uint8_t *p = stbi_load_from_memory(data, (int)len, &x, &y, &got, req);
         if (!p)
             return clipn_fail(err, CLIPN_E_FORMAT, "%s: corrupt image (%s)", name,
-                              stbi_failure_reason());
+                              stb_reason());
         if (x != w || y != h) {
             stbi_image_free(p);
             return clipn_fail(err, CLIPN_E_FORMAT, "%s: inconsistent image size", name);
@@ -511,8 +626,8 @@ static clipn_status decode_stb(const uint8_t *data, size_t len, const char *name
         if (fmt == FORMAT_GIF) {
             /* PIL keeps the palette index of transparent pixels (and fills the area
              * outside the first frame with the transparent index, else index 0). */
-            int fill = gi.transparent >= 0 && gi.transparent < gi.colors ? gi.transparent : 0;
-            const uint8_t *fc = gi.palette + 3 * fill;
+            int fill = gi->transparent >= 0 && gi->transparent < gi->colors ? gi->transparent : 0;
+            const uint8_t *fc = gi->palette + 3 * fill;
             size_t npx = (size_t)w * h;
             for (size_t i = 0; i < npx; i++) {
                 const uint8_t *s = p + 4 * i;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(CLIPN_IMAGE_NO_SIMD)
 #include <immintrin.h>
 #define CLIPN_IMAGE_AVX2 1 /* compiled for AVX2 per function, chosen at run time */
 #endif

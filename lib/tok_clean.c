@@ -564,45 +564,82 @@ static int is_nfc_blocker(uint32_t c)
     return 0;
 }
 
-/* NFC of in[0..n) appended to out, with libutf8proc. */
+static int ccc(uint32_t cp)
+{
+    return cp < 0x300 ? 0 : utf8proc_get_property((utf8proc_int32_t)cp)->combining_class;
+}
+
+/* Canonical ordering: a stable sort by combining class of each run of non-starters.
+ * (libutf8proc's own reordering is a gnome sort, quadratic on long runs of marks.) */
+static int canonical_order(uint32_t *v, size_t n, tok_buf *tmp)
+{
+    for (size_t i = 0; i < n;) {
+        if (ccc(v[i]) == 0) {
+            i++;
+            continue;
+        }
+        size_t j = i + 1;
+        while (j < n && ccc(v[j]) != 0)
+            j++;
+        size_t len = j - i;
+        if (len <= 16) { /* insertion sort */
+            for (size_t k = i + 1; k < j; k++) {
+                uint32_t c = v[k];
+                int cc = ccc(c);
+                size_t m = k;
+                while (m > i && ccc(v[m - 1]) > cc) {
+                    v[m] = v[m - 1];
+                    m--;
+                }
+                v[m] = c;
+            }
+        } else { /* counting sort on the class, stable */
+            size_t start[257] = {0};
+            for (size_t k = i; k < j; k++)
+                start[ccc(v[k]) + 1]++;
+            for (int c = 1; c <= 256; c++)
+                start[c] += start[c - 1];
+            tmp->n = 0;
+            if (buf_reserve(tmp, len))
+                return -1;
+            for (size_t k = i; k < j; k++)
+                tmp->v[start[ccc(v[k])]++] = v[k];
+            memcpy(v + i, tmp->v, len * sizeof *v);
+        }
+        i = j;
+    }
+    return 0;
+}
+
+/* NFC of in[0..n) appended to out: libutf8proc's canonical decomposition of each code
+ * point, canonical ordering, then libutf8proc's composition. */
 static int nfc_run(const uint32_t *in, size_t n, tok_buf *out, tok_buf *scratch)
 {
     if (n == 0)
         return 0;
-    /* UTF-8 for utf8proc_decompose */
-    if (n > SIZE_MAX / 4 - 1)
-        return -1;
-    unsigned char *utf8 = malloc(4 * n + 1);
-    if (!utf8)
-        return -1;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        m += (size_t)utf8proc_encode_char((utf8proc_int32_t)in[i], utf8 + m);
-    utf8proc_option_t opts = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE;
-    size_t want = n + 16;
-    for (;;) {
-        scratch->n = 0;
-        if (buf_reserve(scratch, want)) {
-            free(utf8);
+    scratch->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        utf8proc_int32_t dec[32];
+        int boundclass = 0;
+        utf8proc_ssize_t r = utf8proc_decompose_char((utf8proc_int32_t)in[i], dec, 32,
+                                                     UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
+                                                     &boundclass);
+        if (r < 0 || r > 32 || buf_reserve(scratch, (size_t)r))
             return -1;
-        }
-        utf8proc_ssize_t r = utf8proc_decompose(utf8, (utf8proc_ssize_t)m,
-                                                (utf8proc_int32_t *)scratch->v,
-                                                (utf8proc_ssize_t)want, opts);
-        if (r < 0) {
-            free(utf8);
-            return -1;
-        }
-        if ((size_t)r <= want) {
-            r = utf8proc_normalize_utf32((utf8proc_int32_t *)scratch->v, r,
-                                         UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-            free(utf8);
-            if (r < 0)
-                return -1;
-            return buf_append(out, scratch->v, (size_t)r);
-        }
-        want = (size_t)r;
+        for (utf8proc_ssize_t k = 0; k < r; k++)
+            scratch->v[scratch->n++] = (uint32_t)dec[k];
     }
+    tok_buf tmp = {0};
+    int rc = canonical_order(scratch->v, scratch->n, &tmp);
+    tok_buf_free(&tmp);
+    if (rc)
+        return -1;
+    utf8proc_ssize_t m = utf8proc_normalize_utf32((utf8proc_int32_t *)scratch->v,
+                                                  (utf8proc_ssize_t)scratch->n,
+                                                  UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (m < 0)
+        return -1;
+    return buf_append(out, scratch->v, (size_t)m);
 }
 
 /* unicodedata.normalize('NFC'): code points below U+0300 are always stable; Python

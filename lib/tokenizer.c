@@ -293,20 +293,25 @@ clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len, clipn_t
     uint8_t order[256];
     uint32_t chars[256];
     bytes_to_unicode(order, chars);
+    int bad = 0;
     for (int w = 0; w < 2; w++)
         for (int i = 0; i < 256; i++) {
             char u[4];
             size_t nu = put_utf8(chars[i], u);
-            vocab_add(&v, u, nu, "</w>", w ? 4 : 0);
+            bad |= vocab_add(&v, u, nu, "</w>", w ? 4 : 0);
             if (w)
                 t->byte_end_id[order[i]] = 256 + i;
             else
                 t->byte_id[order[i]] = i;
         }
     for (int r = 0; r < n_merges; r++)
-        vocab_add(&v, lines[r].a, lines[r].na, lines[r].b, lines[r].nb);
-    vocab_add(&v, "<start_of_text>", 15, "", 0);
-    vocab_add(&v, "<end_of_text>", 13, "", 0);
+        bad |= vocab_add(&v, lines[r].a, lines[r].na, lines[r].b, lines[r].nb);
+    bad |= vocab_add(&v, "<start_of_text>", 15, "", 0);
+    bad |= vocab_add(&v, "<end_of_text>", 13, "", 0);
+    if (bad) {
+        st = clipn_fail(err, CLIPN_E_INTERNAL, "tokenizer: vocabulary arena too small");
+        goto done;
+    }
     t->sot_id = vocab_find(&v, "<start_of_text>", 15);
     t->eot_id = vocab_find(&v, "<end_of_text>", 13);
     /* canonical ids of the byte symbols (a merge could repeat one's string) */
@@ -731,6 +736,18 @@ clipn_status clipn_tokenize(clipn_tokenizer *t, const char *text, size_t len, in
     /* free scratch that a huge text grew, so an idle tokenizer stays small */
     if (t->text.cap > (1u << 16))
         tok_buf_free(&t->text);
+    if (t->word_cap > 4096) {
+        free(t->sym);
+        free(t->next);
+        free(t->prev);
+        free(t->heap);
+        free(t->pending);
+        free(t->piece);
+        t->sym = t->next = t->prev = NULL;
+        t->heap = t->pending = NULL;
+        t->piece = NULL;
+        t->word_cap = t->piece_cap = 0;
+    }
     ids[0] = t->sot_id;
     ids[count + 1] = t->eot_id;
     return CLIPN_OK;

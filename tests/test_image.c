@@ -294,6 +294,39 @@ START_TEST(test_limits_and_truncation_sweep)
 }
 END_TEST
 
+/* Truncations PIL still accepts (it stops after the image data) give the full result. */
+START_TEST(test_tail_truncations_pil_accepts)
+{
+    static const struct { const char *file; size_t cut; } cases[] = {
+        {DIR "edge_gray.png", 12},  /* no IEND */
+        {DIR "edge_gray.png", 8},   /* inside IEND */
+        {DIR "edge_gray.png", 14},  /* inside the last IDAT's CRC */
+        {DIR "edge_palette.gif", 1}, /* no trailer */
+        {DIR "edge_palette.gif", 2}, /* no block terminator */
+        {DIR "edge_rgb.bmp", 2},    /* last row's padding */
+    };
+    clipn_image_opts o;
+    clipn_image_opts_default(&o);
+    const size_t n = 3 * 224 * 224;
+    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+    ck_assert(a && b);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        uint8_t *data = read_all(cases[i].file, &len);
+        clipn_error err;
+        ck_assert_int_eq(clipn_preprocess_memory(data, len, &o, a, &err), CLIPN_OK);
+        ck_assert_msg(clipn_preprocess_memory(data, len - cases[i].cut, &o, b, &err) == CLIPN_OK,
+                      "%s minus %zu bytes: %s", cases[i].file, cases[i].cut, err.message);
+        ck_assert(memcmp(a, b, sizeof(float) * n) == 0);
+        /* ... but not one cut inside the pixel data */
+        ck_assert_int_ne(clipn_preprocess_memory(data, len - 40, &o, b, &err), CLIPN_OK);
+        free(data);
+    }
+    free(a);
+    free(b);
+}
+END_TEST
+
 START_TEST(test_memory_and_pixels_apis_agree)
 {
     clipn_image_opts o;
@@ -489,6 +522,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_other_output_sizes);
     tcase_add_test(tc, test_bad_files_refused);
     tcase_add_test(tc, test_limits_and_truncation_sweep);
+    tcase_add_test(tc, test_tail_truncations_pil_accepts);
     tcase_add_test(tc, test_memory_and_pixels_apis_agree);
     tcase_add_test(tc, test_invalid_arguments);
     tcase_add_test(tc, test_threads_match_serial);

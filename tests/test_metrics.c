@@ -74,6 +74,59 @@ START_TEST(test_permutation_invariant)
 }
 END_TEST
 
+/* Large sets with many ties: AUROC = Mann-Whitney U from average ranks (an independent
+ * formula), computed in long double. */
+typedef struct labelled {
+    float s;
+    int id;
+} labelled;
+
+static int cmp_labelled(const void *a, const void *b)
+{
+    float x = ((const labelled *)a)->s, y = ((const labelled *)b)->s;
+    return (x > y) - (x < y);
+}
+
+START_TEST(test_large_rank_sum)
+{
+    size_t n_id = 300000, n_ood = 200000, n = n_id + n_ood;
+    float *id = malloc(n_id * sizeof *id), *ood = malloc(n_ood * sizeof *ood);
+    labelled *all = malloc(n * sizeof *all);
+    unsigned state = 12345;
+    for (size_t i = 0; i < n; i++) {
+        state = state * 1103515245u + 12345u;
+        float v = (float)((state >> 8) % 5000) / 7.0f + (i < n_id ? 40.0f : 0.0f);
+        if (i < n_id)
+            id[i] = v;
+        else
+            ood[i - n_id] = v;
+        all[i] = (labelled){v, i < n_id};
+    }
+    qsort(all, n, sizeof *all, cmp_labelled);
+    long double rank_sum = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && all[j].s == all[i].s)
+            j++;
+        long double avg = ((long double)i + 1 + (long double)j) / 2; /* ranks i+1 .. j */
+        for (size_t k = i; k < j; k++)
+            if (all[k].id)
+                rank_sum += avg;
+        i = j;
+    }
+    long double u = rank_sum - (long double)n_id * (n_id + 1) / 2;
+    double want = (double)(u / ((long double)n_id * n_ood)), got;
+    ck_assert_int_eq(clipn_auroc(id, n_id, ood, n_ood, &got, NULL), CLIPN_OK);
+    ck_assert_msg(fabs(got - want) <= 1e-12 * want, "got %.17g want %.17g", got, want);
+    double f;
+    ck_assert_int_eq(clipn_fpr95(id, n_id, ood, n_ood, CLIPN_FPR95_INTERP, &f, NULL), CLIPN_OK);
+    ck_assert(f > 0 && f < 1);
+    free(id);
+    free(ood);
+    free(all);
+}
+END_TEST
+
 START_TEST(test_refuses_bad_input)
 {
     float ok[] = {0.1f, 0.2f}, bad[] = {0.1f, NAN}, inf[] = {INFINITY, 0.f};
@@ -102,6 +155,7 @@ Suite *make_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_against_sklearn);
     tcase_add_test(tc, test_permutation_invariant);
+    tcase_add_test(tc, test_large_rank_sum);
     tcase_add_test(tc, test_refuses_bad_input);
     suite_add_tcase(s, tc);
     return s;

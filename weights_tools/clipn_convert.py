@@ -263,6 +263,9 @@ class StorageType:
     def __repr__(self):
         return self.qualname
 
+    def __setstate__(self, state):  # pickle BUILD must not retype a shared stand-in
+        raise ConvertError("unexpected pickle state for %s" % self.qualname)
+
 
 class TensorType:
     """Stand-in for torch.Tensor / torch.nn.Parameter (as _rebuild_from_type_v2's type)."""

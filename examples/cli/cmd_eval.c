@@ -226,8 +226,7 @@ static void csv_field(FILE *f, const char *s)
 }
 
 static int write_scores_csv(const char *cmd, const char *path, const pipeline *p,
-                            const eval_set *sets, int n_sets, char **labels,
-                            const clipn_heads *heads)
+                            const eval_set *sets, char **labels, const clipn_heads *heads)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -252,7 +251,6 @@ static int write_scores_csv(const char *cmd, const char *path, const pipeline *p
         }
         fputc('\n', f);
     }
-    (void)n_sets;
     if (fclose(f) != 0)
         return cli_fail(cmd, "%s: write failed", path);
     return 0;
@@ -656,7 +654,7 @@ int cmd_eval(int argc, char **argv)
         for (int o = 1; o < n_sets; o++)
             printf("%s: %zu images\n", sets[o].name, n_ok[o]);
     }
-    if (scores_csv && write_scores_csv(cmd, scores_csv, &p, sets, n_sets, labels, heads))
+    if (scores_csv && write_scores_csv(cmd, scores_csv, &p, sets, labels, heads))
         goto done;
     if ((plot || roc_csv) &&
         write_plots(cmd, plot, roc_csv, &p, sets, n_sets, has_no, m, buf_id, buf_ood))

@@ -4,9 +4,10 @@
 #   sh tests/golden/run_parity.sh PYTHON PARITY_BINARY
 #
 # For each model below: a seeded random checkpoint (make_checkpoint.py; kept in
-# tests/golden/work/ and reused while preset, seed and flags are unchanged), converted with
-# weights_tools/clipn_convert.py, run through reference_model.py (PyTorch) and through the
-# C parity program (public API), which prints one PASS/FAIL row per quantity.
+# tests/golden/work/ and reused while preset, seed, flags and make_checkpoint.py are
+# unchanged), converted with weights_tools/clipn_convert.py, run through
+# reference_model.py (PyTorch) and through the C parity program (public API), which prints
+# one PASS/FAIL row per quantity.
 # Needs torch, sklearn and scipy in PYTHON: without them this FAILS (it never skips).
 set -u
 PY=${1:?usage: run_parity.sh PYTHON PARITY_BINARY}
@@ -30,7 +31,7 @@ LOG=$WORK/parity.log
 run_model() {
     label=$1 preset=$2 ckflags=$3 actflags=$4
     ckpt=$WORK/$preset$(echo "$ckflags" | tr -d ' ').pt
-    stamp="$preset seed=$SEED $ckflags"
+    stamp="$preset seed=$SEED $ckflags $(cksum < $G/make_checkpoint.py)"
     if [ ! -f "$ckpt" ] || [ "$(cat "$ckpt.stamp" 2>/dev/null)" != "$stamp" ]; then
         # shellcheck disable=SC2086
         "$PY" $G/make_checkpoint.py --preset "$preset" --seed $SEED $ckflags --out "$ckpt" \

@@ -188,9 +188,12 @@ def make_fixtures():
     ok.append(save(shrink(ski("camera.png"), 110), "edge_gray.bmp"))
     ok.append(save(shrink(ski("page.png"), 110).convert("1"), "edge_bilevel.bmp"))
     ok.append(save(shrink(coffee, 100).convert("RGBA"), "edge_rgba32.bmp"))  # read as RGB
-    ok.append(save(shrink(ski("camera.png"), 110), "edge_gray.gif"))  # gray-ramp palette: L
+    ok.append(save(shrink(ski("camera.png"), 110), "edge_gray.gif", optimize=False))  # ramp: L
+    ok.append(save(shrink(ski("camera.png"), 100), "edge_gray_optimized.gif"))  # P
     ok.append(save(shrink(ski("camera.png"), 110), "edge_gray.tga"))
     ok.append(save(shrink(astro, 120).quantize(64), "edge_palette.tga"))
+    ok.append(save(la.resize((80, 53)), "edge_gray_alpha.tga"))
+    ok.append(save(rgba.resize((80, 53)), "edge_rgba_rle.tga", compression="tga_rle"))
 
     # -- files that must be refused
     bad = []

@@ -106,7 +106,8 @@ HANDWRITTEN = [
     "!!!??? ... --- *** ### @@@ $$$ %%% ^^^", "a.b,c;d:e", "3.14159 1,000,000 42nd 7th",
     "½ ¾ ² ³ ⅕ Ⅻ ⑴ ① ٣ ൯", "x² H₂O 10⁻³",
     "İ i̇ ß ẞ ǰ ΐ ŉ ﬁ Ω K Å", "ſ 'ſ ſt ﬅ K 'K",
-    "ΣΑΣ ΟΔΟΣ. ΑΣ' Σ́ aΣb ᾼΣ", "μ µ ÿ Ÿ",
+    "ΣΑΣ ΟΔΟΣ. ΑΣ' Σ́ aΣb ᾼΣ", "μ µ ÿ Ÿ", "a.Σ.b", "a'Σ", "Σ", "aΣ",
+    "<ſtart_of_text>x", "it'ſ", "&#0000000000000000000065; &#99999999999999999999;",
     # mojibake-looking (goes to mojibake.jsonl if ftfy would repair it)
     "sÃ³ mojibake Ã©tÃ©", "âœ” No problems", "The Mona Lisa doesnÃ¢â‚¬â„¢t have eyebrows.",
     "voilÃ  le travail",
@@ -162,6 +163,12 @@ def fuzz_marks(rng, n):
     return out
 
 
+def fuzz_long_marks(rng, n):
+    """Long runs of combining marks (canonical ordering of more than 16 marks)."""
+    return ["".join(rng.choice(BASES) + "".join(rng.choice(MARKS) for _ in range(rng.randint(17, 120)))
+                    for _ in range(rng.randint(1, 3))) for _ in range(n)]
+
+
 def fuzz_bytes(rng, n):
     pieces = [b"\x80", b"\xbf", b"\xc0\xaf", b"\xc2", b"\xe0\x80", b"\xe2\x82", b"\xed\xa0\x80",
               b"\xf0\x9f", b"\xf0\x9f\x98", b"\xf4\x90\x80\x80", b"\xf5", b"\xff", b"\xfe",
@@ -190,6 +197,7 @@ def main():
     texts += HANDWRITTEN
     texts += fuzz_texts(rng, 600)
     texts += fuzz_marks(rng, 500)
+    texts += fuzz_long_marks(rng, 100)
     raw = [t.encode("utf-8") for t in texts] + fuzz_bytes(rng, 200)
 
     def ids_of(b):

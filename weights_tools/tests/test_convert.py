@@ -270,12 +270,22 @@ def op_storage(key, numel, stype="FloatStorage"):
             + op_int(numel) + TUPLE + BINPERSID)
 
 
+def op_tuple(values):
+    return MARK + b"".join(op_int(v) for v in values) + TUPLE
+
+
+def op_tensor_args(storage, size, offset=0, stride=1):
+    """(storage, offset, size, stride, False, OrderedDict()) as torch pickles them."""
+    size = size if isinstance(size, tuple) else (size,)
+    stride = stride if isinstance(stride, tuple) else (stride,)
+    return (MARK + storage + op_int(offset) + op_tuple(size) + op_tuple(stride) + FALSE
+            + op_global("collections", "OrderedDict") + EMPTY_TUPLE + REDUCE + TUPLE)
+
+
 def op_tensor(storage, size, offset=0, stride=1):
-    """torch._utils._rebuild_tensor_v2(storage, offset, (size,), (stride,), False,
-    OrderedDict())."""
-    return (op_global("torch._utils", "_rebuild_tensor_v2") + MARK + storage + op_int(offset)
-            + MARK + op_int(size) + TUPLE + MARK + op_int(stride) + TUPLE + FALSE
-            + op_global("collections", "OrderedDict") + EMPTY_TUPLE + REDUCE + TUPLE + REDUCE)
+    """torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())."""
+    return (op_global("torch._utils", "_rebuild_tensor_v2")
+            + op_tensor_args(storage, size, offset, stride) + REDUCE)
 
 
 def op_dict(items):
@@ -381,6 +391,11 @@ class Hostile(Tmp):
                         + MARK + op_int(1) + TUPLE + TUPLE + REDUCE)])
         self.refuse(pkl, expect="not a storage")
 
+    def test_build_cannot_retype_a_storage_stand_in(self):
+        pkl = (PROTO + op_global("torch", "FloatStorage") + EMPTY_DICT + op_str("dtype")
+               + op_str("F64") + SETITEM + b"b" + STOP)  # BUILD
+        self.refuse(pkl, expect="unexpected pickle state for torch.FloatStorage")
+
     def test_persistent_id_outside_archive(self):
         for key in ("../../etc/passwd", "/etc/passwd", "0/../../x"):
             with self.subTest(key=key):
@@ -437,6 +452,71 @@ class Hostile(Tmp):
         with open(path, "wb") as f:
             f.write(struct.pack("<Q", len(h)) + h + b"\0" * 8)
         self.refuse(path=path, expect="bad data_offsets")
+
+
+class TorchZipVariants(Tmp):
+    """What torch 1.13 and 2.x write for dense tensors is read back exactly."""
+
+    def load(self, pkl, members):
+        path = self.path("ckpt.pt")
+        write_torch_zip(path, pkl, members)
+        return clipn_convert.read_torch_zip(path)
+
+    def values(self, t):
+        data = b"".join(t.chunks())
+        return list(struct.unpack("<%df" % (len(data) // 4), data))
+
+    def test_torch2_layout(self):
+        members = {"archive/data/0": struct.pack("<4f", 1, 2, 3, 4),
+                   "archive/byteorder": b"little", "archive/.data/serialization_id": b"1234"}
+        obj = self.load(op_dict([("t", op_tensor(op_storage("0", 4), 4))]), members)
+        self.assertEqual(self.values(obj["t"]), [1, 2, 3, 4])
+
+    def test_big_endian_refused(self):
+        with self.assertRaisesRegex(clipn_convert.ConvertError, "big-endian"):
+            self.load(op_dict([]), {"archive/byteorder": b"big"})
+
+    def test_two_pickles_refused(self):
+        with self.assertRaisesRegex(clipn_convert.ConvertError, "expected one data.pkl"):
+            self.load(op_dict([]), {"other/data.pkl": op_dict([])})
+
+    def test_offset_and_strides(self):
+        # A [2, 3] view at offset 1 with strides (1, 2) of a 7-float storage: column-major.
+        members = {"archive/data/0": struct.pack("<7f", *range(7))}
+        obj = self.load(op_dict([("t", op_tensor(op_storage("0", 7), (2, 3), 1, (1, 2)))]),
+                        members)
+        self.assertEqual(self.values(obj["t"]), [1, 3, 5, 2, 4, 6])
+
+    def test_shared_storage(self):
+        members = {"archive/data/0": struct.pack("<6f", *range(6))}
+        pkl = op_dict([("a", op_tensor(op_storage("0", 6), 2)),
+                       ("b", op_tensor(op_storage("0", 6), 3, offset=3))])
+        obj = self.load(pkl, members)
+        self.assertIs(obj["a"].storage, obj["b"].storage)
+        self.assertEqual((self.values(obj["a"]), self.values(obj["b"])), ([0, 1], [3, 4, 5]))
+
+    def test_half_and_bfloat16_storages(self):
+        members = {"archive/data/0": struct.pack("<2e", 1.5, -2.0),
+                   "archive/data/1": struct.pack("<2H", 0x3FC0, 0xC000)}
+        pkl = op_dict([("h", op_tensor(op_storage("0", 2, "HalfStorage"), 2)),
+                       ("b", op_tensor(op_storage("1", 2, "BFloat16Storage"), 2))])
+        obj = self.load(pkl, members)
+        for k in "hb":
+            self.assertEqual(struct.unpack("<2f", clipn_convert.convert(
+                b"".join(obj[k].chunks()), obj[k].dtype, "F32")), (1.5, -2.0))
+
+    def test_parameter_rebuilds(self):
+        members = {"archive/data/0": struct.pack("<2f", 5, 6)}
+        param = (op_global("torch._utils", "_rebuild_parameter") + MARK
+                 + op_tensor(op_storage("0", 2), 2) + b"\x88" + op_global(
+                     "collections", "OrderedDict") + EMPTY_TUPLE + REDUCE + TUPLE + REDUCE)
+        from_type = (op_global("torch._tensor", "_rebuild_from_type_v2") + MARK
+                     + op_global("torch._utils", "_rebuild_tensor_v2")
+                     + op_global("torch.nn.parameter", "Parameter")
+                     + op_tensor_args(op_storage("0", 2), 2) + EMPTY_DICT + TUPLE + REDUCE)
+        obj = self.load(op_dict([("p", param), ("q", from_type)]), members)
+        self.assertEqual(self.values(obj["p"]), [5, 6])
+        self.assertEqual(self.values(obj["q"]), [5, 6])
 
 
 class WrongTensors(Tmp):
