@@ -29,18 +29,21 @@ banner "3. clipn info"
 build/clipn info "$W/clipn_small.safetensors"
 
 printf 'golden retriever\ntabby cat\nred fox\nespresso\nteapot\n' > "$W/classes.txt"
-banner "4. class heads for $(wc -l < "$W/classes.txt") classes x 127 official templates x 2 towers"
+banner "4. class heads for $(wc -l < "$W/classes.txt") classes x 128 official templates x 2 towers"
 build/clipn head --model "$W/clipn_small.safetensors" --classes "$W/classes.txt" \
     --out "$W/heads.safetensors"
 
 IMGS=tests/fixtures/images
+ls $IMGS/photo_*.jpg $IMGS/photo_*.png > "$W/id.txt"
+ls $IMGS/edge_*.png $IMGS/edge_*.jpg > "$W/ood.txt"
 banner "5. clipn classify (table, then --json)"
-set -- $(ls $IMGS/photos/*.png $IMGS/photos/*.jpg 2>/dev/null | head -3)
+set -- $IMGS/photo_chelsea_q80.jpg $IMGS/photo_coffee_q92_422.jpg $IMGS/photo_rocket_portrait.jpg
 build/clipn classify --model "$W/clipn_small.safetensors" --head "$W/heads.safetensors" --top 3 "$@"
 build/clipn classify --model "$W/clipn_small.safetensors" --head "$W/heads.safetensors" --top 2 --json "$1"
 
-banner "6. clipn eval: OOD metrics (ID = photos, OOD = synthetic edge-case images)"
+banner "6. clipn eval: OOD metrics (ID = $(wc -l < "$W/id.txt") photos, OOD = $(wc -l < "$W/ood.txt") synthetic edge-case images)"
 build/clipn eval --model "$W/clipn_small.safetensors" --head "$W/heads.safetensors" \
-    --id $IMGS/photos --ood edge=$IMGS/edge --plot "$W/roc.svg"
+    --id "$W/id.txt" --ood edge="$W/ood.txt" --plot "$W/roc.svg"
+echo "ROC plot: $W/roc.svg"
 echo
 echo "RANDOM WEIGHTS: the numbers above measure nothing about CLIPN; they show the pipeline runs."
