@@ -124,3 +124,30 @@ install: all
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- fuzzing: libFuzzer harnesses tests/fuzz/fuzz_<target>.c (clang, ASan + UBSan), built in
+# build/fuzz; `make fuzz FUZZ_SECONDS=60` runs each for that long and fails on a finding.
+# New corpus entries go to build/fuzz/corpus/<target>; the committed seeds stay as they are.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_NICE    ?= nice -n 19
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+                -fsanitize-ignorelist=tests/fuzz/ubsan_ignore.txt
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+.PHONY: fuzz fuzz-build
+fuzz-build:
+	$(MAKE) CC=$(FUZZ_CC) BUILD=build/fuzz OPT=-O1 \
+	    EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libclipn.a
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c"; \
+	    echo "$(FUZZ_CC) ... -o build/fuzz/fuzz_$$t"; \
+	    $(FUZZ_CC) $(CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer -Itests/fuzz $$extra \
+	        -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build/fuzz/libclipn.a $(LDLIBS); \
+	done
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build/fuzz/corpus/$$t; echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
+	    $(FUZZ_NICE) build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	        -timeout=10 -print_final_stats=1 -artifact_prefix=build/fuzz/fuzz_$$t- \
+	        build/fuzz/corpus/$$t tests/fuzz/corpus/$$t; \
+	done

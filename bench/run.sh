@@ -20,7 +20,7 @@ if [ -x "$BUILD/bench/bench_encode" ]; then
 fi
 for b in "$BUILD"/bench/bench_*; do
     case "$b" in
-    */bench_kernels | */bench_encode) ;;
+    */bench_kernels | */bench_encode | */bench_text | */bench_heads) ;; # text/heads: below
     *) [ -x "$b" ] && { echo "== $(basename "$b")"; "$b"; } ;;
     esac
 done
@@ -30,4 +30,31 @@ if "$PY" -c "import torch" 2>/dev/null; then
     "$PY" "$here/torch_kernels.py" "$THREADS"
 else
     echo "== PyTorch: not importable with $PY, skipped"
+fi
+
+# Text towers and ImageNet-1K class heads (textspeed): a random ViT-B-16 CLIPN model made
+# once in $BUILD/bench-work when torch imports, then per-prompt encode times, PyTorch on the
+# same prompts (ratios), and a 1000 x 8 x 2 slice of the heads workload, extrapolated.
+WORK="$BUILD/bench-work"
+mkdir -p "$WORK"
+if [ ! -f "$WORK/vit-b-16.clipn" ] && "$PY" -c "import torch" 2>/dev/null; then
+    echo "== making a random ViT-B-16 CLIPN model in $WORK (once)"
+    "$PY" tests/golden/make_checkpoint.py --preset vit-b-16 --seed 1 --format clipn \
+        --out "$WORK/vit-b-16.pt"
+    python3 -I -S weights_tools/clipn_convert.py "$WORK/vit-b-16.pt" "$WORK/vit-b-16.clipn"
+fi
+export BENCH_WORK="$WORK"
+rm -f "$WORK/text_c.txt"
+if [ -x "$BUILD/bench/bench_text" ]; then
+    echo "== bench_text"
+    "$BUILD/bench/bench_text"
+fi
+if [ -f "$WORK/text_c.txt" ] && [ -f "$WORK/vit-b-16.pt" ] && "$PY" -c "import torch" 2>/dev/null
+then
+    echo "== PyTorch text towers, same prompts ($PY)"
+    "$PY" "$here/torch_text.py" "$WORK/vit-b-16.pt" "$WORK"
+fi
+if [ -x "$BUILD/bench/bench_heads" ]; then
+    echo "== bench_heads"
+    "$BUILD/bench/bench_heads"
 fi

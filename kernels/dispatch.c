@@ -1,5 +1,6 @@
 /* Run-time kernel selection: CPUID once (pthread_once), then the env overrides
- * CLIPN_ISA=portable|avx2|avx512|neon and CLIPN_GEMM=native|openblas. An unknown or
+ * CLIPN_ISA=portable|avx2|avx512, CLIPN_GEMM=native|openblas and CLIPN_WEIGHTS=fp32|bf16.
+ * An unknown or
  * unsupported value falls back to the best available choice and is explained by
  * clipn_kernels_note(); the library never prints. */
 #include "kernels_impl.h"
@@ -17,6 +18,7 @@
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static const clipn_kernel_ops *selected = &clipn_ops_portable;
 static int use_openblas;
+static int use_bf16;          /* pack new layers as BF16 (CLIPN_WEIGHTS=bf16) */
 static char note[160];
 static int have_avx2, have_avx512, have_avx512_bf16;
 
@@ -93,6 +95,18 @@ static void choose_from_env(void)
             snprintf(note, sizeof note, "CLIPN_ISA=%.40s unknown or not supported here; using %s",
                      isa, selected->isa);
     }
+    use_bf16 = 0;
+    const char *weights = getenv("CLIPN_WEIGHTS");
+    if (weights && *weights && strcmp(weights, "fp32") != 0) {
+        if (strcmp(weights, "bf16") == 0 && have_avx512_bf16)
+            use_bf16 = 1;
+        else {
+            size_t len = strlen(note);
+            snprintf(note + len, sizeof note - len,
+                     "%sCLIPN_WEIGHTS=%.20s unknown or not supported here; using fp32",
+                     len ? "; " : "", weights);
+        }
+    }
     const char *gemm = getenv("CLIPN_GEMM");
     if (gemm && *gemm) {
         if (strcmp(gemm, "openblas") == 0)
@@ -128,6 +142,28 @@ int clipn_kernels_use_openblas(void)
 {
     pthread_once(&init_once, init_kernels);
     return use_openblas;
+}
+
+int clipn_kernels_weights_bf16(void)
+{
+    pthread_once(&init_once, init_kernels);
+    return use_bf16;
+}
+
+const char *clipn_kernels_weights(void) { return clipn_kernels_weights_bf16() ? "bf16" : "fp32"; }
+
+int clipn_kernels_set_weights(const char *format)
+{
+    pthread_once(&init_once, init_kernels);
+    if (format && strcmp(format, "fp32") == 0) {
+        use_bf16 = 0;
+        return 0;
+    }
+    if (format && strcmp(format, "bf16") == 0 && have_avx512_bf16) {
+        use_bf16 = 1;
+        return 0;
+    }
+    return -1;
 }
 
 const char *clipn_kernels_isa(void) { return clipn_kernels_ops()->isa; }

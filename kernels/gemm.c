@@ -2,9 +2,10 @@
  * selected ISA's micro-kernel, with the OpenBLAS sgemm backend kept as an alternative.
  *
  * Loop nest per thread (the thread owns a contiguous range of NR-wide weight panels):
- *   for each KC slice of K            (a KC x NR weight micro-panel: 48 KiB, L1)
- *     for each MC block of rows       (pack MC x KC activations into MR micro-panels, L2)
- *       for each weight panel          (stays in L1 across the row loop)
+ *   for each KC slice of K            (few slices: C is read and written K/KC times)
+ *     for each MC block of rows       (pack MC x KC activations into MR micro-panels)
+ *       for each weight panel          (KC x NR = 96 KiB, from L2; the 6 x KC activation
+ *                                       micro-panel, 9 KiB, stays in L1)
  *         for each MR rows: micro-kernel (bias and residual added on the way out)
  *         last KC slice: GELU/QuickGELU over the MC x NR block just written (still in L2) */
 #include "kernels_impl.h"
@@ -15,13 +16,35 @@
 #include <string.h>
 
 #ifndef GEMM_KC
-#define GEMM_KC 192
+#define GEMM_KC 384
 #endif
 #ifndef GEMM_MC
-#define GEMM_MC 144 /* multiple of MR; the activation block lives on the stack (108 KiB) */
+#define GEMM_MC 96 /* multiple of MR */
 #endif
+_Static_assert(GEMM_KC % 2 == 0 && GEMM_MC % CLIPN_GEMM_MR == 0,
+               "K slices start on a BF16 pair; row blocks are whole micro-panels");
 /* Below this many multiply-adds a call runs on one thread: waking the pool costs more. */
 #define GEMM_PARALLEL_MIN_FMAS (1 << 21)
+
+/* The packed buffer starts with a 64-byte header saying which layout follows, so a model
+ * packed as BF16 is never read as fp32 (and vice versa) whatever is selected later. */
+enum { PACK_F32 = 0x46333250, PACK_BF16 = 0x42463136 };
+#define PACK_HEADER 64
+
+static int packed_format(const clipn_linear *lin)
+{
+    return lin->packed ? (int)*(const uint32_t *)lin->packed : 0;
+}
+
+static uint16_t to_bf16(float f) /* round to nearest even; NaN stays NaN */
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
 
 int clipn_linear_prepare(clipn_linear *lin)
 {
@@ -31,24 +54,37 @@ int clipn_linear_prepare(clipn_linear *lin)
         return -1;
     if (clipn_kernels_use_openblas())
         return 0; /* OpenBLAS reads the weights in place: no second copy */
+    const int bf16 = clipn_kernels_weights_bf16();
     const size_t n = (size_t)lin->n_out, k = (size_t)lin->n_in;
     const size_t panels = (n + CLIPN_GEMM_NR - 1) / CLIPN_GEMM_NR;
-    if (k > SIZE_MAX / sizeof(float) / CLIPN_GEMM_NR / panels)
+    const size_t k_even = (k + 1) / 2 * 2; /* BF16 pairs along k */
+    const size_t elem = bf16 ? sizeof(uint16_t) : sizeof(float);
+    if (k_even > (SIZE_MAX - PACK_HEADER) / elem / CLIPN_GEMM_NR / panels)
         return -1;
-    const size_t bytes = panels * k * CLIPN_GEMM_NR * sizeof(float);
-    float *p = aligned_alloc(64, bytes); /* bytes is a multiple of 256 */
-    if (!p)
+    const size_t bytes = PACK_HEADER + panels * (bf16 ? k_even : k) * CLIPN_GEMM_NR * elem;
+    unsigned char *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!buf)
         return -1;
+    memset(buf, 0, PACK_HEADER);
+    *(uint32_t *)buf = bf16 ? PACK_BF16 : PACK_F32;
     for (size_t pj = 0; pj < panels; pj++) {
-        float *panel = p + pj * k * CLIPN_GEMM_NR;
         for (size_t j = 0; j < CLIPN_GEMM_NR; j++) {
             const size_t row = pj * CLIPN_GEMM_NR + j;
             const float *w = lin->weight + row * k;
-            for (size_t kk = 0; kk < k; kk++)
-                panel[kk * CLIPN_GEMM_NR + j] = row < n ? w[kk] : 0.0f;
+            if (bf16) {
+                /* panel [k/2][NR][2]: the two k of a pair side by side, as vdpbf16ps wants */
+                uint16_t *panel = (uint16_t *)(buf + PACK_HEADER) + pj * k_even * CLIPN_GEMM_NR;
+                for (size_t kk = 0; kk < k_even; kk++)
+                    panel[(kk / 2) * 2 * CLIPN_GEMM_NR + 2 * j + kk % 2] =
+                        row < n && kk < k ? to_bf16(w[kk]) : 0;
+            } else {
+                float *panel = (float *)(buf + PACK_HEADER) + pj * k * CLIPN_GEMM_NR;
+                for (size_t kk = 0; kk < k; kk++)
+                    panel[kk * CLIPN_GEMM_NR + j] = row < n ? w[kk] : 0.0f;
+            }
         }
     }
-    lin->packed = p;
+    lin->packed = buf;
     lin->packed_bytes = bytes;
     return 0;
 }
@@ -92,6 +128,9 @@ typedef struct gemm_job {
     float *y;
     int m, act, residual;
     int panels, n_tasks;
+    int mc_max, kc_max;         /* block sizes for this call, <= GEMM_MC, GEMM_KC */
+    float *apack;               /* n_tasks blocks of mc_max * kc_max floats */
+    int bf16;                   /* weights packed as BF16 pairs */
     clipn_gemm_ukernel_fn ukernel;
     const clipn_kernel_ops *ops;
 } gemm_job;
@@ -115,34 +154,74 @@ static void pack_activations(const float *x, size_t k, int mc, int kc, float *ds
     }
 }
 
+/* BF16: rows of x [mc, kc] -> micro-panels [kc/2][MR] of bf16 pairs (k, k+1) */
+static void pack_activations_bf16(const float *x, size_t k, int mc, int kc, uint32_t *dst)
+{
+    const int kp = (kc + 1) / 2;
+    for (int i0 = 0; i0 < mc; i0 += CLIPN_GEMM_MR) {
+        for (int i = 0; i < CLIPN_GEMM_MR; i++) {
+            if (i0 + i >= mc) {
+                for (int p = 0; p < kp; p++)
+                    dst[p * CLIPN_GEMM_MR + i] = 0;
+                continue;
+            }
+            const float *src = x + (size_t)(i0 + i) * k;
+            for (int p = 0; p < kp; p++) {
+                uint32_t pair = to_bf16(src[2 * p]);
+                if (2 * p + 1 < kc)
+                    pair |= (uint32_t)to_bf16(src[2 * p + 1]) << 16;
+                dst[p * CLIPN_GEMM_MR + i] = pair;
+            }
+        }
+        dst += (size_t)kp * CLIPN_GEMM_MR;
+    }
+}
+
 static void gemm_task(void *arg, int t)
 {
     const gemm_job *job = arg;
     const clipn_linear *lin = job->lin;
     const int n = lin->n_out, k = lin->n_in, m = job->m;
-    const float *packed = lin->packed;
+    const unsigned char *packed = (const unsigned char *)lin->packed + PACK_HEADER;
+    const size_t k_even = ((size_t)k + 1) / 2 * 2;
     /* contiguous share of the panels, sizes differing by at most one */
     const int p0 = (int)((long long)job->panels * t / job->n_tasks);
     const int p1 = (int)((long long)job->panels * (t + 1) / job->n_tasks);
-    float apack[GEMM_MC * GEMM_KC] __attribute__((aligned(64)));
+    float *apack = job->apack + (size_t)t * job->mc_max * job->kc_max;
 
-    for (int pc = 0; pc < k; pc += GEMM_KC) {
-        const int kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
+    for (int pc = 0; pc < k; pc += job->kc_max) {
+        const int kc = k - pc < job->kc_max ? k - pc : job->kc_max;
         const int first = pc == 0, last = pc + kc == k;
-        for (int ic = 0; ic < m; ic += GEMM_MC) {
-            const int mc = m - ic < GEMM_MC ? m - ic : GEMM_MC;
-            pack_activations(job->x + (size_t)ic * k + pc, (size_t)k, mc, kc, apack);
+        for (int ic = 0; ic < m; ic += job->mc_max) {
+            const int mc = m - ic < job->mc_max ? m - ic : job->mc_max;
+            if (job->bf16)
+                pack_activations_bf16(job->x + (size_t)ic * k + pc, (size_t)k, mc, kc,
+                                      (uint32_t *)apack);
+            else
+                pack_activations(job->x + (size_t)ic * k + pc, (size_t)k, mc, kc, apack);
             for (int p = p0; p < p1; p++) {
                 const int j0 = p * CLIPN_GEMM_NR;
                 const int nr = n - j0 < CLIPN_GEMM_NR ? n - j0 : CLIPN_GEMM_NR;
-                const float *b = packed + ((size_t)p * k + pc) * CLIPN_GEMM_NR;
                 const float *bias = first && lin->bias ? lin->bias + j0 : NULL;
                 const int load_c = !first || job->residual;
                 float *c = job->y + (size_t)ic * n + j0;
-                for (int ir = 0; ir < mc; ir += CLIPN_GEMM_MR) {
-                    const int mr = mc - ir < CLIPN_GEMM_MR ? mc - ir : CLIPN_GEMM_MR;
-                    job->ukernel(kc, apack + (size_t)ir * kc, b, c + (size_t)ir * n, (size_t)n,
-                                 mr, nr, bias, load_c);
+                if (job->bf16) {
+                    const int kp = (kc + 1) / 2; /* pc is even: slices start on a pair */
+                    const uint16_t *b =
+                        (const uint16_t *)packed + ((size_t)p * k_even + pc) * CLIPN_GEMM_NR;
+                    for (int ir = 0; ir < mc; ir += CLIPN_GEMM_MR) {
+                        const int mr = mc - ir < CLIPN_GEMM_MR ? mc - ir : CLIPN_GEMM_MR;
+                        job->ops->gemm_ukernel_bf16(kp, (const uint32_t *)apack + (size_t)ir * kp,
+                                                    b, c + (size_t)ir * n, (size_t)n, mr, nr,
+                                                    bias, load_c);
+                    }
+                } else {
+                    const float *b = (const float *)packed + ((size_t)p * k + pc) * CLIPN_GEMM_NR;
+                    for (int ir = 0; ir < mc; ir += CLIPN_GEMM_MR) {
+                        const int mr = mc - ir < CLIPN_GEMM_MR ? mc - ir : CLIPN_GEMM_MR;
+                        job->ukernel(kc, apack + (size_t)ir * kc, b, c + (size_t)ir * n,
+                                     (size_t)n, mr, nr, bias, load_c);
+                    }
                 }
                 if (last && job->act != CLIPN_ACT_NONE)
                     job->ops->activate(c, (size_t)n, mc, nr, job->act); /* mc x nr in L2 */
@@ -156,7 +235,12 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
 {
     if (m <= 0)
         return;
-    if (clipn_kernels_use_openblas() || !lin->packed) {
+    const clipn_kernel_ops *ops = clipn_kernels_ops();
+    const int format = packed_format(lin);
+    /* OpenBLAS when asked, when nothing is packed, or when BF16 weights meet an ISA
+     * without vdpbf16ps (a forced variant): always a correct fp32 answer */
+    if (clipn_kernels_use_openblas() || !format ||
+        (format == PACK_BF16 && !ops->gemm_ukernel_bf16)) {
         forward_openblas(lin, x, m, y, epi);
         return;
     }
@@ -166,13 +250,25 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
              : epi == CLIPN_EPI_QUICKGELU ? CLIPN_ACT_QUICK : CLIPN_ACT_NONE,
         .residual = epi == CLIPN_EPI_RESIDUAL,
         .panels = (lin->n_out + CLIPN_GEMM_NR - 1) / CLIPN_GEMM_NR,
-        .ukernel = clipn_kernels_ops()->gemm_ukernel,
-        .ops = clipn_kernels_ops(),
+        .bf16 = format == PACK_BF16,
+        .ukernel = ops->gemm_ukernel,
+        .ops = ops,
     };
     const double fmas = (double)m * lin->n_out * lin->n_in;
     int tasks = fmas < GEMM_PARALLEL_MIN_FMAS ? 1 : clipn_pool_threads();
     if (tasks > job.panels)
         tasks = job.panels;
     job.n_tasks = tasks;
+    /* activation blocks, sized to the call: a few KiB for text, 144 KiB per thread for
+     * images (glibc then serves repeats from the heap without new page faults) */
+    job.kc_max = lin->n_in < GEMM_KC ? lin->n_in : GEMM_KC;
+    job.mc_max = m < GEMM_MC ? (m + CLIPN_GEMM_MR - 1) / CLIPN_GEMM_MR * CLIPN_GEMM_MR : GEMM_MC;
+    const size_t block = (size_t)job.mc_max * job.kc_max * sizeof(float);
+    job.apack = aligned_alloc(64, (block * tasks + 63) / 64 * 64);
+    if (!job.apack) {
+        forward_openblas(lin, x, m, y, epi); /* no memory for packing: still correct */
+        return;
+    }
     clipn_parallel_for(tasks, gemm_task, &job);
+    free(job.apack);
 }

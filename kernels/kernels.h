@@ -1,8 +1,10 @@
 /*
- * Numeric kernels. One portable C version of each, plus ISA-specific versions
- * (kernels/NAME_avx2.c, NAME_avx512.c, NAME_neon.c) chosen once at run time by CPU feature detection.
- * Set CLIPN_ISA=portable|avx2|avx512|neon (and CLIPN_GEMM=openblas|native) to force a
- * variant, e.g. to test every variant against the same golden outputs.
+ * Numeric kernels. One portable C version of each (kernels/kernels_portable.c, the
+ * reference), plus ISA-specific versions (kernels/kernels_avx2.c, kernels_avx512.c) chosen
+ * once at run time by CPUID (kernels/dispatch.c). Set CLIPN_ISA=portable|avx2|avx512 and
+ * CLIPN_GEMM=native|openblas to force a variant, e.g. to test every variant against the
+ * same golden outputs. Kernels run on one process-wide thread pool (kernels/threadpool.c).
+ * See docs/performance.md.
  */
 #ifndef CLIPN_KERNELS_H
 #define CLIPN_KERNELS_H
@@ -41,6 +43,13 @@ int clipn_kernels_isa_available(const char *isa);
  * current choice. Returns 0, or -1 (nothing changed) if a name is unknown or unavailable.
  * Not to be called while other threads run kernels. */
 int clipn_kernels_select(const char *isa, const char *gemm);
+/* Weight format for layers prepared from now on: "fp32" (default) or "bf16" (AVX512_BF16
+ * CPUs only: weights and activations rounded to bf16, products summed in fp32; about 3
+ * significant digits, see docs/performance.md). Env CLIPN_WEIGHTS sets the initial value.
+ * Returns 0, or -1 (nothing changed) if unknown or unsupported. Layers already prepared
+ * keep their format; a BF16 layer under an ISA without BF16 runs OpenBLAS in fp32. */
+int clipn_kernels_set_weights(const char *format);
+const char *clipn_kernels_weights(void);
 /* Choose again from CPUID and the environment, as at first use (tests). Same caveat. */
 void clipn_kernels_reset_from_env(void);
 
@@ -53,12 +62,15 @@ int clipn_kernels_threads(void);
 void clipn_erf(const float *x, float *y, size_t n);
 
 /* Prepare (pack) a linear layer's weights once at load. Returns 0 on success, -1 on
- * allocation failure. The packed buffer is returned through lin->packed and must be freed
- * with clipn_linear_release. */
+ * allocation failure or n_out/n_in <= 0 or weight NULL. The packed buffer (a copy of the
+ * weights in 64-wide panels; none with CLIPN_GEMM=openblas) is returned through lin->packed
+ * and must be freed with clipn_linear_release. */
 int clipn_linear_prepare(clipn_linear *lin);
 void clipn_linear_release(clipn_linear *lin);
 
-/* y[m, n_out] (op) x[m, n_in] W^T + b, as the epilogue says. x and y must not alias. */
+/* y[m, n_out] (op) x[m, n_in] W^T + b, as the epilogue says. x and y must not alias.
+ * Uses the pool; without a packed buffer (or memory for the per-call activation blocks)
+ * it runs OpenBLAS instead, so it cannot fail. Safe from many threads at once. */
 void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float *y,
                           clipn_epilogue epi);
 
@@ -69,7 +81,7 @@ void clipn_layernorm(const float *x, float *y, int rows, int dim, const float *g
 void clipn_gelu_erf(float *x, size_t n);
 void clipn_quickgelu(float *x, size_t n);
 
-/* Multi-head self-attention core for one sequence.
+/* Multi-head self-attention core for one sequence (heads in parallel on the pool).
  * qkv: [L, 3*W] rows laid out q|k|v (output of in_proj); out: [L, W].
  * Scores scaled by head_dim^-0.5, causal: position i attends to j <= i.
  * scratch: at least clipn_attention_scratch_floats(L, W, heads) floats. */

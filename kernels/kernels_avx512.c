@@ -92,6 +92,53 @@ static void gemm_ukernel_avx512(int kc, const float *a, const float *b, float *c
     }
 }
 
+/* The same 6 x 64 tile from BF16 pairs: vdpbf16ps adds a.lo*b.lo + a.hi*b.hi into each
+ * fp32 lane, so one instruction covers two steps of k. */
+static void gemm_ukernel_bf16_avx512(int kp, const uint32_t *a, const uint16_t *b, float *c,
+                                     size_t ldc, int mr, int nr, const float *bias, int load_c)
+{
+    __m512 acc[MR][4];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    for (int k = 0; k < kp; k++) {
+        const uint16_t *bk = b + (size_t)k * 2 * NR;
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(bk);
+        const __m512bh b1 = (__m512bh)_mm512_load_si512(bk + 32);
+        const __m512bh b2 = (__m512bh)_mm512_load_si512(bk + 64);
+        const __m512bh b3 = (__m512bh)_mm512_load_si512(bk + 96);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            const __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[k * MR + i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], ai, b2);
+            acc[i][3] = _mm512_dpbf16_ps(acc[i][3], ai, b3);
+        }
+    }
+    const __mmask16 mask[4] = {tail_mask(nr), tail_mask(nr - 16), tail_mask(nr - 32),
+                               tail_mask(nr - 48)};
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr)
+            break;
+        float *ci = c + (size_t)i * ldc;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            if (!mask[j])
+                continue;
+            __m512 v = acc[i][j];
+            if (load_c)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[j], ci + 16 * j));
+            if (bias)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[j], bias + 16 * j));
+            _mm512_mask_storeu_ps(ci + 16 * j, mask[j], v);
+        }
+    }
+}
+
 static void map_avx512(float *x, size_t n, int act)
 {
     size_t i = 0;
@@ -281,6 +328,7 @@ static void attention_head_avx512(const float *qkv, float *out, int L, int W, in
 const clipn_kernel_ops clipn_ops_avx512 = {
     .isa = "avx512",
     .gemm_ukernel = gemm_ukernel_avx512,
+    .gemm_ukernel_bf16 = gemm_ukernel_bf16_avx512,
     .activate = activate_avx512,
     .layernorm = layernorm_avx512,
     .gelu_erf = gelu_erf_avx512,

@@ -5,6 +5,8 @@
 
 #include "kernels.h"
 
+#include <stdint.h>
+
 /* Packed weights: ceil(n_out / NR) panels, each [n_in][NR] (K-contiguous rows of NR
  * outputs), zero-padded past n_out. Every ISA reads the same layout, so a model packed once
  * can be run by any variant. Activations are packed per call into MR-row micro-panels
@@ -22,6 +24,10 @@ typedef void (*clipn_gemm_ukernel_fn)(int kc, const float *a, const float *b, fl
 typedef struct clipn_kernel_ops {
     const char *isa;
     clipn_gemm_ukernel_fn gemm_ukernel;
+    /* Same tile with BF16 inputs and fp32 accumulation (NULL where the ISA has none):
+     * a [kp][MR] bf16 pairs, b [kp][NR][2] bf16, kp = k pairs. */
+    void (*gemm_ukernel_bf16)(int kp, const uint32_t *a, const uint16_t *b, float *c,
+                              size_t ldc, int mr, int nr, const float *bias, int load_c);
     /* GELU / QuickGELU over a [rows, cols] block (ldc), run by the GEMM driver on each
      * block of C it just finished while the block is still in cache. (Applying it inside
      * the micro-kernel measured 25% slower: 24 live accumulators plus the erf code.) */
@@ -45,6 +51,7 @@ extern const clipn_kernel_ops clipn_ops_avx512;
 /* The selected table (initialises on first use). */
 const clipn_kernel_ops *clipn_kernels_ops(void);
 int clipn_kernels_use_openblas(void);
+int clipn_kernels_weights_bf16(void); /* pack new layers as BF16 */
 
 /* Scratch floats for one head: scores block plus K^T, 64-byte alignment slack included. */
 size_t clipn_attention_head_scratch(int L, int hd);

@@ -124,8 +124,10 @@ clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
     if (!model || !out)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_ctx_new: model and out are required");
     const int max_batch = opts && opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
-    if (max_batch < 1 || max_batch > MAX_MAX_BATCH)
-        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_ctx_new: max_batch %d not in [1, %d]",
+    if (max_batch < 1)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_ctx_new: max_batch %d < 1", max_batch);
+    if (max_batch > MAX_MAX_BATCH)
+        return clipn_fail(err, CLIPN_E_LIMIT, "clipn_ctx_new: max_batch %d exceeds the limit %d",
                           max_batch, MAX_MAX_BATCH);
     if (opts && opts->threads < 0)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_ctx_new: threads %d < 0",

@@ -277,7 +277,7 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
     if (hlen < 2 || hlen > HEADS_MAX_HEADER || hlen > len - 8)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: bad header length %llu", path,
                           (unsigned long long)hlen);
-    cJSON *root = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hlen);
+    cJSON *root = clipn_json_parse((const char *)buf + 8, (size_t)hlen, NULL, 0);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: header is not a JSON object", path);
@@ -344,7 +344,7 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
                         (long long)D, model->config.embed_dim);
         goto done;
     }
-    class_list = cJSON_Parse(names);
+    class_list = clipn_json_parse(names, strlen(names) + 1, NULL, 1);
     if (!cJSON_IsArray(class_list) || cJSON_GetArraySize(class_list) != C) {
         st = clipn_fail(err, CLIPN_E_FORMAT, "%s: classes is not a list of %lld names", path,
                         (long long)C);

@@ -68,9 +68,17 @@ static image_format sniff(const uint8_t *d, size_t n)
         return FORMAT_BMP;
     if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '7')
         return FORMAT_PNM;
+    /* TGA has no magic number: ask stb's TGA header reader alone. (stbi_info_from_memory
+     * would try every decoder, and stb 2.27's JPEG one writes past a Huffman table on a
+     * DHT segment declaring more than 256 codes, reached by "\xff\xff\xd8...", which stb
+     * takes for a JPEG and we don't: fuzz_image found it.) */
     int w, h, c;
-    if (n <= INT_MAX && stbi_info_from_memory(d, (int)n, &w, &h, &c))
-        return FORMAT_TGA; /* the only format left that stb recognises (no magic number) */
+    stbi__context s;
+    if (n <= INT_MAX) {
+        stbi__start_mem(&s, d, (int)n);
+        if (stbi__tga_info(&s, &w, &h, &c))
+            return FORMAT_TGA;
+    }
     return FORMAT_UNKNOWN;
 }
 

@@ -16,6 +16,11 @@ clipn_status clipn_fail(clipn_error *err, clipn_status code, const char *fmt, ..
     __attribute__((format(printf, 3, 4)));
 void clipn_clear_error(clipn_error *err);
 
+/* ---- JSON (lib/json.c): cJSON_ParseWithLengthOpts under a process-wide lock, because
+   every cJSON parse writes cJSON's global error position. Use it for all parsing. */
+struct cJSON;
+struct cJSON *clipn_json_parse(const char *text, size_t len, const char **end, int require_nul);
+
 /* ---- model (lib/model_load.c) */
 
 /* One pre-norm residual block; names follow the checkpoint
@@ -120,6 +125,11 @@ void clipn_transformer_forward(clipn_ctx *ctx, const clipn_transformer *t, float
 void clipn_bicubic_grid(const float *in, int g_in, float *out, int g_out, int W);
 /* Text pooling position: the first index of the largest id in ids[0, context_length). */
 int clipn_text_pool_index(const int32_t *ids, int context_length);
+/* n prompts through the yes (no_tower = 0) or no tower as ONE batch, whatever the ctx's
+ * max_batch (the scratch grows to fit, once): rows of common token prefixes are computed
+ * once when share != 0 (share = 0: every prompt alone, for tests and benchmarks). */
+clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t *ids, int n,
+                                     int share, float *out, clipn_error *err);
 
 /* ---- tokenizer internals, for tests and the CLI (lib/tokenizer.c) */
 clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,

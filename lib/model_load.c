@@ -332,7 +332,7 @@ static clipn_status read_metadata(loader *L)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: __metadata__ config is missing", L->path);
     if (clipn_json_depth(text, strlen(text)) > MAX_CONFIG_DEPTH)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config JSON nests too deep", L->path);
-    cJSON *cfg = cJSON_ParseWithOpts(text, NULL, 1);
+    cJSON *cfg = clipn_json_parse(text, strlen(text) + 1, NULL, 1);
     if (!cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
         return clipn_fail(L->err, CLIPN_E_FORMAT,

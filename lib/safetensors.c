@@ -173,7 +173,7 @@ static clipn_status parse_header(clipn_st_file *f, const char *text, size_t len,
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: header JSON nests deeper than %d levels",
                           path, MAX_HEADER_DEPTH);
     const char *end = NULL;
-    f->header = cJSON_ParseWithOpts(text, &end, 1);
+    f->header = clipn_json_parse(text, len + 1, &end, 1);
     if (!f->header)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: header is not valid JSON (near byte %zu)",
                           path, end && end >= text ? (size_t)(end - text) : (size_t)0);

@@ -130,12 +130,16 @@ static void normalize_row(float *x, int dim)
         x[i] = (float)(x[i] / norm);
 }
 
-typedef clipn_status (*encode_fn)(clipn_ctx *, const int32_t *, int, float *, clipn_error *);
+/* Prompts per text batch: all the classes of a template together, so the template's
+ * words before the class name are computed once per batch (lib/text.c shares prefixes)
+ * and the GEMMs see thousands of rows. The ctx scratch grows to fit it, once. */
+#define HEADS_BATCH 1024
 
 typedef struct head_job {
     clipn_ctx *ctx;
     clipn_tokenizer *tok;
     int context_length, dim, batch;
+    int report_every;   /* progress granularity: the ctx's max_batch, as before */
     int32_t *ids;       /* [batch, context_length] */
     float *features;    /* [batch, dim] */
     clipn_progress_fn progress;
@@ -145,12 +149,12 @@ typedef struct head_job {
 
 /* sums[c] = sum over templates (in order) of normalize(encode(t.format(c))); prompts run
  * template-major (k = t * n_classes + c) in full batches, as the official loop does. */
-static clipn_status build_one_head(head_job *job, encode_fn encode, const char *tower,
+static clipn_status build_one_head(head_job *job, int no_tower, const char *tower,
                                    const char *const *classes, int n_classes,
                                    const char *const *templates, int n_templates, float *sums,
                                    clipn_error *err)
 {
-    size_t n_prompts = (size_t)n_classes * (size_t)n_templates;
+    size_t n_prompts = (size_t)n_classes * (size_t)n_templates, reported = 0;
     memset(sums, 0, (size_t)n_classes * job->dim * sizeof *sums);
     for (size_t k0 = 0; k0 < n_prompts; k0 += (size_t)job->batch) {
         int n = (int)((n_prompts - k0 < (size_t)job->batch) ? n_prompts - k0 : (size_t)job->batch);
@@ -169,7 +173,8 @@ static clipn_status build_one_head(head_job *job, encode_fn encode, const char *
             if (st != CLIPN_OK)
                 return st;
         }
-        clipn_status st = encode(job->ctx, job->ids, n, job->features, err);
+        clipn_status st = clipn_text_encode_batch(job->ctx, no_tower, job->ids, n, 1,
+                                                  job->features, err);
         if (st != CLIPN_OK)
             return st;
         for (int b = 0; b < n; b++) {
@@ -179,10 +184,17 @@ static clipn_status build_one_head(head_job *job, encode_fn encode, const char *
             for (int i = 0; i < job->dim; i++)
                 sum[i] += f[i];
         }
-        job->done += (size_t)n;
-        if (job->progress && job->progress(job->user, job->done, job->total))
-            return clipn_fail(err, CLIPN_E_CANCELLED, "heads: cancelled during the %s tower",
-                              tower);
+        /* report in steps of max_batch prompts (what a caller sizing its ctx expects);
+           a partial step waits for the next batch unless the tower is finished */
+        const size_t step = (size_t)job->report_every, end = k0 + (size_t)n;
+        while (reported < end && (end - reported >= step || end == n_prompts)) {
+            const size_t k = end - reported < step ? end - reported : step;
+            reported += k;
+            job->done += k;
+            if (job->progress && job->progress(job->user, job->done, job->total))
+                return clipn_fail(err, CLIPN_E_CANCELLED,
+                                  "heads: cancelled during the %s tower", tower);
+        }
     }
     for (int c = 0; c < n_classes; c++)
         normalize_row(sums + (size_t)c * job->dim, job->dim);
@@ -238,9 +250,13 @@ clipn_status clipn_heads_build(clipn_ctx *ctx, const char *const *classes, int n
                           n_classes, dim);
 
     head_job job = {.ctx = ctx, .context_length = cfg->context_length, .dim = cfg->embed_dim,
-                    .batch = ctx->max_batch > 0 ? ctx->max_batch : 8, .progress = progress,
+                    .batch = ctx->max_batch > HEADS_BATCH ? ctx->max_batch : HEADS_BATCH,
+                    .report_every = ctx->max_batch > 0 ? ctx->max_batch : 8,
+                    .progress = progress,
                     .user = user};
     job.total = C * (size_t)n_templates + (has_no ? C * (size_t)n_no_templates : 0);
+    if (n_classes <= job.batch) /* whole templates per batch: one prefix set each */
+        job.batch = n_classes * (job.batch / n_classes);
     clipn_heads *h = calloc(1, sizeof *h);
     job.ids = malloc((size_t)job.batch * (size_t)job.context_length * sizeof *job.ids);
     job.features = malloc((size_t)job.batch * dim * sizeof *job.features);
@@ -256,10 +272,10 @@ clipn_status clipn_heads_build(clipn_ctx *ctx, const char *const *classes, int n
     }
     if ((st = clipn_tokenizer_from_model(ctx->model, &job.tok, err)) != CLIPN_OK)
         goto done;
-    st = build_one_head(&job, clipn_encode_text, "yes", classes, n_classes, templates,
+    st = build_one_head(&job, 0, "yes", classes, n_classes, templates,
                         n_templates, h->yes, err);
     if (st == CLIPN_OK && has_no)
-        st = build_one_head(&job, clipn_encode_no_text, "no", classes, n_classes, no_templates,
+        st = build_one_head(&job, 1, "no", classes, n_classes, no_templates,
                             n_no_templates, h->no, err);
 done:
     clipn_tokenizer_free(job.tok);

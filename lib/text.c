@@ -2,10 +2,21 @@
  * token_embedding[ids] + positional_embedding (+ mean of prompt_no) -> causal transformer
  * -> ln_final at the argmax(ids) row -> @ text_projection.
  *
- * Attention is causal, so the rows after a prompt's pooled (EOT) position never influence
- * it: each prompt runs only its first eot+1 positions, stacked without padding. */
+ * Attention is causal, so a position's hidden state depends only on the tokens at or before
+ * it, in every layer:
+ * - each prompt runs only its first eot+1 positions (rows after the pooled one never
+ *   influence it);
+ * - prompts of a batch that start with the same tokens share those rows: the batch is a
+ *   trie of token prefixes and every distinct prefix row is computed once ("a photo of a"
+ *   once for 1000 class names). prompt_no_mean depends on the position only, so the no
+ *   tower shares prefixes too. Identical prompts share every row.
+ * Execution stays layer-major, so each GEMM sees all distinct rows of the batch at once.
+ * A prompt's attention runs over its whole path (shared prefix rows gathered next to its
+ * own rows), which is exactly the input it would have alone; only the rows it owns are
+ * kept. */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* The official pooling: first position holding the largest id. */
@@ -18,45 +29,215 @@ int clipn_text_pool_index(const int32_t *ids, int context_length)
     return best;
 }
 
-/* n <= max_batch prompts of validated ids -> out [n, E]. */
-static void text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, const int32_t *ids, int n,
-                         float *out)
+/* One prompt of a batch, sorted by token sequence so that prompts sharing a prefix are
+ * neighbours (the longest prefix a prompt shares with any earlier one is the one it shares
+ * with its predecessor). */
+typedef struct text_prompt {
+    const int32_t *tok;
+    int len;     /* positions run: pool index + 1 */
+    int index;   /* position in the caller's batch */
+    int shared;  /* leading positions whose rows belong to an earlier prompt */
+    int *path;   /* [len] row of each position */
+    int feature; /* row of its projected feature (identical prompts share one) */
+} text_prompt;
+
+static int compare_prompts(const void *pa, const void *pb)
 {
-    const clipn_config *c = &ctx->model->config;
-    const int W = c->text_width, C = c->context_length;
-    float *x = ctx->x;
-
-    size_t row = 0;
-    for (int s = 0; s < n; s++) {
-        const int32_t *tok = ids + (size_t)s * C;
-        const int len = clipn_text_pool_index(tok, C) + 1;
-        for (int p = 0; p < len; p++, row++) {
-            const float *te = tw->token_embedding + (size_t)tok[p] * W;
-            const float *pe = tw->positional_embedding + (size_t)p * W;
-            float *dst = x + row * W;
-            for (int k = 0; k < W; k++)
-                dst[k] = te[k] + pe[k];
-            if (tw->prompt_no_mean) {
-                const float *pm = tw->prompt_no_mean + (size_t)p * W;
-                for (int k = 0; k < W; k++)
-                    dst[k] += pm[k];
-            }
-        }
-        ctx->seq_len[s] = len;
-    }
-    clipn_transformer_forward(ctx, &tw->transformer, x, n, ctx->seq_len, 1);
-
-    row = 0;
-    for (int s = 0; s < n; s++) { /* ln_final only on the pooled row (the last one run) */
-        row += (size_t)ctx->seq_len[s];
-        clipn_layernorm(x + (row - 1) * W, ctx->pooled + (size_t)s * W, 1, W,
-                        tw->ln_final_weight, tw->ln_final_bias, c->ln_eps);
-    }
-    clipn_linear_forward(&tw->text_projection_t, ctx->pooled, n, out, CLIPN_EPI_NONE);
+    const text_prompt *a = pa, *b = pb;
+    const int n = a->len < b->len ? a->len : b->len;
+    for (int p = 0; p < n; p++)
+        if (a->tok[p] != b->tok[p])
+            return a->tok[p] < b->tok[p] ? -1 : 1;
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index; /* deterministic order */
 }
 
-static clipn_status encode(clipn_ctx *ctx, const clipn_text_tower *tw, const int32_t *ids,
-                           int n, float *out, const char *fn, clipn_error *err)
+/* Sort the prompts and give every distinct (prefix, position) a row; returns the row
+ * count. share = 0 gives each prompt its own rows (for benchmarks and tests). */
+static int plan_rows(text_prompt *pr, int n, int share)
+{
+    if (share)
+        qsort(pr, (size_t)n, sizeof *pr, compare_prompts);
+    int rows = 0;
+    for (int k = 0; k < n; k++) {
+        int shared = 0;
+        if (share && k > 0) {
+            const text_prompt *prev = &pr[k - 1];
+            const int lim = prev->len < pr[k].len ? prev->len : pr[k].len;
+            while (shared < lim && prev->tok[shared] == pr[k].tok[shared])
+                shared++;
+            memcpy(pr[k].path, prev->path, (size_t)shared * sizeof *pr[k].path);
+        }
+        pr[k].shared = shared;
+        for (int p = shared; p < pr[k].len; p++)
+            pr[k].path[p] = rows++;
+    }
+    return rows;
+}
+
+/* Row ends[u] -> row u. ends[] increases, so ends[u] >= u and no source is overwritten
+ * before it is read. */
+static void compact_rows(float *a, size_t W, const int *ends, int n_ends)
+{
+    for (int u = 0; u < n_ends; u++)
+        if (ends[u] != u)
+            memcpy(a + (size_t)u * W, a + (size_t)ends[u] * W, W * sizeof *a);
+}
+
+/* x += out_proj(attn(ln_1(x))); x += c_proj(act(c_fc(ln_2(x)))) over the `rows` distinct
+ * rows of the batch. The last layer needs every row's keys and values but only the pooled
+ * rows' outputs: ends[u] (increasing) are moved to row u and only those n_ends rows go
+ * through out_proj and the MLP. qkv_path [C, 3W] and out_path [C, W] hold one prompt's
+ * gathered path. */
+static void text_transformer(clipn_ctx *ctx, const clipn_transformer *t, float *x, int rows,
+                             const text_prompt *pr, int n, const int *ends, int n_ends,
+                             float *qkv_path, float *out_path)
+{
+    const clipn_config *c = &ctx->model->config;
+    const size_t W = (size_t)t->width;
+    const clipn_epilogue act_epi =
+        c->activation == CLIPN_ACT_QUICKGELU ? CLIPN_EPI_QUICKGELU : CLIPN_EPI_GELU;
+    float *h = ctx->h, *qkv = ctx->big;
+
+    for (int l = 0; l < t->layers; l++) {
+        const clipn_block *b = &t->resblocks[l];
+        clipn_layernorm(x, h, rows, (int)W, b->ln_1_weight, b->ln_1_bias, c->ln_eps);
+        clipn_linear_forward(&b->attn_in_proj, h, rows, qkv, CLIPN_EPI_NONE);
+        for (int k = 0; k < n; k++) {
+            const text_prompt *q = &pr[k];
+            if (q->shared == q->len)
+                continue; /* identical to its predecessor: owns no row */
+            if (q->shared == 0) { /* rows are contiguous: attend in place */
+                const size_t r0 = (size_t)q->path[0];
+                clipn_attention(qkv + r0 * 3 * W, h + r0 * W, q->len, (int)W, t->heads, 1,
+                                ctx->attn);
+                continue;
+            }
+            for (int p = 0; p < q->len; p++)
+                memcpy(qkv_path + (size_t)p * 3 * W, qkv + (size_t)q->path[p] * 3 * W,
+                       3 * W * sizeof *qkv);
+            clipn_attention(qkv_path, out_path, q->len, (int)W, t->heads, 1, ctx->attn);
+            memcpy(h + (size_t)q->path[q->shared] * W, out_path + (size_t)q->shared * W,
+                   (size_t)(q->len - q->shared) * W * sizeof *h); /* own rows: contiguous */
+        }
+        int m = rows;
+        if (l == t->layers - 1) {
+            compact_rows(x, W, ends, n_ends);
+            compact_rows(h, W, ends, n_ends);
+            m = n_ends;
+        }
+        clipn_linear_forward(&b->attn_out_proj, h, m, x, CLIPN_EPI_RESIDUAL);
+        clipn_layernorm(x, h, m, (int)W, b->ln_2_weight, b->ln_2_bias, c->ln_eps);
+        clipn_linear_forward(&b->mlp_c_fc, h, m, qkv, act_epi);
+        clipn_linear_forward(&b->mlp_c_proj, qkv, m, x, CLIPN_EPI_RESIDUAL);
+    }
+    if (t->layers == 0)
+        compact_rows(x, W, ends, n_ends);
+}
+
+/* n prompts of validated ids -> out [n, E], as one shared batch. */
+static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, const int32_t *ids,
+                                 int n, int share, float *out, clipn_error *err)
+{
+    const clipn_config *c = &ctx->model->config;
+    const size_t W = (size_t)c->text_width, C = (size_t)c->context_length;
+    const size_t E = (size_t)c->embed_dim, M = (size_t)c->text_mlp_width;
+    int ok = 1;
+    const size_t max_rows = clipn_mul_size((size_t)n, C, &ok);
+    if (!ok || max_rows > INT32_MAX)
+        return clipn_fail(err, CLIPN_E_LIMIT, "text: %d prompts x %zu positions is too many",
+                          n, C);
+    text_prompt *pr = malloc((size_t)n * sizeof *pr);
+    int *paths = malloc(max_rows * sizeof *paths);
+    if (!pr || !paths) {
+        free(pr);
+        free(paths);
+        return clipn_fail(err, CLIPN_E_NOMEM, "text: out of memory planning %d prompts", n);
+    }
+    for (int s = 0; s < n; s++) {
+        pr[s].tok = ids + (size_t)s * C;
+        pr[s].len = clipn_text_pool_index(pr[s].tok, (int)C) + 1;
+        pr[s].index = s;
+        pr[s].path = paths + (size_t)s * C;
+    }
+    const size_t rows = (size_t)plan_rows(pr, n, share);
+    /* distinct pooled rows, increasing (identical prompts are neighbours and share one);
+       in sorted order */
+    int *ends = malloc((size_t)n * sizeof *ends), distinct = 0;
+    if (!ends) {
+        free(pr);
+        free(paths);
+        return clipn_fail(err, CLIPN_E_NOMEM, "text: out of memory planning %d prompts", n);
+    }
+    for (int k = 0; k < n; k++) {
+        const int end = pr[k].path[pr[k].len - 1];
+        if (k == 0 || end != ends[distinct - 1])
+            ends[distinct++] = end;
+        pr[k].feature = distinct - 1;
+    }
+
+    /* big holds qkv [rows, 3W] with one gathered path [C, 3W] + [C, W] after it, the MLP
+       hidden [rows, M], and at the end the projected features [n, E]. */
+    const size_t wide = M > 3 * W ? M : 3 * W;
+    clipn_scratch_sizes need = {
+        .x = clipn_mul_size(rows, W, &ok),
+        .big = clipn_mul_size(rows, wide, &ok),
+        .attn = clipn_attention_scratch_floats((int)C, (int)W, c->text_heads),
+        .pooled = clipn_mul_size((size_t)n, W, &ok),
+    };
+    const size_t qkv_floats = clipn_mul_size(rows, 3 * W, &ok);
+    const size_t path_floats = clipn_mul_size(C, 4 * W, &ok);
+    const size_t out_floats = clipn_mul_size((size_t)n, E, &ok);
+    if (ok && qkv_floats + path_floats > need.big)
+        need.big = qkv_floats + path_floats;
+    if (ok && out_floats > need.big)
+        need.big = out_floats;
+    clipn_status st = ok && need.attn ? clipn_ctx_reserve(ctx, &need, err)
+                                      : clipn_fail(err, CLIPN_E_LIMIT, "text: scratch for "
+                                                   "%zu rows overflows", rows);
+    if (st != CLIPN_OK) {
+        free(pr);
+        free(paths);
+        free(ends);
+        return st;
+    }
+
+    float *x = ctx->x;
+    for (int k = 0; k < n; k++)
+        for (int p = pr[k].shared; p < pr[k].len; p++) {
+            const float *te = tw->token_embedding + (size_t)pr[k].tok[p] * W;
+            const float *pe = tw->positional_embedding + (size_t)p * W;
+            float *dst = x + (size_t)pr[k].path[p] * W;
+            for (size_t i = 0; i < W; i++)
+                dst[i] = te[i] + pe[i];
+            if (tw->prompt_no_mean) {
+                const float *pm = tw->prompt_no_mean + (size_t)p * W;
+                for (size_t i = 0; i < W; i++)
+                    dst[i] += pm[i];
+            }
+        }
+    float *qkv_path = ctx->big + qkv_floats;
+    text_transformer(ctx, &tw->transformer, x, (int)rows, pr, n, ends, distinct, qkv_path,
+                     qkv_path + C * 3 * W);
+
+    /* the pooled rows are now x[0, distinct) */
+    clipn_layernorm(x, ctx->pooled, distinct, (int)W, tw->ln_final_weight, tw->ln_final_bias,
+                    c->ln_eps);
+    float *features = ctx->big;
+    clipn_linear_forward(&tw->text_projection_t, ctx->pooled, distinct, features,
+                         CLIPN_EPI_NONE);
+    for (int k = 0; k < n; k++)
+        memcpy(out + (size_t)pr[k].index * E, features + (size_t)pr[k].feature * E,
+               E * sizeof *out);
+    free(pr);
+    free(paths);
+    free(ends);
+    return CLIPN_OK;
+}
+
+static clipn_status check_ids(const clipn_ctx *ctx, const int32_t *ids, int n, const char *fn,
+                              clipn_error *err)
 {
     const clipn_config *c = &ctx->model->config;
     const int C = c->context_length;
@@ -68,11 +249,20 @@ static clipn_status encode(clipn_ctx *ctx, const clipn_text_tower *tw, const int
                                   "%s: ids[%d][%d] = %d is not in [0, %d)", fn, s, p, (int)id,
                                   c->vocab_size);
         }
-    for (int done = 0; done < n; done += ctx->max_batch) {
-        const int k = n - done < ctx->max_batch ? n - done : ctx->max_batch;
-        text_forward(ctx, tw, ids + (size_t)done * C, k, out + (size_t)done * c->embed_dim);
-    }
     return CLIPN_OK;
+}
+
+static clipn_status encode(clipn_ctx *ctx, const clipn_text_tower *tw, const int32_t *ids,
+                           int n, float *out, const char *fn, clipn_error *err)
+{
+    const clipn_config *c = &ctx->model->config;
+    clipn_status st = check_ids(ctx, ids, n, fn, err);
+    for (int done = 0; st == CLIPN_OK && done < n; done += ctx->max_batch) {
+        const int k = n - done < ctx->max_batch ? n - done : ctx->max_batch;
+        st = text_forward(ctx, tw, ids + (size_t)done * c->context_length, k, 1,
+                          out + (size_t)done * c->embed_dim, err);
+    }
+    return st;
 }
 
 static clipn_status check_args(clipn_ctx *ctx, const int32_t *ids, int n, const float *out,
@@ -82,6 +272,15 @@ static clipn_status check_args(clipn_ctx *ctx, const int32_t *ids, int n, const 
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "%s: ctx, ids and out are required", fn);
     if (n < 1)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "%s: n = %d, need at least 1 prompt", fn, n);
+    return CLIPN_OK;
+}
+
+static clipn_status check_no_tower(const clipn_ctx *ctx, const char *fn, clipn_error *err)
+{
+    if (!ctx->model->config.has_no_tower)
+        return clipn_fail(err, CLIPN_E_UNSUPPORTED,
+                          "%s: this model has no \"no\" text tower (a plain CLIP checkpoint); "
+                          "only MCM-style scores are available", fn);
     return CLIPN_OK;
 }
 
@@ -100,11 +299,24 @@ clipn_status clipn_encode_no_text(clipn_ctx *ctx, const int32_t *ids, int n, flo
 {
     static const char fn[] = "clipn_encode_no_text";
     clipn_status s = check_args(ctx, ids, n, out, fn, err);
+    if (s == CLIPN_OK)
+        s = check_no_tower(ctx, fn, err);
     if (s != CLIPN_OK)
         return s;
-    if (!ctx->model->config.has_no_tower)
-        return clipn_fail(err, CLIPN_E_UNSUPPORTED,
-                          "%s: this model has no \"no\" text tower (a plain CLIP checkpoint); "
-                          "only MCM-style scores are available", fn);
     return encode(ctx, &ctx->model->text_no, ids, n, out, fn, err);
+}
+
+clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t *ids, int n,
+                                     int share, float *out, clipn_error *err)
+{
+    static const char fn[] = "clipn_text_encode_batch";
+    clipn_status s = check_args(ctx, ids, n, out, fn, err);
+    if (s == CLIPN_OK && no_tower)
+        s = check_no_tower(ctx, fn, err);
+    if (s == CLIPN_OK)
+        s = check_ids(ctx, ids, n, fn, err);
+    if (s != CLIPN_OK)
+        return s;
+    return text_forward(ctx, no_tower ? &ctx->model->text_no : &ctx->model->text, ids, n,
+                        share, out, err);
 }

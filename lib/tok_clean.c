@@ -833,7 +833,8 @@ int tok_clean_text(const char *text, size_t len, tok_buf *out)
     while (e > s && is_py_space(a.v[e - 1]))
         e--;
     b.n = 0;
-    if (buf_append(&b, a.v + s, e - s))
+    /* a.v is NULL for empty text, and NULL + 0 is UB: don't form the pointer then */
+    if (e > s && buf_append(&b, a.v + s, e - s))
         goto done;
     out->n = 0;
     if (py_lower(&b, out))

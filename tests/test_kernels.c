@@ -52,6 +52,10 @@ static double quickgelu_d(double v) { return v / (1.0 + exp(-1.702 * v)); }
 
 /* ------------------------------------------------------------------ GEMM */
 
+/* Relative error budget of one product: 4u(sqrt(K) + 4) in fp32; BF16 rounds both inputs
+ * to 8 significant bits (2^-9 each), so 2^-8 per product, with margin 8e-3. */
+static int bf16_mode;
+
 /* Runs the linear with the current selection and checks every element against double.
  * Returns the output (caller frees) so variants can be compared with each other. */
 static float *check_linear(int m, int n, int k, clipn_epilogue epi, int with_bias,
@@ -67,7 +71,7 @@ static float *check_linear(int m, int n, int k, clipn_epilogue epi, int with_bia
     clipn_linear lin = {.n_out = n, .n_in = k, .weight = w, .bias = b};
     ck_assert_int_eq(clipn_linear_prepare(&lin), 0);
     clipn_linear_forward(&lin, x, m, y, epi);
-    const double base = 4.0 * U * (sqrt((double)k) + 4.0);
+    const double base = bf16_mode ? 8e-3 : 4.0 * U * (sqrt((double)k) + 4.0);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             double acc = 0, mag = 0;
@@ -111,7 +115,7 @@ static void gemm_shapes_for(const char *isa, const char *gemm)
     ck_assert_int_eq(clipn_kernels_select(isa, gemm), 0);
     static const int ms[] = {1, 5, 6, 7, 13, 67, 150};
     static const int ns[] = {1, 15, 16, 17, 63, 64, 65, 67, 130};
-    static const int ks[] = {1, 2, 7, 64, 67, 300};
+    static const int ks[] = {1, 2, 7, 64, 67, 400}; /* 400 > KC: two K slices */
     char what[64];
     snprintf(what, sizeof what, "%s/%s", isa, gemm);
     int e = 0;
@@ -173,6 +177,52 @@ START_TEST(test_gemm_real_shapes)
         }
         free(ref);
     }
+}
+END_TEST
+
+/* BF16 weights (AVX512_BF16 only): odd and real shapes within the BF16 budget; a BF16
+ * layer run under another ISA falls back to fp32 OpenBLAS. */
+START_TEST(test_gemm_bf16)
+{
+    if (clipn_kernels_set_weights("bf16") != 0) {
+        ck_assert_str_eq(clipn_kernels_weights(), "fp32");
+        return; /* no AVX512_BF16 here */
+    }
+    ck_assert_str_eq(clipn_kernels_weights(), "bf16");
+    ck_assert_int_eq(clipn_kernels_select("avx512", "native"), 0);
+    bf16_mode = 1;
+    static const int ms[] = {1, 6, 7, 150};
+    static const int ns[] = {1, 17, 64, 130};
+    static const int ks[] = {1, 2, 7, 67, 400, 769};
+    int e = 0;
+    for (size_t a = 0; a < 4; a++)
+        for (size_t c = 0; c < 4; c++)
+            for (size_t d = 0; d < 6; d++) {
+                e = (e + 1) % 8;
+                free(check_linear(ms[a], ns[c], ks[d], (clipn_epilogue)(e % 4), e < 4, "bf16"));
+            }
+    free(check_linear(197, 3072, 768, CLIPN_EPI_GELU, 1, "bf16"));
+    free(check_linear(10, 512, 2048, CLIPN_EPI_RESIDUAL, 1, "bf16"));
+    bf16_mode = 0;
+
+    /* packed as BF16, then forced to AVX2: fp32 OpenBLAS answer */
+    if (clipn_kernels_isa_available("avx2")) {
+        float *w = rand_buf(64 * 70, 0.5f), *x = rand_buf(3 * 70, 1.0f);
+        float y[3 * 64], ref[3 * 64];
+        clipn_linear lin = {.n_out = 64, .n_in = 70, .weight = w};
+        ck_assert_int_eq(clipn_linear_prepare(&lin), 0);
+        ck_assert_int_eq(clipn_kernels_select("avx2", "native"), 0);
+        clipn_linear_forward(&lin, x, 3, y, CLIPN_EPI_NONE);
+        ck_assert_int_eq(clipn_kernels_select(NULL, "openblas"), 0);
+        clipn_linear_forward(&lin, x, 3, ref, CLIPN_EPI_NONE);
+        ck_assert_int_eq(memcmp(y, ref, sizeof y), 0);
+        clipn_linear_release(&lin);
+        free(w);
+        free(x);
+    }
+    ck_assert_int_eq(clipn_kernels_set_weights("fp32"), 0);
+    ck_assert_int_eq(clipn_kernels_set_weights("fp8"), -1);
+    ck_assert_str_eq(clipn_kernels_weights(), "fp32");
 }
 END_TEST
 
@@ -525,6 +575,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_gemm_openblas_backend);
     tcase_add_test(tc, test_gemm_real_shapes);
     tcase_add_test(tc, test_prepare_rejects_bad_shapes);
+    tcase_add_test(tc, test_gemm_bf16);
     tcase_add_loop_test(tc, test_erf_sweep, 0, N_ISAS);
     tcase_add_loop_test(tc, test_gelu_quickgelu_sweep, 0, N_ISAS);
     tcase_add_loop_test(tc, test_layernorm, 0, N_ISAS);
