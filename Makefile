@@ -39,7 +39,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-c test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
+.PHONY: all test test-c test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
 all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -69,9 +69,12 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libclipn.a
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-py parity example-pkgconfig
+test: all test-c test-cli test-py parity example-pkgconfig e2e-scores
 test-c: $(TESTS) $(BUILD)/clipn
 	@set -e; for t in $(TESTS); do echo "== $$t"; CK_FORK=yes $$t; done
+# the CLI's exit status and one-line error on hostile files (tests/cli)
+test-cli: $(BUILD)/clipn
+	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
 parity: all $(BUILD)/golden_parity
@@ -151,3 +154,8 @@ fuzz: fuzz-build
 	        -timeout=10 -print_final_stats=1 -artifact_prefix=build/fuzz/fuzz_$$t- \
 	        build/fuzz/corpus/$$t tests/fuzz/corpus/$$t; \
 	done
+
+# valgrind memcheck over every CLI subcommand on the tiny model (tests/cli/valgrind_workload.sh)
+.PHONY: test-valgrind
+test-valgrind: all
+	@sh tests/cli/valgrind_workload.sh $(BUILD)/clipn

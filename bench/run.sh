@@ -13,11 +13,7 @@ here=$(dirname "$0")
 echo "== bench_kernels (threads: ${THREADS:-all}; 0 = all cores)"
 "$BUILD/bench/bench_kernels" "$THREADS"
 
-# Encoders (towers engineer): run if built; it reads its own arguments / env.
-if [ -x "$BUILD/bench/bench_encode" ]; then
-    echo "== bench_encode"
-    "$BUILD/bench/bench_encode"
-fi
+# bench_encode (image tower end to end) runs at the end, next to PyTorch: see below.
 for b in "$BUILD"/bench/bench_*; do
     case "$b" in
     */bench_kernels | */bench_encode | */bench_text | */bench_heads) ;; # text/heads: below
@@ -57,4 +53,44 @@ fi
 if [ -x "$BUILD/bench/bench_heads" ]; then
     echo "== bench_heads"
     "$BUILD/bench/bench_heads"
+fi
+
+# Image tower end to end (perf): bench_encode and bench/torch_encode.py on the same random
+# ViT-B-16, alternated BENCH_ENCODE_RUNS times (machine load hits both alike), best of each
+# kept; then the C side once more with CLIPN_GEMM=openblas for its memory. Ratios = torch/C.
+if [ -x "$BUILD/bench/bench_encode" ] && [ -f "$WORK/vit-b-16.clipn" ]; then
+    echo "== bench_encode vs PyTorch image tower (alternated ${BENCH_ENCODE_RUNS:-3}x)"
+    have_torch=0
+    [ -f "$WORK/vit-b-16.pt" ] && "$PY" -c "import torch" 2>/dev/null && have_torch=1
+    : >"$WORK/encode_results.txt"
+    i=0
+    while [ "$i" -lt "${BENCH_ENCODE_RUNS:-3}" ]; do
+        "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 3 | tee "$WORK/encode_c.txt"
+        grep '^RESULT' "$WORK/encode_c.txt" | sed 's/^RESULT/C/' >>"$WORK/encode_results.txt"
+        if [ "$have_torch" = 1 ]; then
+            "$PY" "$here/torch_encode.py" "$WORK/vit-b-16.pt" 3 | tee "$WORK/encode_torch.txt"
+            grep '^RESULT' "$WORK/encode_torch.txt" | sed 's/^RESULT/T/' >>"$WORK/encode_results.txt"
+        fi
+        i=$((i + 1))
+    done
+    echo "-- CLIPN_GEMM=openblas (memory: nothing packed, the mapping is the weight store)"
+    CLIPN_GEMM=openblas "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 1 |
+        grep -E '^memory|batch' || true
+    awk '
+        { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[$1, kv[1]] = kv[2] }
+          k = $1; b1 = v[k, "b1_ms"] + 0; b8 = v[k, "b8_ms"] + 0
+          if (!(k in best1) || b1 < best1[k]) best1[k] = b1
+          if (!(k in best8) || b8 < best8[k]) best8[k] = b8
+          if (k == "C") { if (v[k, "pct1"] > p1) p1 = v[k, "pct1"]; if (v[k, "pct8"] > p8) p8 = v[k, "pct8"]
+                          rss = v[k, "rss_mb"]; hwm = v[k, "hwm_mb"]; file = v[k, "file_mb"] }
+          else { trss = v[k, "rss_mb"]; thwm = v[k, "hwm_mb"] } }
+        END {
+          printf "image encode, best of the runs: C b1 %.1f ms, b8 %.1f ms/image", best1["C"], best8["C"]
+          if ("T" in best1) printf "; PyTorch b1 %.1f ms, b8 %.1f ms/image", best1["T"], best8["T"]
+          printf "\n"
+          if ("T" in best1) printf "speed-up vs PyTorch: batch 1 %.2fx, batch 8 %.2fx\n", best1["T"] / best1["C"], best8["T"] / best8["C"]
+          printf "C end to end vs same-run sgemm (best run): batch 1 %.0f%%, batch 8 %.0f%%\n", p1, p8
+          printf "resident after a batch: C %.0f MB (%.2fx the %.0f MB file, peak %.2fx)", rss, rss / file, file, hwm / file
+          if ("T" in best1) printf "; PyTorch %.0f MB (%.2fx, peak %.2fx)", trss, trss / file, thwm / file
+          printf "\n" }' "$WORK/encode_results.txt"
 fi

@@ -11,6 +11,7 @@
 #include "kernels_impl.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,35 @@ static void forward_openblas(const clipn_linear *lin, const float *x, int m, flo
         clipn_quickgelu(y, (size_t)m * n);
 }
 
+/* ---- per-thread activation blocks: allocated once per thread, never per call.
+ * Pool workers allocate theirs when they start; any other thread on its first GEMM. The
+ * pthread key's destructor frees a thread's block when the thread exits. */
+#define SCRATCH_FLOATS ((size_t)GEMM_MC * GEMM_KC) /* 144 KiB; BF16 pairs need half */
+static pthread_key_t scratch_key;
+static int scratch_key_ok;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void make_scratch_key(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
+}
+
+float *clipn_gemm_thread_scratch(void)
+{
+    pthread_once(&scratch_once, make_scratch_key);
+    if (!scratch_key_ok)
+        return NULL;
+    float *buf = pthread_getspecific(scratch_key);
+    if (!buf) {
+        buf = aligned_alloc(64, SCRATCH_FLOATS * sizeof(float));
+        if (buf && pthread_setspecific(scratch_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
+
 /* ---- native backend */
 typedef struct gemm_job {
     const clipn_linear *lin;
@@ -129,7 +159,6 @@ typedef struct gemm_job {
     int m, act, residual;
     int panels, n_tasks;
     int mc_max, kc_max;         /* block sizes for this call, <= GEMM_MC, GEMM_KC */
-    float *apack;               /* n_tasks blocks of mc_max * kc_max floats */
     int bf16;                   /* weights packed as BF16 pairs */
     clipn_gemm_ukernel_fn ukernel;
     const clipn_kernel_ops *ops;
@@ -187,13 +216,21 @@ static void gemm_task(void *arg, int t)
     /* contiguous share of the panels, sizes differing by at most one */
     const int p0 = (int)((long long)job->panels * t / job->n_tasks);
     const int p1 = (int)((long long)job->panels * (t + 1) / job->n_tasks);
-    float *apack = job->apack + (size_t)t * job->mc_max * job->kc_max;
+    /* The thread's block; without one (its allocation failed) a one-micro-panel block on
+     * the stack: slower, same arithmetic (row blocking does not change any sum's order). */
+    _Alignas(64) float one_panel[CLIPN_GEMM_MR * GEMM_KC];
+    float *apack = clipn_gemm_thread_scratch();
+    int mc_max = job->mc_max;
+    if (!apack) {
+        apack = one_panel;
+        mc_max = CLIPN_GEMM_MR;
+    }
 
     for (int pc = 0; pc < k; pc += job->kc_max) {
         const int kc = k - pc < job->kc_max ? k - pc : job->kc_max;
         const int first = pc == 0, last = pc + kc == k;
-        for (int ic = 0; ic < m; ic += job->mc_max) {
-            const int mc = m - ic < job->mc_max ? m - ic : job->mc_max;
+        for (int ic = 0; ic < m; ic += mc_max) {
+            const int mc = m - ic < mc_max ? m - ic : mc_max;
             if (job->bf16)
                 pack_activations_bf16(job->x + (size_t)ic * k + pc, (size_t)k, mc, kc,
                                       (uint32_t *)apack);
@@ -259,16 +296,7 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
     if (tasks > job.panels)
         tasks = job.panels;
     job.n_tasks = tasks;
-    /* activation blocks, sized to the call: a few KiB for text, 144 KiB per thread for
-     * images (glibc then serves repeats from the heap without new page faults) */
     job.kc_max = lin->n_in < GEMM_KC ? lin->n_in : GEMM_KC;
     job.mc_max = m < GEMM_MC ? (m + CLIPN_GEMM_MR - 1) / CLIPN_GEMM_MR * CLIPN_GEMM_MR : GEMM_MC;
-    const size_t block = (size_t)job.mc_max * job.kc_max * sizeof(float);
-    job.apack = aligned_alloc(64, (block * tasks + 63) / 64 * 64);
-    if (!job.apack) {
-        forward_openblas(lin, x, m, y, epi); /* no memory for packing: still correct */
-        return;
-    }
     clipn_parallel_for(tasks, gemm_task, &job);
-    free(job.apack);
 }

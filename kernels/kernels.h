@@ -69,8 +69,9 @@ int clipn_linear_prepare(clipn_linear *lin);
 void clipn_linear_release(clipn_linear *lin);
 
 /* y[m, n_out] (op) x[m, n_in] W^T + b, as the epilogue says. x and y must not alias.
- * Uses the pool; without a packed buffer (or memory for the per-call activation blocks)
- * it runs OpenBLAS instead, so it cannot fail. Safe from many threads at once. */
+ * Uses the pool and per-thread activation blocks allocated once per thread (a thread that
+ * could not get one uses a small stack block), so it does no per-call allocation and
+ * cannot fail. Safe from many threads at once. */
 void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float *y,
                           clipn_epilogue epi);
 

@@ -53,6 +53,10 @@ const clipn_kernel_ops *clipn_kernels_ops(void);
 int clipn_kernels_use_openblas(void);
 int clipn_kernels_weights_bf16(void); /* pack new layers as BF16 */
 
+/* This thread's GEMM activation block (GEMM_MC x GEMM_KC floats, 64-byte aligned),
+ * allocated on the thread's first call and freed when it exits; NULL if that failed. */
+float *clipn_gemm_thread_scratch(void);
+
 /* Scratch floats for one head: scores block plus K^T, 64-byte alignment slack included. */
 size_t clipn_attention_head_scratch(int L, int hd);
 #define CLIPN_ATTN_ROWS 4 /* query rows scored at once */

@@ -50,6 +50,7 @@ static void run_tasks(void (*fn)(void *, int), void *arg, int n_tasks)
 static void *worker_main(void *p)
 {
     const int index = (int)(intptr_t)p;
+    clipn_gemm_thread_scratch(); /* GEMM block now, not in the first region (NULL: stack) */
     pthread_mutex_lock(&pool.lock);
     unsigned long seen = pool.born[index];
     for (;;) {

@@ -271,11 +271,13 @@ static clipn_status pnm_mode(const uint8_t *d, size_t n, const char *name, clipn
     size_t pos = 2;
     long v[3];
     for (int i = 0; i < 3; i++) {
-        for (;;) { /* whitespace and comments */
-            while (pos < n && (d[pos] == ' ' || d[pos] == '\t' || d[pos] == '\r' || d[pos] == '\n'))
+        /* whitespace and comments as PIL and stb_image read them: comments end at CR or
+           LF, so that stb sees the same numbers as we do */
+        for (;;) {
+            while (pos < n && strchr(" \t\n\v\f\r", d[pos]) && d[pos])
                 pos++;
             if (pos < n && d[pos] == '#') {
-                while (pos < n && d[pos] != '\n')
+                while (pos < n && d[pos] != '\n' && d[pos] != '\r')
                     pos++;
                 continue;
             }
@@ -283,9 +285,15 @@ static clipn_status pnm_mode(const uint8_t *d, size_t n, const char *name, clipn
         }
         if (pos >= n || d[pos] < '0' || d[pos] > '9')
             return clipn_fail(err, CLIPN_E_FORMAT, "%s: bad PNM header", name);
+        /* at most 9 digits: stb_image accumulates in an int (fuzz_image found the
+           overflow); PIL refuses such sizes as decompression bombs anyway */
         v[i] = 0;
-        while (pos < n && d[pos] >= '0' && d[pos] <= '9' && v[i] < 100000000)
+        int digits = 0;
+        while (pos < n && d[pos] >= '0' && d[pos] <= '9') {
+            if (++digits > 9)
+                return clipn_fail(err, CLIPN_E_LIMIT, "%s: PNM header number too large", name);
             v[i] = v[i] * 10 + (d[pos++] - '0');
+        }
     }
     if (v[2] != 255)
         return clipn_fail(err, CLIPN_E_UNSUPPORTED, "%s: PNM maxval %ld is not supported "

@@ -16,6 +16,7 @@
  * kept. */
 #include "internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,9 +151,11 @@ static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, con
                           n, C);
     text_prompt *pr = malloc((size_t)n * sizeof *pr);
     int *paths = malloc(max_rows * sizeof *paths);
-    if (!pr || !paths) {
+    int *ends = malloc((size_t)n * sizeof *ends); /* distinct pooled rows */
+    if (!pr || !paths || !ends) {
         free(pr);
         free(paths);
+        free(ends);
         return clipn_fail(err, CLIPN_E_NOMEM, "text: out of memory planning %d prompts", n);
     }
     for (int s = 0; s < n; s++) {
@@ -162,14 +165,9 @@ static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, con
         pr[s].path = paths + (size_t)s * C;
     }
     const size_t rows = (size_t)plan_rows(pr, n, share);
-    /* distinct pooled rows, increasing (identical prompts are neighbours and share one);
-       in sorted order */
-    int *ends = malloc((size_t)n * sizeof *ends), distinct = 0;
-    if (!ends) {
-        free(pr);
-        free(paths);
-        return clipn_fail(err, CLIPN_E_NOMEM, "text: out of memory planning %d prompts", n);
-    }
+    /* distinct pooled rows in sorted order, increasing (identical prompts are neighbours
+       and share one) */
+    int distinct = 0;
     for (int k = 0; k < n; k++) {
         const int end = pr[k].path[pr[k].len - 1];
         if (k == 0 || end != ends[distinct - 1])
@@ -189,6 +187,8 @@ static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, con
     const size_t qkv_floats = clipn_mul_size(rows, 3 * W, &ok);
     const size_t path_floats = clipn_mul_size(C, 4 * W, &ok);
     const size_t out_floats = clipn_mul_size((size_t)n, E, &ok);
+    if (qkv_floats > SIZE_MAX - path_floats)
+        ok = 0;
     if (ok && qkv_floats + path_floats > need.big)
         need.big = qkv_floats + path_floats;
     if (ok && out_floats > need.big)

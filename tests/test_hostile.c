@@ -263,6 +263,25 @@ START_TEST(stb_jpeg_dht_overflow)
 }
 END_TEST
 
+START_TEST(pnm_huge_number_after_cr_comment)
+{
+    /* fuzz_image: a comment ended by CR (as PIL and stb end them, we only took LF) let stb
+     * read a 10-digit width and overflow an int. Now: numbers of > 9 digits are refused. */
+    clipn_error err;
+    clipn_status st = preprocess(FIXTURE("hostile/pnm_comment_cr_huge_width.pgm"), &err);
+    ck_assert_int_ne(st, CLIPN_OK);
+    const char p5[] = "P5 #comment\r1234567890 2 255\n";
+    static float out[3 * 32 * 32];
+    clipn_image_opts o;
+    clipn_image_opts_default(&o);
+    o.image_size = 32;
+    ck_assert_int_eq(clipn_preprocess_memory(p5, sizeof p5 - 1, &o, out, &err), CLIPN_E_LIMIT);
+    /* the same comment before a sane header: CR ends it, the 2x1 image decodes */
+    const char ok[] = "P5 #comment\r2 1 255\n\x10\x20";
+    ck_assert_int_eq(clipn_preprocess_memory(ok, sizeof ok - 1, &o, out, &err), CLIPN_OK);
+}
+END_TEST
+
 START_TEST(image_memory_api_hostile)
 {
     static float out[3 * 32 * 32];
@@ -367,6 +386,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, bad_images_are_refused);
     tcase_add_test(tc, png_empty_first_idat);
     tcase_add_test(tc, stb_jpeg_dht_overflow);
+    tcase_add_test(tc, pnm_huge_number_after_cr_comment);
     tcase_add_test(tc, image_memory_api_hostile);
     tcase_add_test(tc, text_limits_and_garbage);
     tcase_add_test(tc, head_files_hostile);
