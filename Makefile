@@ -62,7 +62,7 @@ $(BUILD)/clipn: $(CLI_OBJ) $(BUILD)/libclipn.a
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libclipn.a tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(CHECK_LIBS) $(LDLIBS)
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libclipn.a
+$(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
 

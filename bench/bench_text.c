@@ -14,45 +14,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #define CLASSES "data/imagenet_classes.txt"
 #define TEMPLATES "data/clipn_templates_official.txt"
 #define N_SINGLE 100 /* prompts timed one at a time */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Non-empty lines without their newline (and CR); the last line may lack a newline. */
-static char **read_lines(const char *path, int *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char **lines = NULL, buf[4096];
-    int count = 0, cap = 0;
-    while (fgets(buf, sizeof buf, f)) {
-        size_t len = strcspn(buf, "\r\n");
-        buf[len] = '\0';
-        if (!len)
-            continue;
-        if (count == cap) {
-            cap = cap ? 2 * cap : 256;
-            char **nl = realloc(lines, (size_t)cap * sizeof *nl);
-            if (!nl)
-                break;
-            lines = nl;
-        }
-        if (!(lines[count] = strdup(buf)))
-            break;
-        count++;
-    }
-    fclose(f);
-    *n = count;
-    return lines;
-}
 
 /* Rows a prefix-sharing batch computes: sum of lengths minus prefixes shared with the
  * lexicographic predecessor (what lib/text.c does). */

@@ -13,39 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Non-empty lines without their newline (and CR). NULL on failure. */
-static char **read_lines(const char *path, int *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char **lines = NULL, buf[4096];
-    int count = 0, cap = 0;
-    while (fgets(buf, sizeof buf, f)) {
-        size_t len = strcspn(buf, "\r\n");
-        buf[len] = '\0';
-        if (!len)
-            continue;
-        if (count == cap) {
-            cap = cap ? 2 * cap : 256;
-            char **nl = realloc(lines, (size_t)cap * sizeof *nl);
-            if (!nl)
-                break;
-            lines = nl;
-        }
-        lines[count++] = strdup(buf);
-    }
-    fclose(f);
-    *n = count;
-    return lines;
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
