@@ -1,6 +1,7 @@
 # libclipn build. Sources are found by wildcard, so a new module is just a new file:
 #   lib/*.c, kernels/*.c          -> build/libclipn.a, build/libclipn.so
 #   kernels/*_avx2.c / *_avx512.c -> compiled with the matching -m flags only
+#   kernels/*_amx.c               -> with AMX-BF16 + AVX-512 flags (x86_64 only)
 #   examples/cli/*.c              -> build/clipn (the CLI)
 #   tests/test_*.c                -> build/tests/test_* (one Check suite per module)
 #   bench/bench_*.c               -> build/bench/bench_*
@@ -25,7 +26,7 @@ ARCH := $(shell uname -m)
 LIB_SRC    := $(wildcard lib/*.c)
 KERN_SRC   := $(wildcard kernels/*.c)
 ifneq ($(ARCH),x86_64)
-KERN_SRC   := $(filter-out %_avx2.c %_avx512.c,$(KERN_SRC))
+KERN_SRC   := $(filter-out %_avx2.c %_avx512.c %_amx.c,$(KERN_SRC))
 endif
 ifneq ($(ARCH),aarch64)
 KERN_SRC   := $(filter-out %_neon.c,$(KERN_SRC))
@@ -48,6 +49,9 @@ $(BUILD)/obj/%_avx2.o: %_avx2.c
 $(BUILD)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -MMD -MP -c $< -o $@
+$(BUILD)/obj/kernels/%_amx.o: kernels/%_amx.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -mamx-tile -mamx-bf16 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -MMD -MP -c $< -o $@
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -159,3 +163,14 @@ fuzz: fuzz-build
 .PHONY: test-valgrind
 test-valgrind: all
 	@sh tests/cli/valgrind_workload.sh $(BUILD)/clipn
+
+# ThreadSanitizer over the multi-threaded suites (tests/test_stress.c, tests/test_threads.c),
+# in build/tsan. OpenBLAS, libjpeg and cJSON are not instrumented: their own races are not
+# seen (docs/security.md).
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+.PHONY: test-tsan
+test-tsan:
+	$(MAKE) BUILD=build/tsan OPT=-O1 EXTRA_CFLAGS="$(TSAN_FLAGS)" EXTRA_LDFLAGS="$(TSAN_FLAGS)" \
+	    build/tsan/tests/test_stress build/tsan/tests/test_threads
+	@set -e; for t in test_stress test_threads; do echo "== build/tsan/tests/$$t"; \
+	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" CK_FORK=yes build/tsan/tests/$$t; done

@@ -9,6 +9,9 @@
  *         for each MR rows: micro-kernel (bias and residual added on the way out)
  *         last KC slice: GELU/QuickGELU over the MC x NR block just written (still in L2) */
 #include "kernels_impl.h"
+#if defined(__x86_64__)
+#include "gemm_amx.h"
+#endif
 
 #include <cblas.h>
 #include <pthread.h>
@@ -56,6 +59,10 @@ int clipn_linear_prepare(clipn_linear *lin)
     if (clipn_kernels_use_openblas())
         return 0; /* OpenBLAS reads the weights in place: no second copy */
     const int bf16 = clipn_kernels_weights_bf16();
+#if defined(__x86_64__)
+    if (bf16 && clipn_amx_usable())
+        return clipn_amx_prepare(lin); /* AMX tiles (kernels/gemm_amx.c) */
+#endif
     const size_t n = (size_t)lin->n_out, k = (size_t)lin->n_in;
     const size_t panels = (n + CLIPN_GEMM_NR - 1) / CLIPN_GEMM_NR;
     const size_t k_even = (k + 1) / 2 * 2; /* BF16 pairs along k */
@@ -167,17 +174,24 @@ typedef struct gemm_job {
 /* rows of x [mc, kc] (leading dim k) -> MR-row micro-panels [kc][MR], zero rows past mc */
 static void pack_activations(const float *x, size_t k, int mc, int kc, float *dst)
 {
+    _Static_assert(CLIPN_GEMM_MR == 6, "the full micro-panel loop reads 6 rows");
     for (int i0 = 0; i0 < mc; i0 += CLIPN_GEMM_MR) {
         const int mr = mc - i0 < CLIPN_GEMM_MR ? mc - i0 : CLIPN_GEMM_MR;
-        for (int i = 0; i < CLIPN_GEMM_MR; i++) {
-            if (i < mr) {
-                const float *src = x + (size_t)(i0 + i) * k;
-                for (int kk = 0; kk < kc; kk++)
-                    dst[kk * CLIPN_GEMM_MR + i] = src[kk];
-            } else {
-                for (int kk = 0; kk < kc; kk++)
-                    dst[kk * CLIPN_GEMM_MR + i] = 0.0f;
+        if (mr == CLIPN_GEMM_MR) {
+            /* 6 read streams, contiguous writes: 1.5x faster than row by row (strided
+             * writes), and packing is a few % of an image GEMM (every thread packs) */
+            const float *r0 = x + (size_t)i0 * k, *r1 = r0 + k, *r2 = r1 + k, *r3 = r2 + k,
+                        *r4 = r3 + k, *r5 = r4 + k;
+            for (int kk = 0; kk < kc; kk++) {
+                float *d = dst + (size_t)kk * CLIPN_GEMM_MR;
+                d[0] = r0[kk], d[1] = r1[kk], d[2] = r2[kk];
+                d[3] = r3[kk], d[4] = r4[kk], d[5] = r5[kk];
             }
+        } else {
+            for (int kk = 0; kk < kc; kk++)
+                for (int i = 0; i < CLIPN_GEMM_MR; i++)
+                    dst[(size_t)kk * CLIPN_GEMM_MR + i] =
+                        i < mr ? x[(size_t)(i0 + i) * k + kk] : 0.0f;
         }
         dst += (size_t)kc * CLIPN_GEMM_MR;
     }
@@ -274,9 +288,14 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
         return;
     const clipn_kernel_ops *ops = clipn_kernels_ops();
     const int format = packed_format(lin);
+#if defined(__x86_64__)
+    if (format == (int)CLIPN_PACK_AMX && !clipn_kernels_use_openblas() &&
+        ops->gemm_ukernel_bf16 && clipn_amx_forward(lin, x, m, y, epi) == 0)
+        return;
+#endif
     /* OpenBLAS when asked, when nothing is packed, or when BF16 weights meet an ISA
      * without vdpbf16ps (a forced variant): always a correct fp32 answer */
-    if (clipn_kernels_use_openblas() || !format ||
+    if (clipn_kernels_use_openblas() || !format || format == (int)CLIPN_PACK_AMX ||
         (format == PACK_BF16 && !ops->gemm_ukernel_bf16)) {
         forward_openblas(lin, x, m, y, epi);
         return;

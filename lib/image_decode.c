@@ -507,7 +507,7 @@ static clipn_status decode_stb_pixels(const uint8_t *data, size_t len, const cha
 /* PIL stops reading after the image data: it accepts a PNG that ends inside or before
  * IEND, or inside the last chunk's CRC. stb wants the chunks whole, so for such a file it
  * gets a copy cut at the end of the last chunk's data, with a zero CRC (stb does not check
- * CRCs) and an IEND. A file cut inside chunk data stays cut and still fails. */
+ * CRCs) and an IEND. A file cut inside chunk data is refused here. */
 static clipn_status png_complete_tail(const uint8_t **data, size_t *len, uint8_t **patched,
                                       const char *name, clipn_error *err)
 {
@@ -520,10 +520,11 @@ static clipn_status png_complete_tail(const uint8_t **data, size_t *len, uint8_t
             keep = pos;
             break;
         }
-        if (clen > n - pos - 8) { /* cut inside the data */
-            keep = n;
-            break;
-        }
+        if (clen > n - pos - 8) /* cut inside the data: refuse before stb sizes a buffer
+                                    by the declared length (fuzz_image: 4 KB -> 2 GB) */
+            return clipn_fail(err, CLIPN_E_FORMAT, "%s: truncated PNG (chunk %.4s declares %zu "
+                              "bytes, %zu left)", name, (const char *)d + pos + 4, clen,
+                              n - pos - 8);
         size_t end = pos + 8 + clen;
         if (n - end < 4) { /* cut inside the CRC */
             keep = end;

@@ -282,6 +282,17 @@ START_TEST(pnm_huge_number_after_cr_comment)
 }
 END_TEST
 
+START_TEST(png_chunk_longer_than_file)
+{
+    /* fuzz_image (out-of-memory): an 83-byte PNG whose IDAT declares 1.3 GB made stb
+     * realloc 2 GB before finding the data missing. Refused up front now. */
+    clipn_error err;
+    ck_assert_int_eq(preprocess(FIXTURE("hostile/png_idat_length_1gb.png"), &err),
+                     CLIPN_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.message, "truncated PNG"));
+}
+END_TEST
+
 START_TEST(image_memory_api_hostile)
 {
     static float out[3 * 32 * 32];
@@ -387,6 +398,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, png_empty_first_idat);
     tcase_add_test(tc, stb_jpeg_dht_overflow);
     tcase_add_test(tc, pnm_huge_number_after_cr_comment);
+    tcase_add_test(tc, png_chunk_longer_than_file);
     tcase_add_test(tc, image_memory_api_hostile);
     tcase_add_test(tc, text_limits_and_garbage);
     tcase_add_test(tc, head_files_hostile);

@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include "../kernels/kernels.h"
+#include "clipn.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -566,6 +567,41 @@ START_TEST(test_concurrent_callers)
 }
 END_TEST
 
+/* Loading with the native GEMM drops (MADV_DONTNEED) the packed weights' pages of the file
+ * mapping. Anything that still reads them must see the file's values again: the model
+ * loaded natively, then run with OpenBLAS (which reads lin->weight in the mapping), must
+ * match bit for bit a model loaded and run with OpenBLAS from the start. */
+START_TEST(test_dropped_weight_pages_refault)
+{
+    const char *path = "tests/golden/fixtures/tiny.clipn";
+    const char *best = clipn_kernels_init();
+    clipn_error err;
+    clipn_model *native = NULL, *plain = NULL;
+    ck_assert_int_eq(clipn_kernels_select(best, "native"), 0);
+    ck_assert_msg(clipn_model_load(path, NULL, &native, &err) == CLIPN_OK, "%s", err.message);
+    ck_assert_int_eq(clipn_kernels_select(NULL, "openblas"), 0);
+    ck_assert_msg(clipn_model_load(path, NULL, &plain, &err) == CLIPN_OK, "%s", err.message);
+    const clipn_config *c = clipn_model_config(native);
+    const int n = 2, E = c->embed_dim;
+    const size_t per_image = 3 * (size_t)c->image_size * c->image_size;
+    float *pixels = rand_buf(per_image * n, 2.0f);
+    float out[2][2 * 64];
+    ck_assert_int_le(E, 64);
+    clipn_model *models[2] = {native, plain};
+    for (int i = 0; i < 2; i++) {
+        clipn_ctx *ctx = NULL;
+        ck_assert_int_eq(clipn_ctx_new(models[i], NULL, &ctx, &err), CLIPN_OK);
+        ck_assert_int_eq(clipn_encode_image(ctx, pixels, n, out[i], &err), CLIPN_OK);
+        clipn_ctx_free(ctx);
+    }
+    ck_assert_int_eq(memcmp(out[0], out[1], sizeof(float) * (size_t)n * E), 0);
+    ck_assert_int_eq(clipn_kernels_select(best, "native"), 0);
+    clipn_model_free(native);
+    clipn_model_free(plain);
+    free(pixels);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -582,6 +618,7 @@ Suite *make_suite(void)
     tcase_add_loop_test(tc, test_attention, 0, N_ISAS);
     tcase_add_test(tc, test_dispatch_select);
     tcase_add_test(tc, test_dispatch_env);
+    tcase_add_test(tc, test_dropped_weight_pages_refault);
     suite_add_tcase(s, tc);
     TCase *threads = tcase_create("threads");
     tcase_set_timeout(threads, 300);

@@ -434,6 +434,48 @@ class Hostile(Tmp):
         pkl = op_dict([("t", op_tensor(op_storage("0", 4), 4))])[:-20]
         self.refuse(pkl, {"archive/data/0": b"\0" * 16}, expect="malformed pickle")
 
+    def test_zip_bomb_pickle(self):
+        # 100 MB of data.pkl deflates to ~100 KB: refused from its directory entry, before
+        # anything is inflated.
+        path = self.path("bomb.pt")
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("archive/data.pkl", b"\0" * (100 << 20))
+            z.writestr("archive/version", "3\n")
+        self.assertLess(os.path.getsize(path), 1 << 20)
+        self.refuse(path=path, expect="too big for a checkpoint")
+
+    def test_zip_bomb_storage(self):
+        # A deflated storage member far larger than the tensor that uses it is read lazily:
+        # refused for the missing tensors without inflating 32 MB.
+        path = self.path("bomb2.pt")
+        sd = EMPTY_DICT + op_str("visual.ln_pre.weight") + op_tensor(op_storage("0", 4), 4)
+        pkl = op_dict([("state_dict", sd + SETITEM)])
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("archive/data.pkl", pkl)
+            z.writestr("archive/version", "3\n")
+            z.writestr("archive/data/0", b"\0" * (32 << 20))
+        self.refuse(path=path, expect="missing tensor visual.conv1.weight")
+
+    def test_deep_nesting(self):
+        # 20000 nested lists: the unpickler does not recurse, but anything walking the
+        # result might; either way a clean refusal, no RecursionError traceback.
+        depth = 20000
+        deep = b"]" * depth + b"a" * (depth - 1)
+        self.refuse(op_dict([("state_dict", deep)]))
+        deep_tuple = b"(" * depth + b"t" * depth
+        self.refuse(op_dict([("state_dict", deep_tuple)]))
+
+    def test_huge_long(self):
+        # LONG4 with a 1 MB integer as a storage size, and a 2**100-element storage.
+        big = b"\x8b" + struct.pack("<i", 1 << 20) + b"\x7f" * (1 << 20)
+        storage = (MARK + op_str("storage") + op_global("torch", "FloatStorage") + op_str("0")
+                   + op_str("cpu") + big + TUPLE + BINPERSID)
+        self.refuse(op_dict([("t", op_tensor(storage, 4))]), {"archive/data/0": b"\0" * 16})
+        storage = (MARK + op_str("storage") + op_global("torch", "FloatStorage") + op_str("0")
+                   + op_str("cpu") + b"\x8a\x0e" + (1 << 100).to_bytes(14, "little")
+                   + TUPLE + BINPERSID)
+        self.refuse(op_dict([("t", op_tensor(storage, 4))]), {"archive/data/0": b"\0" * 16})
+
     def test_legacy_torch_save(self):
         path = self.path("legacy.pt")
         with open(path, "wb") as f:  # legacy files start with a pickled magic number
