@@ -504,6 +504,51 @@ static clipn_status decode_stb_pixels(const uint8_t *data, size_t len, const cha
                                       const gif_info *gi, uint64_t max_pixels, clipn_image *out,
                                       clipn_error *err);
 
+/* Empty IDAT chunks before the first one with data add nothing to the image, but stb
+ * then does `NULL + 0` and memcpy(NULL, p, 0) (formally UB; fuzz_image found it). Give stb
+ * a copy without them. */
+static clipn_status png_drop_leading_empty_idat(const uint8_t **data, size_t *len,
+                                                uint8_t **patched, const char *name,
+                                                clipn_error *err)
+{
+    const uint8_t *d = *data;
+    size_t n = *len, pos = 8;
+    int found = 0;
+    while (pos + 12 <= n && be32(d + pos) <= n - pos - 12) {
+        size_t clen = be32(d + pos);
+        if (memcmp(d + pos + 4, "IDAT", 4) == 0) {
+            if (clen)
+                break;
+            found = 1;
+        }
+        pos += 12 + clen;
+    }
+    if (!found)
+        return CLIPN_OK;
+    uint8_t *p = malloc(n);
+    if (!p)
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", name);
+    memcpy(p, d, 8);
+    size_t m = 8;
+    pos = 8;
+    while (pos + 12 <= n && be32(d + pos) <= n - pos - 12) {
+        size_t clen = be32(d + pos);
+        int idat = memcmp(d + pos + 4, "IDAT", 4) == 0;
+        if (idat && clen)
+            break;
+        if (!idat) {
+            memcpy(p + m, d + pos, 12 + clen);
+            m += 12 + clen;
+        }
+        pos += 12 + clen;
+    }
+    memcpy(p + m, d + pos, n - pos);
+    *patched = p;
+    *data = p;
+    *len = m + (n - pos);
+    return CLIPN_OK;
+}
+
 /* PIL stops reading after the image data: it accepts a PNG that ends inside or before
  * IEND, or inside the last chunk's CRC. stb wants the chunks whole, so for such a file it
  * gets a copy cut at the end of the last chunk's data, with a zero CRC (stb does not check
@@ -588,11 +633,16 @@ static clipn_status decode_stb(const uint8_t *data, size_t len, const char *name
         return st;
     if (len > INT_MAX - 16)
         return clipn_fail(err, CLIPN_E_LIMIT, "%s: file too large", name);
-    uint8_t *patched = NULL;
-    if (fmt == FORMAT_PNG && (st = png_complete_tail(&data, &len, &patched, name, err)) != CLIPN_OK)
+    uint8_t *patched = NULL, *no_empty_idat = NULL;
+    if (fmt == FORMAT_PNG &&
+        ((st = png_drop_leading_empty_idat(&data, &len, &no_empty_idat, name, err)) != CLIPN_OK ||
+         (st = png_complete_tail(&data, &len, &patched, name, err)) != CLIPN_OK)) {
+        free(no_empty_idat);
         return st;
+    }
     st = decode_stb_pixels(data, len, name, fmt, mode, sixteen, &gi, max_pixels, out, err);
     free(patched);
+    free(no_empty_idat);
     return st;
 }
 

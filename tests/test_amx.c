@@ -59,14 +59,14 @@ static double gelu_d(double v) { return 0.5 * v * (1.0 + erf(v / sqrt(2.0))); }
 static double quickgelu_d(double v) { return v / (1.0 + exp(-1.702 * v)); }
 
 #if !defined(__x86_64__)
-static int clipn_amx_usable(void) { return 0; } /* kernels/gemm_amx.c is x86-64 only */
+#define clipn_amx_usable() 0 /* kernels/gemm_amx.c is x86-64 only */
 #endif
 
 /* AMX available and BF16 weights selectable; otherwise print why the test is skipped. */
 static int amx_ready(const char *test)
 {
     if (!clipn_amx_usable() || clipn_kernels_set_weights("bf16") != 0) {
-        printf("test_amx: %s skipped: AMX-BF16 not usable on this CPU/kernel\n", test);
+        printf("test_amx: %s skipped: AMX-BF16 not usable (CPU, kernel or CLIPN_AMX=0)\n", test);
         return 0;
     }
     return 1;
