@@ -71,6 +71,9 @@ if [ -x "$BUILD/bench/bench_encode" ] && [ -f "$WORK/vit-b-16.clipn" ]; then
             "$PY" "$here/torch_encode.py" "$WORK/vit-b-16.pt" 3 | tee "$WORK/encode_torch.txt"
             grep '^RESULT' "$WORK/encode_torch.txt" | sed 's/^RESULT/T/' >>"$WORK/encode_results.txt"
         fi
+        # BF16 weights (AMX when the CPU has it): same model, same run, vs the same PyTorch
+        CLIPN_WEIGHTS=bf16 "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 3 >"$WORK/encode_bf16.txt"
+        grep '^RESULT' "$WORK/encode_bf16.txt" | sed 's/^RESULT/B/' >>"$WORK/encode_results.txt"
         i=$((i + 1))
     done
     echo "-- CLIPN_GEMM=openblas (memory: nothing packed, the mapping is the weight store)"
@@ -81,6 +84,7 @@ if [ -x "$BUILD/bench/bench_encode" ] && [ -f "$WORK/vit-b-16.clipn" ]; then
           k = $1; b1 = v[k, "b1_ms"] + 0; b8 = v[k, "b8_ms"] + 0
           if (!(k in best1) || b1 < best1[k]) best1[k] = b1
           if (!(k in best8) || b8 < best8[k]) best8[k] = b8
+          if (k == "B") next
           if (k == "C") { if (v[k, "sgemm1"] > s1) s1 = v[k, "sgemm1"]; if (v[k, "sgemm8"] > s8) s8 = v[k, "sgemm8"]
                           gf = v[k, "gflop"]; rss = v[k, "rss_mb"]; hwm = v[k, "hwm_mb"]; file = v[k, "file_mb"] }
           else { trss = v[k, "rss_mb"]; thwm = v[k, "hwm_mb"] } }
@@ -89,6 +93,7 @@ if [ -x "$BUILD/bench/bench_encode" ] && [ -f "$WORK/vit-b-16.clipn" ]; then
           if ("T" in best1) printf "; PyTorch b1 %.1f ms, b8 %.1f ms/image", best1["T"], best8["T"]
           printf "\n"
           if ("T" in best1) printf "speed-up vs PyTorch: batch 1 %.2fx, batch 8 %.2fx\n", best1["T"] / best1["C"], best8["T"] / best8["C"]
+          if (("T" in best1) && ("B" in best1)) printf "BF16 weights (CLIPN_WEIGHTS=bf16): b1 %.1f ms, b8 %.1f ms/image; speed-up vs PyTorch fp32: batch 1 %.2fx, batch 8 %.2fx\n", best1["B"], best8["B"], best1["T"] / best1["B"], best8["T"] / best8["B"]
           g1 = gf / best1["C"] * 1e3; g8 = gf / best8["C"] * 1e3
           printf "C end to end %.1f GFLOP/image: batch 1 %.1f GFLOP/s = %.0f%% of sgemm %.1f, batch 8 %.1f GFLOP/s = %.0f%% of sgemm %.1f (bests of all runs)\n", gf, g1, 100 * g1 / s1, s1, g8, 100 * g8 / s8, s8
           printf "resident after a batch: C %.0f MB (%.2fx the %.0f MB file, peak %.2fx)", rss, rss / file, file, hwm / file
