@@ -181,6 +181,10 @@ typedef struct clipn_heads {
     char **class_names; /* [n_classes] or NULL; filled by clipn_heads_load, freed with heads */
 } clipn_heads;
 
+/* Limits of clipn_heads_build (CLIPN_E_LIMIT beyond them). */
+#define CLIPN_MAX_CLASSES 1000000
+#define CLIPN_MAX_TEMPLATES 10000
+
 /* Return non-zero to cancel. done/total count text encodes (prompts x towers). */
 typedef int (*clipn_progress_fn)(void *user, size_t done, size_t total);
 

@@ -201,11 +201,14 @@ static clipn_status build_one_head(head_job *job, int no_tower, const char *towe
     return CLIPN_OK;
 }
 
-static clipn_status check_strings(const char *what, const char *const *s, int n,
+static clipn_status check_strings(const char *what, const char *const *s, int n, int max_n,
                                   clipn_error *err)
 {
     if (n <= 0 || !s)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "heads: no %s given", what);
+    if (n > max_n) /* checked before touching s[]: n may be garbage */
+        return clipn_fail(err, CLIPN_E_LIMIT, "heads: %d %s, more than the limit of %d", n,
+                          what, max_n);
     for (int i = 0; i < n; i++)
         if (!s[i])
             return clipn_fail(err, CLIPN_E_INVALID_ARG, "heads: %s %d is NULL", what, i);
@@ -228,9 +231,10 @@ clipn_status clipn_heads_build(clipn_ctx *ctx, const char *const *classes, int n
         n_no_templates = n_templates;
     }
     clipn_status st;
-    if ((st = check_strings("class names", classes, n_classes, err)) != CLIPN_OK ||
-        (st = check_strings("templates", templates, n_templates, err)) != CLIPN_OK ||
-        (st = check_strings("no templates", no_templates, n_no_templates, err)) != CLIPN_OK)
+    if ((st = check_strings("class names", classes, n_classes, CLIPN_MAX_CLASSES, err)) ||
+        (st = check_strings("templates", templates, n_templates, CLIPN_MAX_TEMPLATES, err)) ||
+        (st = check_strings("no templates", no_templates, n_no_templates, CLIPN_MAX_TEMPLATES,
+                            err)))
         return st;
     /* Refuse a bad template before encoding anything. */
     for (int t = 0; t < n_templates + n_no_templates; t++) {

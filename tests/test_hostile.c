@@ -162,6 +162,39 @@ START_TEST(huge_max_batch_is_a_limit)
 }
 END_TEST
 
+/* Class and template counts beyond the documented limits are refused before anything
+ * is read from the arrays (the counts may be garbage). */
+START_TEST(heads_build_counts_are_limited)
+{
+    clipn_model *m = NULL;
+    clipn_error err;
+    ck_assert_int_eq(clipn_model_load(TINY_MODEL, NULL, &m, &err), CLIPN_OK);
+    clipn_ctx *ctx = NULL;
+    ck_assert_int_eq(clipn_ctx_new(m, NULL, &ctx, &err), CLIPN_OK);
+    const char *one[] = {"cat"}, *tmpl[] = {"a photo of a {}."};
+    clipn_heads *h = (clipn_heads *)1;
+    ck_assert_int_eq(clipn_heads_build(ctx, one, CLIPN_MAX_CLASSES + 1, tmpl, 1, NULL, 0, NULL,
+                                       NULL, &h, &err),
+                     CLIPN_E_LIMIT);
+    ck_assert_ptr_null(h);
+    ck_assert_ptr_nonnull(strstr(err.message, "class names"));
+    ck_assert_int_eq(clipn_heads_build(ctx, one, 1, tmpl, CLIPN_MAX_TEMPLATES + 1, NULL, 0, NULL,
+                                       NULL, &h, &err),
+                     CLIPN_E_LIMIT);
+    ck_assert_ptr_nonnull(strstr(err.message, "templates"));
+    ck_assert_int_eq(clipn_heads_build(ctx, one, 1, tmpl, 1, tmpl, CLIPN_MAX_TEMPLATES + 1, NULL,
+                                       NULL, &h, &err),
+                     CLIPN_E_LIMIT);
+    ck_assert_ptr_nonnull(strstr(err.message, "no templates"));
+    /* at the limit boundary the normal path still works */
+    ck_assert_int_eq(clipn_heads_build(ctx, one, 1, tmpl, 1, NULL, 0, NULL, NULL, &h, &err),
+                     CLIPN_OK);
+    clipn_heads_free(h);
+    clipn_ctx_free(ctx);
+    clipn_model_free(m);
+}
+END_TEST
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define UNDER_SANITIZER 1
 #elif defined(__has_feature)
@@ -393,6 +426,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, model_garbage_and_wrong_files);
     tcase_add_test(tc, model_limits_are_enforced);
     tcase_add_test(tc, huge_max_batch_is_a_limit);
+    tcase_add_test(tc, heads_build_counts_are_limited);
     tcase_add_test(tc, allocation_failure_is_nomem);
     tcase_add_test(tc, bad_images_are_refused);
     tcase_add_test(tc, png_empty_first_idat);
