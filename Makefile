@@ -97,7 +97,7 @@ example-pkgconfig: all
 	    $(CC) -std=c11 -Wall -Wextra -Werror -o $$d/classify_one_$$kind examples/classify_one.c \
 	        $$(pkg-config --cflags --libs $$flags clipn); \
 	    echo "== classify_one ($$kind)"; \
-	    LD_LIBRARY_PATH=$$d/$$kind/lib $$d/classify_one_$$kind tests/golden/fixtures/tiny.clipn \
+	    LD_LIBRARY_PATH=$$d/$$kind/lib $$d/classify_one_$$kind tests/fixtures/model/tiny_clipn.safetensors \
 	        tests/fixtures/images/photo_chelsea_q80.jpg cat dog; \
 	done
 # clipn head/classify/eval end to end against the official scoring + metric code in PyTorch.

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define MICRO_MODEL "tests/fuzz/corpus/model_load/micro_clipn.clipn"
-#define TINY_MODEL "tests/golden/fixtures/tiny.clipn"
+#define TINY_MODEL "tests/fixtures/model/tiny_clipn.safetensors"
 #define VOCAB "weights_tools/bpe_simple_vocab_16e6.txt.gz"
 
 static unsigned char *read_all(const char *path, size_t *len)

@@ -573,7 +573,7 @@ END_TEST
  * match bit for bit a model loaded and run with OpenBLAS from the start. */
 START_TEST(test_dropped_weight_pages_refault)
 {
-    const char *path = "tests/golden/fixtures/tiny.clipn";
+    const char *path = "tests/fixtures/model/tiny_clipn.safetensors";
     const char *best = clipn_kernels_init();
     clipn_error err;
     clipn_model *native = NULL, *plain = NULL;

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define TINY "tests/golden/fixtures/tiny.clipn"
+#define TINY "tests/fixtures/model/tiny_clipn.safetensors"
 #define MICRO "tests/fuzz/corpus/model_load/micro_clipn.clipn"
 #define HEADS "tests/fuzz/corpus/heads_load/heads_3x4.safetensors"
 #define IMAGE FIXTURE("images/photo_chelsea_q80.jpg")

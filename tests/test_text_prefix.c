@@ -12,7 +12,7 @@
 
 #include <math.h>
 
-#define TINY "tests/golden/fixtures/tiny.clipn" /* CLIPN with prompt_no, vocab 600 */
+#define TINY "tests/fixtures/model/tiny_clipn.safetensors" /* CLIPN with prompt_no, vocab 600 */
 #define MAX_PROMPTS 64
 
 static clipn_model *model;

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#define TINY "tests/golden/fixtures/tiny.clipn"
+#define TINY "tests/fixtures/model/tiny_clipn.safetensors"
 #define N_THREADS 4
 #define N_IMAGES 5
 #define N_TEXTS 6

@@ -6,8 +6,8 @@
 
 #include <math.h>
 
-#define TINY "tests/golden/fixtures/tiny.clipn"        /* CLIPN with prompt_no */
-#define TINY_PLAIN "tests/golden/fixtures/tiny_plain.clipn" /* plain CLIP: no "no" tower */
+#define TINY "tests/fixtures/model/tiny_clipn.safetensors"        /* CLIPN with prompt_no */
+#define TINY_PLAIN "tests/fixtures/model/tiny_openclip.safetensors" /* plain CLIP: no "no" tower */
 
 static clipn_model *model;
 static clipn_ctx *ctx;

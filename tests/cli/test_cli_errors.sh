@@ -3,7 +3,7 @@
 # ("clipn <cmd>: <reason>"), never a crash or a hang. Run from the repo root:
 #   sh tests/cli/test_cli_errors.sh build/clipn
 CLIPN=${1:-build/clipn}
-MODEL=tests/golden/fixtures/tiny.clipn
+MODEL=tests/fixtures/model/tiny_clipn.safetensors
 MICRO=tests/fuzz/corpus/model_load/micro_clipn.clipn
 VOCAB=weights_tools/bpe_simple_vocab_16e6.txt.gz
 IMAGES=tests/fixtures/images

@@ -3,7 +3,7 @@
 # access or definite/indirect leak fails (exit 9). Run from the repo root:
 #   sh tests/cli/valgrind_workload.sh build/clipn
 CLIPN=${1:-build/clipn}
-MODEL=tests/golden/fixtures/tiny.clipn
+MODEL=tests/fixtures/model/tiny_clipn.safetensors
 IMG=tests/fixtures/images
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT

@@ -6,7 +6,7 @@ import json, os, struct
 import numpy as np
 
 OUT = "tests/fuzz/corpus"
-PLAIN = "tests/golden/fixtures/tiny_plain.clipn"
+PLAIN = "tests/fixtures/model/tiny_openclip.safetensors"
 
 
 def read_merges(path):
