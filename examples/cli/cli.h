@@ -32,6 +32,12 @@ char *cli_read_file(const char *cmd, const char *path, size_t *len);
 /* Split text into lines (no trailing newline or CR, empty lines dropped); the array and
  * strings live in one allocation with *lines pointing into it. Returns count or -1. */
 int cli_read_lines(const char *cmd, const char *path, char ***lines);
+/* Parse a whole decimal integer in [lo, hi]; 0 on success. */
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+/* Option value in [lo, hi]: on failure prints "<opt> must be an integer in lo..hi" and
+ * returns 2 (a usage error), else 0. */
+int cli_parse_int_range(const char *cmd, const char *opt, const char *s, int lo, int hi,
+                        int *out);
 /* Write a float32 C-order .npy of the given shape. Returns 0 or 1 (message printed). */
 int cli_write_npy_f32(const char *cmd, const char *path, const float *data, int ndim,
                       const size_t *shape);

@@ -162,10 +162,8 @@ int cli_class_index(const clipn_heads *heads, const char *label)
 
 int cli_parse_int(const char *cmd, const char *opt, const char *s, int min, int *out)
 {
-    char *end;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || errno || *end || end == s || v < min || v > 1000000)
+    long v;
+    if (cli_parse_long(s, min, 1000000, &v))
         return cli_fail(cmd, "%s needs an integer >= %d, got '%s'", opt, min, s ? s : "");
     *out = (int)v;
     return 0;

@@ -17,6 +17,29 @@ int cli_fail(const char *cmd, const char *fmt, ...)
     return 1;
 }
 
+int cli_parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_int_range(const char *cmd, const char *opt, const char *s, int lo, int hi,
+                        int *out)
+{
+    long v;
+    if (cli_parse_long(s, lo, hi, &v)) {
+        cli_fail(cmd, "%s must be an integer in %d..%d", opt, lo, hi);
+        return 2;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 int cli_fail_err(const char *cmd, const clipn_error *err)
 {
     return cli_fail(cmd, "%s", err->message[0] ? err->message : clipn_status_name(err->code));

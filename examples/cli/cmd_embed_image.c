@@ -21,18 +21,6 @@ static void usage(FILE *f)
             "  --batch N       images per forward pass (default 8)\n");
 }
 
-static int parse_batch(const char *cmd, const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || end == s || v < 1 || v > 4096) {
-        cli_fail(cmd, "--batch must be an integer in 1..4096");
-        return 2;
-    }
-    *out = (int)v;
-    return 0;
-}
-
 /* Encode --pixels: [N, 3, S, S] at any multiple of the patch size. */
 static int embed_pixels(const char *cmd, clipn_ctx *ctx, const clipn_config *c,
                         const char *path, float **feats, size_t *n_out)
@@ -102,7 +90,7 @@ int cmd_embed_image(int argc, char **argv)
         } else if (!strcmp(argv[i], "--pixels") && i + 1 < argc) {
             pixels_path = argv[++i];
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            if (parse_batch(cmd, argv[++i], &batch))
+            if (cli_parse_int_range(cmd, "--batch", argv[++i], 1, 4096, &batch))
                 return 2;
         } else if (!strcmp(argv[i], "--")) {
             while (++i < argc)

@@ -39,13 +39,8 @@ int cmd_embed_text(int argc, char **argv)
         } else if (!strcmp(argv[i], "--no")) {
             no = 1;
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 4096) {
-                cli_fail(cmd, "--batch must be an integer in 1..4096");
+            if (cli_parse_int_range(cmd, "--batch", argv[++i], 1, 4096, &batch))
                 return 2;
-            }
-            batch = (int)v;
         } else if (!strcmp(argv[i], "--")) {
             while (++i < argc)
                 argv[n_pos++] = argv[i];

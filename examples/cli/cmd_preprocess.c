@@ -32,13 +32,8 @@ int cmd_preprocess(int argc, char **argv)
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
             out_path = argv[++i];
         } else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v <= 0 || v > 8192) {
-                cli_fail(cmd, "--size must be an integer in 1..8192");
+            if (cli_parse_int_range(cmd, "--size", argv[++i], 1, 8192, &size))
                 return 2;
-            }
-            size = (int)v;
         } else if (!strcmp(argv[i], "--")) {
             first = i + 1;
             break;

@@ -49,13 +49,8 @@ int cmd_tokenize(int argc, char **argv)
         } else if (!strcmp(argv[i], "--file") && i + 1 < argc) {
             file = argv[++i];
         } else if (!strcmp(argv[i], "--context-length") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 4096) {
-                cli_fail(cmd, "--context-length must be an integer in 1..4096");
+            if (cli_parse_int_range(cmd, "--context-length", argv[++i], 1, 4096, &ctx))
                 return 2;
-            }
-            ctx = (int)v;
         } else if (!strcmp(argv[i], "--")) {
             while (++i < argc)
                 argv[n_pos++] = argv[i];
