@@ -42,6 +42,38 @@ static inline __mmask16 tail_mask(int n) /* first n lanes, n in [0, 16] */
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
+/* Write the mr x nr corner of a 6 x 64 accumulator tile to C, adding the residual already
+ * in C (load_c) and the bias. Shared by the fp32 and BF16 micro-kernels; always inlined so
+ * the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void
+store_tile_avx512(__m512 acc[MR][4], float *c, size_t ldc, int mr, int nr, const float *bias,
+                  int load_c)
+{
+    const __mmask16 mask[4] = {tail_mask(nr), tail_mask(nr - 16), tail_mask(nr - 32),
+                               tail_mask(nr - 48)};
+    __m512 bv[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+        bv[j] = bias ? _mm512_maskz_loadu_ps(mask[j], bias + 16 * j) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr)
+            break;
+        float *ci = c + (size_t)i * ldc;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            if (!mask[j])
+                continue;
+            __m512 v = acc[i][j];
+            if (load_c)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[j], ci + 16 * j));
+            if (bias)
+                v = _mm512_add_ps(v, bv[j]);
+            _mm512_mask_storeu_ps(ci + 16 * j, mask[j], v);
+        }
+    }
+}
+
 /* 6 x 64 tile: 24 zmm accumulators; per k, 4 panel loads and 6 broadcasts feed 24 FMAs.
  * Bias and residual are added on the way out. */
 static void gemm_ukernel_avx512(int kc, const float *a, const float *b, float *c, size_t ldc,
@@ -67,29 +99,7 @@ static void gemm_ukernel_avx512(int kc, const float *a, const float *b, float *c
             acc[i][3] = _mm512_fmadd_ps(ai, b3, acc[i][3]);
         }
     }
-    const __mmask16 mask[4] = {tail_mask(nr), tail_mask(nr - 16), tail_mask(nr - 32),
-                               tail_mask(nr - 48)};
-    __m512 bv[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++)
-        bv[j] = bias ? _mm512_maskz_loadu_ps(mask[j], bias + 16 * j) : _mm512_setzero_ps();
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) {
-        if (i >= mr)
-            break;
-        float *ci = c + (size_t)i * ldc;
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            if (!mask[j])
-                continue;
-            __m512 v = acc[i][j];
-            if (load_c)
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[j], ci + 16 * j));
-            if (bias)
-                v = _mm512_add_ps(v, bv[j]);
-            _mm512_mask_storeu_ps(ci + 16 * j, mask[j], v);
-        }
-    }
+    store_tile_avx512(acc, c, ldc, mr, nr, bias, load_c);
 }
 
 /* The same 6 x 64 tile from BF16 pairs: vdpbf16ps adds a.lo*b.lo + a.hi*b.hi into each
@@ -118,25 +128,7 @@ static void gemm_ukernel_bf16_avx512(int kp, const uint32_t *a, const uint16_t *
             acc[i][3] = _mm512_dpbf16_ps(acc[i][3], ai, b3);
         }
     }
-    const __mmask16 mask[4] = {tail_mask(nr), tail_mask(nr - 16), tail_mask(nr - 32),
-                               tail_mask(nr - 48)};
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) {
-        if (i >= mr)
-            break;
-        float *ci = c + (size_t)i * ldc;
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            if (!mask[j])
-                continue;
-            __m512 v = acc[i][j];
-            if (load_c)
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[j], ci + 16 * j));
-            if (bias)
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[j], bias + 16 * j));
-            _mm512_mask_storeu_ps(ci + 16 * j, mask[j], v);
-        }
-    }
+    store_tile_avx512(acc, c, ldc, mr, nr, bias, load_c);
 }
 
 static void map_avx512(float *x, size_t n, int act)
