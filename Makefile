@@ -74,8 +74,13 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
 test: all test-c test-cli test-py parity example-pkgconfig e2e-scores
+# Each run gets a fresh TMPDIR for the suites' scratch files; a file left in it fails the run.
 test-c: $(TESTS) $(BUILD)/clipn
-	@set -e; for t in $(TESTS); do echo "== $$t"; CK_FORK=yes $$t; done
+	@set -e; tmp=$(abspath $(BUILD))/test-tmp; rm -rf $$tmp; mkdir -p $$tmp; \
+	for t in $(TESTS); do echo "== $$t"; TMPDIR=$$tmp CK_FORK=yes $$t; done; \
+	left=$$(ls -A $$tmp); \
+	if [ -n "$$left" ]; then echo "test-c: the suites left files in $$tmp: $$left"; exit 1; fi; \
+	rmdir $$tmp
 # the CLI's exit status and one-line error on hostile files (tests/cli)
 test-cli: $(BUILD)/clipn
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn

@@ -51,10 +51,10 @@ static void assert_model_refused(const char *path, const char *what)
     ck_assert_ptr_nonnull(memchr(err.message, '\0', sizeof err.message));
 }
 
-static char tmp_path[64];
+static char tmp_path[256];
 static void make_tmp(void)
 {
-    strcpy(tmp_path, "/tmp/clipn_hostile_XXXXXX");
+    snprintf(tmp_path, sizeof tmp_path, "%s/clipn_hostile_XXXXXX", test_tmp_dir());
     int fd = mkstemp(tmp_path);
     ck_assert_int_ge(fd, 0);
     close(fd);

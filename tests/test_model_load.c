@@ -316,11 +316,11 @@ static void builder_write(const builder *b, const char *path)
 
 /* ------------------------------------------------------------------ fixture + helpers */
 
-static char dir[64], path[128];
+static char dir[256], path[300];
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/clipn_test_model_XXXXXX");
+    snprintf(dir, sizeof dir, "%s/clipn_test_model_XXXXXX", test_tmp_dir());
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
 }
@@ -657,7 +657,7 @@ START_TEST(missing_file_and_directory_are_io)
     ck_assert_ptr_null(m);
     ck_assert_ptr_nonnull(strstr(err.message, dir));
     /* a FIFO is refused without blocking on open */
-    char fifo[160];
+    char fifo[300];
     snprintf(fifo, sizeof fifo, "%s/fifo", dir);
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
     clipn_status s = clipn_model_load(fifo, NULL, &m, &err);

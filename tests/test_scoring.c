@@ -190,13 +190,13 @@ static clipn_heads *make_heads(void)
     return h;
 }
 
-static char *tmp_path(const char *tag)
+/* Caller-owned buffer: a shared static ring was overwritten by nested calls, so a test
+ * unlinked another test's path and left its own file behind. */
+static const char *tmp_path(char buf[static 256], const char *tag)
 {
-    static char buf[4][128];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 128, "/tmp/clipn_test_heads_%ld_%s.safetensors", (long)getpid(), tag);
-    return p;
+    snprintf(buf, 256, "%s/clipn_test_heads_%ld_%s.safetensors", test_tmp_dir(),
+             (long)getpid(), tag);
+    return buf;
 }
 
 static unsigned char *slurp(const char *path, size_t *len)
@@ -226,7 +226,8 @@ START_TEST(test_head_round_trip)
     fake_model_init(&fm);
     clipn_heads *h = make_heads(), *back = NULL;
     clipn_error err;
-    const char *path = tmp_path("rt");
+    char path_buf[256];
+    const char *path = tmp_path(path_buf, "rt");
     ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
                      CLIPN_OK);
     ck_assert_msg(clipn_heads_load(path, &fm.m, &back, &err) == CLIPN_OK, "%s", err.message);
@@ -258,7 +259,8 @@ START_TEST(test_head_other_model_refused)
     fake_model_init(&fm);
     clipn_heads *h = make_heads(), *back = NULL;
     clipn_error err;
-    const char *path = tmp_path("fp");
+    char path_buf[256];
+    const char *path = tmp_path(path_buf, "fp");
     char fp1[17], fp2[17];
     ck_assert_int_eq(clipn_model_fingerprint(&fm.m, fp1, &err), CLIPN_OK);
     ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
@@ -288,7 +290,8 @@ static void patch_and_expect_refusal(const unsigned char *orig, size_t len, cons
     unsigned char *hit = memmem(b, len, from, n);
     ck_assert_msg(hit != NULL, "%s not in file", from);
     memcpy(hit, to, n);
-    const char *path = tmp_path("patched");
+    char path_buf[256];
+    const char *path = tmp_path(path_buf, "patched");
     spit(path, b, len);
     clipn_heads *h = NULL;
     clipn_error err;
@@ -306,7 +309,8 @@ START_TEST(test_head_damaged_refused)
     fake_model_init(&fm);
     clipn_heads *h = make_heads(), *back = NULL;
     clipn_error err;
-    const char *path = tmp_path("dmg");
+    char path_buf[256];
+    const char *path = tmp_path(path_buf, "dmg");
     ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
                      CLIPN_OK);
     size_t len;

@@ -12,6 +12,14 @@
 /* Paths are relative to the repository root (make test runs from there). */
 #define FIXTURE(name) "tests/fixtures/" name
 
+/* Directory for scratch files: $TMPDIR, else /tmp. `make test-c` gives each run a fresh
+ * one and fails if a test leaves anything behind in it. */
+static inline const char *test_tmp_dir(void)
+{
+    const char *d = getenv("TMPDIR");
+    return d && *d ? d : "/tmp";
+}
+
 Suite *make_suite(void);
 
 int main(void)
