@@ -38,6 +38,39 @@ int cli_parse_long(const char *s, long lo, long hi, long *out);
  * returns 2 (a usage error), else 0. */
 int cli_parse_int_range(const char *cmd, const char *opt, const char *s, int lo, int hi,
                         int *out);
+/* ---- option parsing: one table per subcommand, one parser for all (cli_util.c) */
+
+typedef enum cli_opt_kind {
+    CLI_OPT_STRING, /* --name VALUE: *(const char **)dest = VALUE */
+    CLI_OPT_INT,    /* --name N: *(int *)dest = N, checked to lie in [lo, hi] */
+    CLI_OPT_FLAG,   /* --name: *(int *)dest = 1 */
+    CLI_OPT_CUSTOM  /* --name VALUE: parse(dest, cmd, VALUE) returns 0 or 2 (message printed) */
+} cli_opt_kind;
+
+typedef struct cli_opt {
+    const char *name;
+    cli_opt_kind kind;
+    void *dest;
+    int lo, hi;                                          /* CLI_OPT_INT */
+    int (*parse)(void *dest, const char *cmd, char *value); /* CLI_OPT_CUSTOM */
+} cli_opt;
+
+#define CLI_STRING(n, d) {.name = (n), .kind = CLI_OPT_STRING, .dest = (d)}
+#define CLI_INT(n, d, min, max) {.name = (n), .kind = CLI_OPT_INT, .dest = (d), .lo = (min), .hi = (max)}
+#define CLI_FLAG(n, d) {.name = (n), .kind = CLI_OPT_FLAG, .dest = (d)}
+#define CLI_CUSTOM(n, d, fn) {.name = (n), .kind = CLI_OPT_CUSTOM, .dest = (d), .parse = (fn)}
+
+enum { CLI_ARGS_OK = 0, CLI_ARGS_HELP = -1 };
+#define CLI_MAX_THREADS 4096 /* --threads N: 0 = all cores */
+
+/* Parse argv[1..argc-1] against the n_opts options. Options and positionals may mix;
+ * "--" ends the options; "-" is a positional (stdin where the subcommand says so).
+ * Positionals are moved, in order, to argv[1..*n_pos] (argv[0] stays the subcommand).
+ * --help / -h prints usage to stdout and returns CLI_ARGS_HELP (exit 0). An unknown
+ * option, a missing or bad value prints one line and returns 2 (a usage error). */
+int cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts,
+                   void (*usage)(FILE *), int *n_pos);
+
 /* Write a float32 C-order .npy of the given shape. Returns 0 or 1 (message printed). */
 int cli_write_npy_f32(const char *cmd, const char *path, const float *data, int ndim,
                       const size_t *shape);

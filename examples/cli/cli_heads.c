@@ -160,15 +160,6 @@ int cli_class_index(const clipn_heads *heads, const char *label)
     return -1;
 }
 
-int cli_parse_int(const char *cmd, const char *opt, const char *s, int min, int *out)
-{
-    long v;
-    if (cli_parse_long(s, min, 1000000, &v))
-        return cli_fail(cmd, "%s needs an integer >= %d, got '%s'", opt, min, s ? s : "");
-    *out = (int)v;
-    return 0;
-}
-
 /* ------------------------------------------------------------------ image lists */
 
 static int list_push(cli_image_list *l, size_t *cap, const char *path, const char *label)

@@ -39,7 +39,5 @@ void cli_image_list_free(cli_image_list *list);
 /* Class index for a label: exact match, else case-insensitive with '_' == ' '; -1. */
 int cli_class_index(const clipn_heads *heads, const char *label);
 
-/* Parse a positive int option value; 0 on success, else prints and returns 1. */
-int cli_parse_int(const char *cmd, const char *opt, const char *s, int min, int *out);
 
 #endif

@@ -40,6 +40,54 @@ int cli_parse_int_range(const char *cmd, const char *opt, const char *s, int lo,
     return 0;
 }
 
+int cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts,
+                   void (*usage)(FILE *), int *n_pos)
+{
+    int n = 0, options_done = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (options_done || a[0] != '-' || !a[1]) {
+            argv[1 + n++] = a; /* i >= 1 + n: never overwrites an unread word */
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            options_done = 1;
+            continue;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return CLI_ARGS_HELP;
+        }
+        const cli_opt *o = NULL;
+        for (int k = 0; k < n_opts && !o; k++)
+            if (!strcmp(a, opts[k].name))
+                o = &opts[k];
+        if (!o) {
+            cli_fail(cmd, "unknown option %s (see --help)", a);
+            return 2;
+        }
+        if (o->kind == CLI_OPT_FLAG) {
+            *(int *)o->dest = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            cli_fail(cmd, "%s needs a value (see --help)", a);
+            return 2;
+        }
+        char *v = argv[++i];
+        if (o->kind == CLI_OPT_STRING)
+            *(const char **)o->dest = v;
+        else if (o->kind == CLI_OPT_INT) {
+            if (cli_parse_int_range(cmd, a, v, o->lo, o->hi, (int *)o->dest))
+                return 2;
+        } else if (o->parse(o->dest, cmd, v)) {
+            return 2;
+        }
+    }
+    *n_pos = n;
+    return CLI_ARGS_OK;
+}
+
 int cli_fail_err(const char *cmd, const clipn_error *err)
 {
     return cli_fail(cmd, "%s", err->message[0] ? err->message : clipn_status_name(err->code));

@@ -111,71 +111,28 @@ int cmd_classify(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL;
     cli_head_args a = {0};
-    int top = 5, json = 0, threads = 0, n_images = 0;
-    char **images = calloc((size_t)argc, sizeof *images);
-    if (!images)
-        return cli_fail(cmd, "out of memory");
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-            usage(stdout);
-            free(images);
-            return 0;
-        }
-        if (!strcmp(o, "--json")) {
-            json = 1;
-            continue;
-        }
-        if (o[0] != '-' || !strcmp(o, "-")) {
-            images[n_images++] = argv[i];
-            continue;
-        }
-        int takes = !strcmp(o, "--model") || !strcmp(o, "--classes") || !strcmp(o, "--head") ||
-                    !strcmp(o, "--templates") || !strcmp(o, "--no-templates") ||
-                    !strcmp(o, "--top") || !strcmp(o, "--threads");
-        if (!takes) {
-            usage(stderr);
-            free(images);
-            return 2;
-        }
-        if (!v) {
-            free(images);
-            return cli_fail(cmd, "%s needs a value", o);
-        }
-        i++;
-        int bad = 0;
-        if (!strcmp(o, "--model"))
-            model_path = v;
-        else if (!strcmp(o, "--classes"))
-            a.classes = v;
-        else if (!strcmp(o, "--head"))
-            a.head = v;
-        else if (!strcmp(o, "--templates"))
-            a.templates = v;
-        else if (!strcmp(o, "--no-templates"))
-            a.no_templates = v;
-        else if (!strcmp(o, "--top"))
-            bad = cli_parse_int(cmd, o, v, 1, &top);
-        else
-            bad = cli_parse_int(cmd, o, v, 0, &threads);
-        if (bad) {
-            free(images);
-            return 1;
-        }
-    }
-    if (n_images == 0) {
-        free(images);
-        return cli_fail(cmd, "no IMAGE given (see --help)");
-    }
-    if (!a.head && !a.classes) {
-        free(images);
-        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)");
-    }
+    int top = 5, json = 0, threads = 0, n_images;
+    const cli_opt options[] = {
+        CLI_STRING("--model", &model_path),
+        CLI_STRING("--classes", &a.classes),
+        CLI_STRING("--head", &a.head),
+        CLI_STRING("--templates", &a.templates),
+        CLI_STRING("--no-templates", &a.no_templates),
+        CLI_INT("--top", &top, 1, 1000000),
+        CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
+        CLI_FLAG("--json", &json),
+    };
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_images);
+    if (st != CLI_ARGS_OK)
+        return st == CLI_ARGS_HELP ? 0 : st;
+    if (n_images == 0)
+        return cli_fail(cmd, "no IMAGE given (see --help)"), 2;
+    if (!a.head && !a.classes)
+        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
+    char **images = argv + 1;
     clipn_model *model = cli_load_model(cmd, model_path);
-    if (!model) {
-        free(images);
+    if (!model)
         return 1;
-    }
     int rc = 1, failed = 0;
     clipn_error err;
     clipn_ctx *ctx = NULL;
@@ -232,7 +189,6 @@ done:
     free(feat);
     free(probs);
     free(top_idx);
-    free(images);
     clipn_heads_free(heads);
     clipn_ctx_free(ctx);
     clipn_model_free(model);

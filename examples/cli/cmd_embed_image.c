@@ -78,32 +78,17 @@ fail:
 int cmd_embed_image(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out_path = NULL, *pixels_path = NULL;
-    int batch = 8, n_pos = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
-            model_path = argv[++i];
-        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
-            out_path = argv[++i];
-        } else if (!strcmp(argv[i], "--pixels") && i + 1 < argc) {
-            pixels_path = argv[++i];
-        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            if (cli_parse_int_range(cmd, "--batch", argv[++i], 1, 4096, &batch))
-                return 2;
-        } else if (!strcmp(argv[i], "--")) {
-            while (++i < argc)
-                argv[n_pos++] = argv[i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_fail(cmd, "unknown or incomplete option %s (see --help)", argv[i]);
-            return 2;
-        } else {
-            argv[n_pos++] = argv[i]; /* positionals may sit between options */
-        }
-    }
+    int batch = 8, n_files;
+    const cli_opt options[] = {
+        CLI_STRING("--model", &model_path),
+        CLI_STRING("--out", &out_path),
+        CLI_STRING("--pixels", &pixels_path),
+        CLI_INT("--batch", &batch, 1, 4096),
+    };
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_files);
+    if (st != CLI_ARGS_OK)
+        return st == CLI_ARGS_HELP ? 0 : st;
     const int first = 1;
-    const int n_files = n_pos - first;
     if (!model_path || !out_path || (n_files > 0) == (pixels_path != NULL)) {
         if (model_path && out_path)
             cli_fail(cmd, "give image files or --pixels, not both (see --help)");

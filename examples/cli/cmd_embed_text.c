@@ -25,34 +25,18 @@ static void usage(FILE *f)
 int cmd_embed_text(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out_path = NULL, *file = NULL;
-    int no = 0, batch = 8, n_pos = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
-            model_path = argv[++i];
-        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
-            out_path = argv[++i];
-        } else if (!strcmp(argv[i], "--file") && i + 1 < argc) {
-            file = argv[++i];
-        } else if (!strcmp(argv[i], "--no")) {
-            no = 1;
-        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            if (cli_parse_int_range(cmd, "--batch", argv[++i], 1, 4096, &batch))
-                return 2;
-        } else if (!strcmp(argv[i], "--")) {
-            while (++i < argc)
-                argv[n_pos++] = argv[i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_fail(cmd, "unknown or incomplete option %s (see --help)", argv[i]);
-            return 2;
-        } else {
-            argv[n_pos++] = argv[i]; /* positionals may sit between options */
-        }
-    }
-    const int first = 1;
-    if (!model_path || !out_path || (n_pos - first > 0) == (file != NULL)) {
+    int no = 0, batch = 8, n_texts;
+    const cli_opt options[] = {
+        CLI_STRING("--model", &model_path),
+        CLI_STRING("--out", &out_path),
+        CLI_STRING("--file", &file),
+        CLI_FLAG("--no", &no),
+        CLI_INT("--batch", &batch, 1, 4096),
+    };
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_texts);
+    if (st != CLI_ARGS_OK)
+        return st == CLI_ARGS_HELP ? 0 : st;
+    if (!model_path || !out_path || (n_texts > 0) == (file != NULL)) {
         if (model_path && out_path)
             cli_fail(cmd, "give texts or --file, not both (see --help)");
         else
@@ -60,8 +44,8 @@ int cmd_embed_text(int argc, char **argv)
         return 2;
     }
 
-    char **texts = argv + first, **lines = NULL;
-    int n = n_pos - first;
+    char **texts = argv + 1, **lines = NULL;
+    int n = n_texts;
     if (file && (n = cli_read_lines(cmd, file, &lines)) < 0)
         return 1;
     if (file) {

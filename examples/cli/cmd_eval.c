@@ -379,92 +379,86 @@ static cJSON *num_or_null(double v, int valid)
 
 /* ------------------------------------------------------------------ main */
 
+/* --ood NAME=LIST, repeatable: sets[1..] in the order given. */
+typedef struct ood_list {
+    eval_set *sets;
+    const char **specs;
+    int n_sets; /* sets[0] is the ID set */
+} ood_list;
+
+static int parse_ood(void *dest, const char *cmd, char *v)
+{
+    ood_list *l = dest;
+    char *eq = strchr(v, '=');
+    if (!eq || eq == v || !eq[1])
+        return cli_fail(cmd, "--ood needs NAME=LIST, got '%s'", v), 2;
+    if (l->n_sets > MAX_OOD)
+        return cli_fail(cmd, "at most %d --ood sets", MAX_OOD), 2;
+    *eq = '\0'; /* argv is writable: v becomes NAME */
+    for (int t = 0; t < l->n_sets; t++)
+        if (!strcmp(l->sets[t].name, v))
+            return cli_fail(cmd, "--ood name '%s' is %s", v,
+                            t ? "given twice" : "reserved for the ID set"),
+                   2;
+    l->specs[l->n_sets] = eq + 1;
+    l->sets[l->n_sets++].name = v;
+    return 0;
+}
+
+static int parse_fpr95(void *dest, const char *cmd, char *v)
+{
+    clipn_fpr95_mode *mode = dest;
+    if (!strcmp(v, "interp"))
+        *mode = CLIPN_FPR95_INTERP;
+    else if (!strcmp(v, "nearest"))
+        *mode = CLIPN_FPR95_NEAREST;
+    else
+        return cli_fail(cmd, "--fpr95 is interp or nearest, not '%s'", v), 2;
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *id_spec = NULL, *scores_csv = NULL;
     const char *roc_csv = NULL, *plot = NULL;
     cli_head_args a = {0};
-    int json = 0, threads = 0, batch_size = 16, n_sets = 1;
+    int json = 0, threads = 0, batch_size = 16;
     clipn_fpr95_mode mode = CLIPN_FPR95_INTERP;
     eval_set sets[MAX_OOD + 1];
     const char *ood_specs[MAX_OOD + 1];
     memset(sets, 0, sizeof sets);
     sets[0].name = "id";
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(o, "--json")) {
-            json = 1;
-            continue;
-        }
-        static const char *valued[] = {"--model", "--classes", "--head", "--templates",
-                                       "--no-templates", "--id", "--ood", "--fpr95",
-                                       "--scores-csv", "--roc-csv", "--plot", "--threads",
-                                       "--batch"};
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
-            known |= !strcmp(o, valued[k]);
-        if (!known) {
-            usage(stderr);
-            return 2;
-        }
-        if (!v)
-            return cli_fail(cmd, "%s needs a value", o);
-        i++;
-        if (!strcmp(o, "--model"))
-            model_path = v;
-        else if (!strcmp(o, "--classes"))
-            a.classes = v;
-        else if (!strcmp(o, "--head"))
-            a.head = v;
-        else if (!strcmp(o, "--templates"))
-            a.templates = v;
-        else if (!strcmp(o, "--no-templates"))
-            a.no_templates = v;
-        else if (!strcmp(o, "--id"))
-            id_spec = v;
-        else if (!strcmp(o, "--scores-csv"))
-            scores_csv = v;
-        else if (!strcmp(o, "--roc-csv"))
-            roc_csv = v;
-        else if (!strcmp(o, "--plot"))
-            plot = v;
-        else if (!strcmp(o, "--threads")) {
-            if (cli_parse_int(cmd, o, v, 0, &threads))
-                return 1;
-        } else if (!strcmp(o, "--batch")) {
-            if (cli_parse_int(cmd, o, v, 1, &batch_size))
-                return 1;
-        } else if (!strcmp(o, "--fpr95")) {
-            if (!strcmp(v, "interp"))
-                mode = CLIPN_FPR95_INTERP;
-            else if (!strcmp(v, "nearest"))
-                mode = CLIPN_FPR95_NEAREST;
-            else
-                return cli_fail(cmd, "--fpr95 is interp or nearest, not '%s'", v);
-        } else { /* --ood NAME=LIST */
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v || !eq[1])
-                return cli_fail(cmd, "--ood needs NAME=LIST, got '%s'", v);
-            if (n_sets > MAX_OOD)
-                return cli_fail(cmd, "at most %d --ood sets", MAX_OOD);
-            ood_specs[n_sets] = eq + 1;
-            sets[n_sets].name = v; /* cut at '=' below, argv is writable */
-            argv[i][eq - v] = '\0';
-            for (int t = 0; t < n_sets; t++)
-                if (!strcmp(sets[t].name, v))
-                    return cli_fail(cmd, "--ood name '%s' is %s", v,
-                                    t ? "given twice" : "reserved for the ID set");
-            n_sets++;
-        }
-    }
+    ood_list ood = {sets, ood_specs, 1};
+    int n_extra;
+    const cli_opt options[] = {
+        CLI_STRING("--model", &model_path),
+        CLI_STRING("--classes", &a.classes),
+        CLI_STRING("--head", &a.head),
+        CLI_STRING("--templates", &a.templates),
+        CLI_STRING("--no-templates", &a.no_templates),
+        CLI_STRING("--id", &id_spec),
+        CLI_CUSTOM("--ood", &ood, parse_ood),
+        CLI_CUSTOM("--fpr95", &mode, parse_fpr95),
+        CLI_STRING("--scores-csv", &scores_csv),
+        CLI_STRING("--roc-csv", &roc_csv),
+        CLI_STRING("--plot", &plot),
+        CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
+        CLI_INT("--batch", &batch_size, 1, 4096),
+        CLI_FLAG("--json", &json),
+    };
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]),
+                            usage, &n_extra);
+    if (st != CLI_ARGS_OK)
+        return st == CLI_ARGS_HELP ? 0 : st;
+    if (n_extra > 0)
+        return cli_fail(cmd, "unexpected argument '%s' (see --help)", argv[1]), 2;
+    const int n_sets = ood.n_sets;
     if (!id_spec || n_sets < 2)
-        return cli_fail(cmd, "--id LIST and at least one --ood NAME=LIST are required (see --help)");
+        return cli_fail(cmd,
+                        "--id LIST and at least one --ood NAME=LIST are required (see --help)"),
+               2;
     if (!a.head && !a.classes)
-        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)");
+        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
     ood_specs[0] = id_spec;
 
     /* Read every list before the (slow) model load, so a typo fails fast. */

@@ -99,42 +99,25 @@ int cmd_head(int argc, char **argv)
     const char *cmd = argv[0], *model_path = NULL, *out = NULL, *yes_npy = NULL, *no_npy = NULL;
     cli_head_args a = {0};
     int threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        int takes = !strcmp(o, "--model") || !strcmp(o, "--classes") ||
-                    !strcmp(o, "--templates") || !strcmp(o, "--no-templates") ||
-                    !strcmp(o, "--out") || !strcmp(o, "--threads") || !strcmp(o, "--yes-npy") ||
-                    !strcmp(o, "--no-npy");
-        if (!takes) {
-            usage(stderr);
-            return 2;
-        }
-        if (!v)
-            return cli_fail(cmd, "%s needs a value", o);
-        i++;
-        if (!strcmp(o, "--model"))
-            model_path = v;
-        else if (!strcmp(o, "--classes"))
-            a.classes = v;
-        else if (!strcmp(o, "--templates"))
-            a.templates = v;
-        else if (!strcmp(o, "--no-templates"))
-            a.no_templates = v;
-        else if (!strcmp(o, "--out"))
-            out = v;
-        else if (!strcmp(o, "--yes-npy"))
-            yes_npy = v;
-        else if (!strcmp(o, "--no-npy"))
-            no_npy = v;
-        else if (cli_parse_int(cmd, o, v, 0, &threads))
-            return 1;
-    }
+    int n_extra;
+    const cli_opt options[] = {
+        CLI_STRING("--model", &model_path),
+        CLI_STRING("--classes", &a.classes),
+        CLI_STRING("--templates", &a.templates),
+        CLI_STRING("--no-templates", &a.no_templates),
+        CLI_STRING("--out", &out),
+        CLI_STRING("--yes-npy", &yes_npy),
+        CLI_STRING("--no-npy", &no_npy),
+        CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
+    };
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]),
+                            usage, &n_extra);
+    if (st != CLI_ARGS_OK)
+        return st == CLI_ARGS_HELP ? 0 : st;
+    if (n_extra > 0)
+        return cli_fail(cmd, "unexpected argument '%s' (see --help)", argv[1]), 2;
     if (!a.classes || !out)
-        return cli_fail(cmd, "--classes FILE and --out H are required (see --help)");
+        return cli_fail(cmd, "--classes FILE and --out H are required (see --help)"), 2;
     clipn_model *model = cli_load_model(cmd, model_path);
     if (!model)
         return 1;

@@ -124,27 +124,17 @@ static void print_header_facts(const char *path)
 
 int cmd_info(int argc, char **argv)
 {
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "clipn info: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-        if (path) {
-            fprintf(stderr, "clipn info: one MODEL only\n");
-            return 2;
-        }
-        path = argv[i];
-    }
-    if (!path) {
+    int n_models;
+    int parsed = cli_parse_args(argv[0], argc, argv, NULL, 0, usage, &n_models);
+    if (parsed != CLI_ARGS_OK)
+        return parsed == CLI_ARGS_HELP ? 0 : parsed;
+    if (n_models != 1) {
+        if (n_models > 1)
+            return cli_fail(argv[0], "one MODEL only (see --help)"), 2;
         usage(stderr);
         return 2;
     }
+    const char *path = argv[1];
 
     clipn_model *model = NULL;
     clipn_error err;

@@ -22,30 +22,16 @@ static void usage(FILE *f)
 int cmd_preprocess(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out_path = NULL;
-    int size = 0, first = argc;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
-            model_path = argv[++i];
-        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
-            out_path = argv[++i];
-        } else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
-            if (cli_parse_int_range(cmd, "--size", argv[++i], 1, 8192, &size))
-                return 2;
-        } else if (!strcmp(argv[i], "--")) {
-            first = i + 1;
-            break;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_fail(cmd, "unknown or incomplete option %s (see --help)", argv[i]);
-            return 2;
-        } else {
-            first = i;
-            break;
-        }
-    }
-    int n = argc - first;
+    int size = 0, n;
+    const cli_opt options[] = {
+        CLI_STRING("--model", &model_path),
+        CLI_STRING("--out", &out_path),
+        CLI_INT("--size", &size, 1, 8192),
+    };
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n);
+    if (st != CLI_ARGS_OK)
+        return st == CLI_ARGS_HELP ? 0 : st;
+    const int first = 1;
     if (!out_path || n <= 0) {
         usage(stderr);
         return 2;

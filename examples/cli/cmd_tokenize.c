@@ -37,35 +37,21 @@ static int print_ids(const char *cmd, clipn_tokenizer *tok, const char *text, si
 int cmd_tokenize(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *vocab_path = NULL, *file = NULL;
-    int ctx = 0, n_pos = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
-            model_path = argv[++i];
-        } else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) {
-            vocab_path = argv[++i];
-        } else if (!strcmp(argv[i], "--file") && i + 1 < argc) {
-            file = argv[++i];
-        } else if (!strcmp(argv[i], "--context-length") && i + 1 < argc) {
-            if (cli_parse_int_range(cmd, "--context-length", argv[++i], 1, 4096, &ctx))
-                return 2;
-        } else if (!strcmp(argv[i], "--")) {
-            while (++i < argc)
-                argv[n_pos++] = argv[i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_fail(cmd, "unknown or incomplete option %s (see --help)", argv[i]);
-            return 2;
-        } else {
-            argv[n_pos++] = argv[i];
-        }
-    }
+    int ctx = 0, n_texts;
+    const cli_opt options[] = {
+        CLI_STRING("--model", &model_path),
+        CLI_STRING("--vocab", &vocab_path),
+        CLI_STRING("--file", &file),
+        CLI_INT("--context-length", &ctx, 1, 4096),
+    };
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_texts);
+    if (st != CLI_ARGS_OK)
+        return st == CLI_ARGS_HELP ? 0 : st;
     if ((model_path != NULL) == (vocab_path != NULL)) {
         cli_fail(cmd, "give --model or --vocab, exactly one (see --help)");
         return 2;
     }
-    if ((n_pos > 1) == (file != NULL)) {
+    if ((n_texts > 0) == (file != NULL)) {
         cli_fail(cmd, "give texts or --file, exactly one (see --help)");
         return 2;
     }
@@ -109,7 +95,7 @@ int cmd_tokenize(int argc, char **argv)
             }
         }
     } else {
-        for (int i = 1; i < n_pos && !rc; i++)
+        for (int i = 1; i <= n_texts && !rc; i++)
             rc = print_ids(cmd, tok, argv[i], strlen(argv[i]), ids, ctx);
     }
     if (!rc && (fflush(stdout) || ferror(stdout)))

@@ -12,17 +12,20 @@ trap 'rm -rf "$T"' EXIT
 fails=0 n=0
 
 # expect STATUS NAME CMD...: run CMD (time-limited), check the status and, for status 1, that
-# stderr is one line starting with "clipn ".
+# stderr is one line starting with "clipn ". Status 2U is a usage error held to the same
+# one-line rule (status 2); plain 2 may print the usage text.
 expect() {
-    want=$1 name=$2
+    want=$1 name=$2 one_line=0
     shift 2
+    [ "$want" = 1 ] && one_line=1
+    [ "$want" = 2U ] && { want=2 one_line=1; }
     n=$((n + 1))
     timeout 120 "$@" >"$T/out" 2>"$T/err"
     got=$?
     lines=$(wc -l <"$T/err")
     ok=1
     [ "$got" = "$want" ] || ok=0
-    if [ "$want" = 1 ]; then
+    if [ $one_line = 1 ]; then
         [ "$lines" = 1 ] || ok=0
         grep -q '^clipn ' "$T/err" || ok=0
     fi
@@ -96,6 +99,34 @@ expect 1 "classify with a foreign head" "$CLIPN" classify --model "$MODEL" \
 expect 1 "embed-image --batch 4096 under ulimit -v 300 MB" sh -c \
     'ulimit -v 300000 && exec "$0" embed-image --model "$1" --batch 4096 --out "$2" "$3"' \
     "$CLIPN" "$MODEL" "$T/x.npy" "$IMAGES/edge_1x1.png"
+
+# ---- usage errors: every subcommand parses options with the one table-driven parser
+# (examples/cli/cli_util.c): unknown option, missing value, bad value -> status 2, one line.
+for c in info tokenize preprocess embed-image embed-text head classify eval; do
+    expect 0 "$c --help" "$CLIPN" $c --help
+    expect 2U "$c unknown option" "$CLIPN" $c --bogus
+done
+expect 2U "missing value" "$CLIPN" embed-text --model "$MODEL" --out
+expect 2U "--batch 0" "$CLIPN" embed-image --model "$MODEL" --out "$T/x.npy" --batch 0 x.png
+expect 2U "--batch not a number" "$CLIPN" embed-text --model "$MODEL" --out "$T/x.npy" --batch 8x a
+expect 2U "--threads -1" "$CLIPN" head --model "$MODEL" --classes "$T/classes.txt" --out "$T/h" \
+    --threads -1
+expect 2U "--top 0" "$CLIPN" classify --model "$MODEL" --classes "$T/classes.txt" --top 0 \
+    "$IMAGES/edge_1x1.png"
+expect 2U "--fpr95 bad" "$CLIPN" eval --model "$MODEL" --fpr95 median
+expect 2U "--ood without =" "$CLIPN" eval --model "$MODEL" --ood textures
+expect 2U "--ood named id" "$CLIPN" eval --model "$MODEL" --ood id=x.txt
+expect 2U "--ood twice" "$CLIPN" eval --model "$MODEL" --ood a=x.txt --ood a=y.txt
+expect 2U "eval positional" "$CLIPN" eval --model "$MODEL" stray
+expect 2U "head positional" "$CLIPN" head --model "$MODEL" stray
+expect 2U "info two models" "$CLIPN" info "$MODEL" "$MODEL"
+expect 2U "classify without images" "$CLIPN" classify --model "$MODEL" --classes "$T/classes.txt"
+# "--" ends the options: a text that looks like an option is tokenized
+expect 0 "tokenize -- --json" "$CLIPN" tokenize --vocab "$VOCAB" -- --json
+grep -q '^49406 ' "$T/out" || { echo "FAIL tokenize --: no ids printed"; fails=$((fails + 1)); }
+# options after positionals still count
+expect 0 "embed-text option after text" "$CLIPN" embed-text "a photo" --model "$MODEL" \
+    --out "$T/x.npy"
 
 echo "cli errors: $n checks, $fails failed"
 [ $fails = 0 ]
