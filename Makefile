@@ -2,6 +2,7 @@
 #   lib/*.c, kernels/*.c          -> build/libclipn.a, build/libclipn.so
 #   kernels/*_avx2.c / *_avx512.c -> compiled with the matching -m flags only
 #   kernels/*_amx.c               -> with AMX-BF16 + AVX-512 flags (x86_64 only)
+#   kernels/*_neon.c              -> only when $(CC) targets aarch64 (make test-arm)
 #   examples/cli/*.c              -> build/clipn (the CLI)
 #   tests/test_*.c                -> build/tests/test_* (one Check suite per module)
 #   bench/bench_*.c               -> build/bench/bench_*
@@ -22,7 +23,8 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iinclude -Ilib -
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS += $(EXTRA_LDFLAGS)
 
-ARCH := $(shell uname -m)
+# the target's architecture, not the host's: right when cross-compiling (make test-arm)
+ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
 LIB_SRC    := $(wildcard lib/*.c)
 KERN_SRC   := $(wildcard kernels/*.c)
 ifneq ($(ARCH),x86_64)
@@ -40,7 +42,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-c test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
+.PHONY: all test test-arm test-c test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
 all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c
@@ -74,6 +76,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
 test: all test-c test-cli test-py parity example-pkgconfig e2e-scores
+	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
 # Each run gets a fresh TMPDIR for the suites' scratch files; a file left in it fails the run.
 test-c: $(TESTS) $(BUILD)/clipn
 	@set -e; tmp=$(abspath $(BUILD))/test-tmp; rm -rf $$tmp; mkdir -p $$tmp; \
@@ -108,6 +111,32 @@ example-pkgconfig: all
 # clipn head/classify/eval end to end against the official scoring + metric code in PyTorch.
 e2e-scores: all
 	@sh tests/golden/e2e_scores.sh $(PYTHON_TORCH) $(BUILD)
+
+# ARM: library, CLI and Check suites cross-compiled for aarch64 (NEON kernels) into
+# $(BUILD)-arm and run under qemu-user, then golden parity on the small models (the ViT-B
+# ones take minutes each under emulation). The arm64 libraries are multiarch packages, so
+# qemu needs no -L (scripts/install-deps.sh installs all of it; on an aarch64 host the
+# binaries run natively). Cases tagged "slow" are left out: see tests/test_kernels.c.
+ARM_CC    ?= aarch64-linux-gnu-gcc
+ARM_BUILD ?= $(BUILD)-arm
+ARM_PKG_CONFIG_LIBDIR ?= /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
+QEMU_ARM  ?= $(if $(filter aarch64,$(shell uname -m)),,qemu-aarch64)
+test-arm:
+	PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR=$(ARM_PKG_CONFIG_LIBDIR) $(MAKE) --no-print-directory \
+	    CC=$(ARM_CC) BUILD=$(ARM_BUILD) all $(ARM_BUILD)/golden_parity \
+	    $(patsubst $(BUILD)/%,$(ARM_BUILD)/%,$(TESTS))
+	@set -e; tmp=$(abspath $(ARM_BUILD))/test-tmp; rm -rf $$tmp; mkdir -p $$tmp; \
+	for t in $(patsubst $(BUILD)/%,$(ARM_BUILD)/%,$(TESTS)); do echo "== $(QEMU_ARM) $$t"; \
+	    TMPDIR=$$tmp CK_FORK=yes CK_TIMEOUT_MULTIPLIER=4 CK_EXCLUDE_TAGS=slow $(QEMU_ARM) $$t; \
+	done; \
+	left=$$(ls -A $$tmp); \
+	if [ -n "$$left" ]; then echo "test-arm: the suites left files in $$tmp: $$left"; exit 1; fi; \
+	rmdir $$tmp; \
+	printf '#!/bin/sh\nexec $(QEMU_ARM) %s "$$@"\n' $(abspath $(ARM_BUILD))/golden_parity \
+	    > $(ARM_BUILD)/golden_parity_qemu; \
+	chmod +x $(ARM_BUILD)/golden_parity_qemu; \
+	PARITY_MODELS="small small-quickgelu small-noprompt" PARITY_LOG=tests/golden/work/parity-arm.log \
+	    sh tests/golden/run_parity.sh $(PYTHON_TORCH) $(ARM_BUILD)/golden_parity_qemu
 
 # AddressSanitizer + UndefinedBehaviorSanitizer over every C suite, in its own build dir.
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

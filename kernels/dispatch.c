@@ -1,5 +1,6 @@
 /* Run-time kernel selection: CPUID once (pthread_once), then the env overrides
- * CLIPN_ISA=portable|avx2|avx512, CLIPN_GEMM=native|openblas and CLIPN_WEIGHTS=fp32|bf16.
+ * CLIPN_ISA=portable|avx2|avx512|neon, CLIPN_GEMM=native|openblas and CLIPN_WEIGHTS=fp32|bf16.
+ * On aarch64 NEON (AdvSIMD) is part of the base ISA, so it is always available there.
  * An unknown or
  * unsupported value falls back to the best available choice and is explained by
  * clipn_kernels_note(); the library never prints. */
@@ -20,7 +21,10 @@ static const clipn_kernel_ops *selected = &clipn_ops_portable;
 static int use_openblas;
 static int use_bf16;          /* pack new layers as BF16 (CLIPN_WEIGHTS=bf16) */
 static char note[160];
-static int have_avx2, have_avx512, have_avx512_bf16;
+static int have_avx512_bf16; /* stays 0 off x86 */
+#if defined(__x86_64__)
+static int have_avx2, have_avx512;
+#endif
 
 #if defined(__x86_64__)
 static unsigned long long read_xcr0(void)
@@ -66,6 +70,10 @@ static const clipn_kernel_ops *ops_by_name(const char *isa)
     if (strcmp(isa, "avx512") == 0)
         return have_avx512 ? &clipn_ops_avx512 : NULL;
 #endif
+#if defined(__aarch64__)
+    if (strcmp(isa, "neon") == 0)
+        return &clipn_ops_neon;
+#endif
     return NULL;
 }
 
@@ -76,6 +84,9 @@ static const clipn_kernel_ops *best_ops(void)
         return &clipn_ops_avx512;
     if (have_avx2)
         return &clipn_ops_avx2;
+#endif
+#if defined(__aarch64__)
+    return &clipn_ops_neon;
 #endif
     return &clipn_ops_portable;
 }

@@ -1,10 +1,10 @@
 /*
  * Numeric kernels. One portable C version of each (kernels/kernels_portable.c, the
- * reference), plus ISA-specific versions (kernels/kernels_avx2.c, kernels_avx512.c) chosen
- * once at run time by CPUID (kernels/dispatch.c). Set CLIPN_ISA=portable|avx2|avx512 and
- * CLIPN_GEMM=native|openblas to force a variant, e.g. to test every variant against the
- * same golden outputs. Kernels run on one process-wide thread pool (kernels/threadpool.c).
- * See docs/performance.md.
+ * reference), plus ISA-specific versions (kernels/kernels_avx2.c, kernels_avx512.c; on
+ * aarch64 kernels_neon.c) chosen once at run time by CPUID (kernels/dispatch.c). Set
+ * CLIPN_ISA=portable|avx2|avx512|neon and CLIPN_GEMM=native|openblas to force a variant,
+ * e.g. to test every variant against the same golden outputs. Kernels run on one
+ * process-wide thread pool (kernels/threadpool.c). See docs/performance.md.
  */
 #ifndef CLIPN_KERNELS_H
 #define CLIPN_KERNELS_H

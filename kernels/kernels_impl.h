@@ -24,6 +24,9 @@ typedef void (*clipn_gemm_ukernel_fn)(int kc, const float *a, const float *b, fl
 typedef struct clipn_kernel_ops {
     const char *isa;
     clipn_gemm_ukernel_fn gemm_ukernel;
+    /* Optional (NULL: gemm_ukernel): the same tile, same sums in the same order, also
+     * prefetching the weight panel ahead; the small-m driver streams panels from memory. */
+    clipn_gemm_ukernel_fn gemm_ukernel_stream;
     /* Same tile with BF16 inputs and fp32 accumulation (NULL where the ISA has none):
      * a [kp][MR] bf16 pairs, b [kp][NR][2] bf16, kp = k pairs. */
     void (*gemm_ukernel_bf16)(int kp, const uint32_t *a, const uint16_t *b, float *c,
@@ -46,6 +49,9 @@ extern const clipn_kernel_ops clipn_ops_portable;
 #if defined(__x86_64__)
 extern const clipn_kernel_ops clipn_ops_avx2;
 extern const clipn_kernel_ops clipn_ops_avx512;
+#endif
+#if defined(__aarch64__)
+extern const clipn_kernel_ops clipn_ops_neon; /* kernels/kernels_neon.c */
 #endif
 
 /* The selected table (initialises on first use). */

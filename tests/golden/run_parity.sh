@@ -9,6 +9,8 @@
 # reference_model.py (PyTorch) and through the C parity program (public API), which prints
 # one PASS/FAIL row per quantity.
 # Needs torch, sklearn and scipy in PYTHON: without them this FAILS (it never skips).
+# PARITY_MODELS="small ..." runs only those labels; PARITY_LOG names the table file
+# (make test-arm: the small models under qemu, into parity-arm.log).
 set -u
 PY=${1:?usage: run_parity.sh PYTHON PARITY_BINARY}
 PARITY=${2:?usage: run_parity.sh PYTHON PARITY_BINARY}
@@ -24,7 +26,7 @@ if ! "$PY" -c 'import torch, sklearn, scipy, numpy' 2>/dev/null; then
     exit 1
 fi
 mkdir -p "$WORK" || exit 1
-LOG=$WORK/parity.log
+LOG=${PARITY_LOG:-$WORK/parity.log}
 : > "$LOG"
 
 # label preset checkpoint-flags converter/reference-flags
@@ -52,6 +54,7 @@ for spec in "vit-b-16 vit-b-16 - -" "vit-b-32 vit-b-32 - -" "small small - -" \
             "small-quickgelu small - --quickgelu" "small-noprompt small --no-prompt -"; do
     # shellcheck disable=SC2086
     set -- $spec
+    case " ${PARITY_MODELS:-$1} " in *" $1 "*) ;; *) continue ;; esac
     ck=$3 act=$4
     [ "$ck" = - ] && ck=""
     [ "$act" = - ] && act=""
