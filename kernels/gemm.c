@@ -7,14 +7,23 @@
  *       for each weight panel          (KC x NR = 96 KiB, from L2; the 6 x KC activation
  *                                       micro-panel, 9 KiB, stays in L1)
  *         for each MR rows: micro-kernel (bias and residual added on the way out)
- *         last KC slice: GELU/QuickGELU over the MC x NR block just written (still in L2) */
+ *         last KC slice: GELU/QuickGELU over the MC x NR block just written (still in L2)
+ *
+ * Few rows (m <= GEMM_SMALL_M: a batch-1 text prompt has ~11) make every layer a stream of
+ * its weights from memory, each weight used m times. There the calling thread packs all of
+ * x once and the loop nest turns inside out, per thread over its contiguous panel range:
+ *   for each weight panel, for each KC slice, for each MR rows: micro-kernel
+ * so each thread reads its share of the panels exactly once, front to back, with the ISA's
+ * streaming micro-kernel (same tile, plus software prefetch 2 KiB ahead) where it has one.
+ * Every output still sums the same products in the same order (same KC slices, same tile
+ * arithmetic), so rows are bitwise what a big-m call gives. docs/performance.md, "Text at
+ * batch 1". */
 #include "kernels_impl.h"
-#if defined(__x86_64__)
-#include "gemm_amx.h"
-#endif
+#include "gemm_amx.h" /* CLIPN_PACK_AMX on every arch; the AMX calls are x86_64-only */
 
 #include <cblas.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +36,15 @@
 #endif
 _Static_assert(GEMM_KC % 2 == 0 && GEMM_MC % CLIPN_GEMM_MR == 0,
                "K slices start on a BF16 pair; row blocks are whole micro-panels");
-/* Below this many multiply-adds a call runs on one thread: waking the pool costs more. */
+/* Below this many multiply-adds a call runs on one thread: waking the pool costs more.
+ * Unless the weights alone are this big: then reading them is the time (m = 1: the last
+ * text layer's pooled row streams 9 MB), and two threads read faster than one. */
 #define GEMM_PARALLEL_MIN_FMAS (1 << 21)
+#define GEMM_PARALLEL_MIN_WEIGHTS (1 << 18)
+/* Up to this many rows the panel-major order above (weights streamed once) is used. */
+#ifndef GEMM_SMALL_M
+#define GEMM_SMALL_M 24
+#endif
 
 /* The packed buffer starts with a 64-byte header saying which layout follows, so a model
  * packed as BF16 is never read as fp32 (and vice versa) whatever is selected later. */
@@ -73,6 +89,14 @@ int clipn_linear_prepare(clipn_linear *lin)
     unsigned char *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!buf)
         return -1;
+#ifdef MADV_HUGEPAGE
+    /* Transparent huge pages where the kernel allows: 151 MB streamed 20-30% faster from
+       2 MiB pages (bench_membw). Only a hint: the range is rounded inward to pages. */
+    const uintptr_t page = 4096, lo = ((uintptr_t)buf + page - 1) & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)buf + bytes) & ~(page - 1);
+    if (hi > lo + (2u << 20))
+        madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#endif
     memset(buf, 0, PACK_HEADER);
     *(uint32_t *)buf = bf16 ? PACK_BF16 : PACK_F32;
     for (size_t pj = 0; pj < panels; pj++) {
@@ -167,6 +191,8 @@ typedef struct gemm_job {
     int panels, n_tasks;
     int mc_max, kc_max;         /* block sizes for this call, <= GEMM_MC, GEMM_KC */
     int bf16;                   /* weights packed as BF16 pairs */
+    const void *apack;          /* small m: all of x packed once by the caller, else NULL */
+    int m_pad;                  /* small m: m rounded up to MR */
     clipn_gemm_ukernel_fn ukernel;
     const clipn_kernel_ops *ops;
 } gemm_job;
@@ -281,6 +307,63 @@ static void gemm_task(void *arg, int t)
     }
 }
 
+/* Small m: x packed once as KC slices, slice pc at pc * m_pad floats (fp32) or pc/2 *
+ * m_pad pairs (BF16), each slice m_pad/MR micro-panels [kc][MR] like pack_activations. */
+static void pack_all_slices(const gemm_job *job, void *dst)
+{
+    const int k = job->lin->n_in;
+    for (int pc = 0; pc < k; pc += job->kc_max) {
+        const int kc = k - pc < job->kc_max ? k - pc : job->kc_max;
+        if (job->bf16)
+            pack_activations_bf16(job->x + pc, (size_t)k, job->m, kc,
+                                  (uint32_t *)dst + (size_t)pc / 2 * job->m_pad);
+        else
+            pack_activations(job->x + pc, (size_t)k, job->m, kc,
+                             (float *)dst + (size_t)pc * job->m_pad);
+    }
+}
+
+static void gemm_small_m_task(void *arg, int t)
+{
+    const gemm_job *job = arg;
+    const clipn_linear *lin = job->lin;
+    const int n = lin->n_out, k = lin->n_in, m = job->m;
+    const unsigned char *packed = (const unsigned char *)lin->packed + PACK_HEADER;
+    const size_t k_even = ((size_t)k + 1) / 2 * 2;
+    const int p0 = (int)((long long)job->panels * t / job->n_tasks);
+    const int p1 = (int)((long long)job->panels * (t + 1) / job->n_tasks);
+    for (int p = p0; p < p1; p++) {
+        const int j0 = p * CLIPN_GEMM_NR;
+        const int nr = n - j0 < CLIPN_GEMM_NR ? n - j0 : CLIPN_GEMM_NR;
+        float *c = job->y + j0;
+        for (int pc = 0; pc < k; pc += job->kc_max) {
+            const int kc = k - pc < job->kc_max ? k - pc : job->kc_max;
+            const int first = pc == 0;
+            const float *bias = first && lin->bias ? lin->bias + j0 : NULL;
+            const int load_c = !first || job->residual;
+            for (int ir = 0; ir < m; ir += CLIPN_GEMM_MR) {
+                const int mr = m - ir < CLIPN_GEMM_MR ? m - ir : CLIPN_GEMM_MR;
+                if (job->bf16) {
+                    const int kp = (kc + 1) / 2;
+                    const uint32_t *a = (const uint32_t *)job->apack +
+                                        (size_t)pc / 2 * job->m_pad + (size_t)ir * kp;
+                    const uint16_t *b =
+                        (const uint16_t *)packed + ((size_t)p * k_even + pc) * CLIPN_GEMM_NR;
+                    job->ops->gemm_ukernel_bf16(kp, a, b, c + (size_t)ir * n, (size_t)n, mr,
+                                                nr, bias, load_c);
+                } else {
+                    const float *a =
+                        (const float *)job->apack + (size_t)pc * job->m_pad + (size_t)ir * kc;
+                    const float *b = (const float *)packed + ((size_t)p * k + pc) * CLIPN_GEMM_NR;
+                    job->ukernel(kc, a, b, c + (size_t)ir * n, (size_t)n, mr, nr, bias, load_c);
+                }
+            }
+        }
+        if (job->act != CLIPN_ACT_NONE)
+            job->ops->activate(c, (size_t)n, m, nr, job->act);
+    }
+}
+
 void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float *y,
                           clipn_epilogue epi)
 {
@@ -311,11 +394,27 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
         .ops = ops,
     };
     const double fmas = (double)m * lin->n_out * lin->n_in;
-    int tasks = fmas < GEMM_PARALLEL_MIN_FMAS ? 1 : clipn_pool_threads();
+    const double weights = (double)lin->n_out * lin->n_in;
+    int tasks = fmas < GEMM_PARALLEL_MIN_FMAS && weights < GEMM_PARALLEL_MIN_WEIGHTS
+                    ? 1 : clipn_pool_threads();
     if (tasks > job.panels)
         tasks = job.panels;
     job.n_tasks = tasks;
     job.kc_max = lin->n_in < GEMM_KC ? lin->n_in : GEMM_KC;
     job.mc_max = m < GEMM_MC ? (m + CLIPN_GEMM_MR - 1) / CLIPN_GEMM_MR * CLIPN_GEMM_MR : GEMM_MC;
+    if (m <= GEMM_SMALL_M) {
+        /* all of x fits the caller's block (m_pad * k floats; BF16 pairs need half) */
+        job.m_pad = (m + CLIPN_GEMM_MR - 1) / CLIPN_GEMM_MR * CLIPN_GEMM_MR;
+        float *apack = (size_t)job.m_pad * (size_t)lin->n_in <= SCRATCH_FLOATS
+                           ? clipn_gemm_thread_scratch() : NULL;
+        if (apack) {
+            pack_all_slices(&job, apack);
+            job.apack = apack;
+            if (ops->gemm_ukernel_stream)
+                job.ukernel = ops->gemm_ukernel_stream;
+            clipn_parallel_for(tasks, gemm_small_m_task, &job);
+            return;
+        }
+    }
     clipn_parallel_for(tasks, gemm_task, &job);
 }

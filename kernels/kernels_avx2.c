@@ -42,9 +42,16 @@ static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] 
 }
 
 /* The 6 x 64 panel tile as four 6 x 16 strips (12 ymm accumulators each); the 6 x kc
- * activation micro-panel stays in L1 across the strips. */
-static void gemm_ukernel_avx2(int kc, const float *a, const float *b, float *c, size_t ldc,
-                              int mr, int nr, const float *bias, int load_c)
+ * activation micro-panel stays in L1 across the strips. `prefetch`: the first strip also
+ * prefetches whole panel rows STREAM_PREFETCH bytes ahead (small-m driver, panels from
+ * memory; the strips read one line of each 256-byte row, a pattern the hardware follows
+ * less well). */
+#ifndef STREAM_PREFETCH
+#define STREAM_PREFETCH 2048 /* as kernels_avx512.c */
+#endif
+static inline __attribute__((always_inline)) void
+gemm_tile_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
+               const float *bias, int load_c, int prefetch)
 {
     for (int s = 0; s < NR / 16 && 16 * s < nr; s++) {
         __m256 acc[MR][2];
@@ -53,6 +60,13 @@ static void gemm_ukernel_avx2(int kc, const float *a, const float *b, float *c, 
             acc[i][0] = acc[i][1] = _mm256_setzero_ps();
         const float *bs = b + 16 * s;
         for (int k = 0; k < kc; k++) {
+            if (prefetch && s == 0) {
+                const char *ahead = (const char *)(b + (size_t)k * NR) + STREAM_PREFETCH;
+                _mm_prefetch(ahead, _MM_HINT_T0);
+                _mm_prefetch(ahead + 64, _MM_HINT_T0);
+                _mm_prefetch(ahead + 128, _MM_HINT_T0);
+                _mm_prefetch(ahead + 192, _MM_HINT_T0);
+            }
             const __m256 b0 = _mm256_load_ps(bs + (size_t)k * NR);
             const __m256 b1 = _mm256_load_ps(bs + (size_t)k * NR + 8);
 #pragma GCC unroll 6
@@ -82,6 +96,18 @@ static void gemm_ukernel_avx2(int kc, const float *a, const float *b, float *c, 
             }
         }
     }
+}
+
+static void gemm_ukernel_avx2(int kc, const float *a, const float *b, float *c, size_t ldc,
+                              int mr, int nr, const float *bias, int load_c)
+{
+    gemm_tile_avx2(kc, a, b, c, ldc, mr, nr, bias, load_c, 0);
+}
+
+static void gemm_ukernel_stream_avx2(int kc, const float *a, const float *b, float *c,
+                                     size_t ldc, int mr, int nr, const float *bias, int load_c)
+{
+    gemm_tile_avx2(kc, a, b, c, ldc, mr, nr, bias, load_c, 1);
 }
 
 static void map_avx2(float *x, size_t n, int act)
@@ -226,6 +252,7 @@ static void attention_head_avx2(const float *qkv, float *out, int L, int W, int 
 const clipn_kernel_ops clipn_ops_avx2 = {
     .isa = "avx2",
     .gemm_ukernel = gemm_ukernel_avx2,
+    .gemm_ukernel_stream = gemm_ukernel_stream_avx2,
     .activate = activate_avx2,
     .layernorm = layernorm_avx2,
     .gelu_erf = gelu_erf_avx2,

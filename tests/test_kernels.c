@@ -7,7 +7,8 @@
  *             activation; GELU/QuickGELU add 4 ulp of the result + 2u |x| (1 + erf cancels).
  *   erf       <= 3 ulp of the exact value, <= 4 ulp from glibc erff (dense sweep + tails).
  *   LayerNorm <= 1e-6 relative to sum of magnitudes (|xhat g| + |b|) vs double.
- *   attention <= 1e-5 * max |v| vs double (outputs are convex combinations of v rows). */
+ *   attention <= 1e-5 * max |v| vs double (outputs are convex combinations of v rows).
+ * Each ISA vs portable (test_isa_vs_portable): twice the above, see there. */
 #include "testutil.h"
 
 #include "../kernels/kernels.h"
@@ -18,8 +19,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-static const char *const ISAS[] = {"portable", "avx2", "avx512"};
-#define N_ISAS 3
+static const char *const ISAS[] = {"portable", "avx2", "avx512", "neon"};
+#define N_ISAS 4
 #define U 5.9604645e-8 /* 2^-24 */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -177,6 +178,88 @@ START_TEST(test_gemm_real_shapes)
             free(y);
         }
         free(ref);
+    }
+}
+END_TEST
+
+/* Small m (the batch-1 text path of kernels/gemm.c, m <= 24: panel-major order, x packed
+ * once, the streaming micro-kernel where the ISA has one): every m from 1 to 24 with every
+ * epilogue, with and without bias, odd N, K with one, two and three KC slices, vs double;
+ * then the same inputs under each ISA vs the portable variant (2e-5 relative, as the real
+ * shapes above). */
+START_TEST(test_gemm_small_m)
+{
+    static const int ns[] = {17, 67, 130};
+    static const int ks[] = {7, 400, 800};
+    int combo = 0;
+    for (int m = 1; m <= 24; m++)
+        for (int e = 0; e < 8; e++, combo++) {
+            const int n = ns[combo % 3], k = ks[(combo / 3) % 3];
+            float *ref = NULL;
+            for (int i = 0; i < N_ISAS; i++) {
+                if (!clipn_kernels_isa_available(ISAS[i]))
+                    continue;
+                ck_assert_int_eq(clipn_kernels_select(ISAS[i], "native"), 0);
+                rng_state = 777 + (uint64_t)combo; /* same inputs for every variant */
+                float *y = check_linear(m, n, k, (clipn_epilogue)(e % 4), e < 4, ISAS[i]);
+                if (!ref) {
+                    ref = y; /* portable */
+                    continue;
+                }
+                for (size_t t = 0; t < (size_t)m * n; t++) {
+                    const double d = fabs((double)y[t] - ref[t]) / (fabs(ref[t]) + 1.0);
+                    if (!(d < 2e-5))
+                        ck_abort_msg("%s vs portable: m=%d n=%d k=%d epi=%d y[%zu] %.9g vs %.9g",
+                                     ISAS[i], m, n, k, e % 4, t, y[t], ref[t]);
+                }
+                free(y);
+            }
+            free(ref);
+        }
+}
+END_TEST
+
+/* A row's result must not depend on how many rows share the call (tests/test_text_prefix.c
+ * relies on it): rows r..r+m-1 computed alone (small-m path, m <= 24; at k = 2048 and
+ * m > 18 x no longer fits the packing block and the general path runs) are bitwise equal
+ * to the same rows of one 40-row call (general path), for every ISA and epilogue. */
+START_TEST(test_gemm_rows_independent_of_m)
+{
+    const char *isa = ISAS[_i];
+    if (!clipn_kernels_isa_available(isa))
+        return;
+    ck_assert_int_eq(clipn_kernels_select(isa, "native"), 0);
+    static const struct { int n, k; } shapes[] = {{130, 400}, {67, 2048}, {1536, 512}};
+    static const int ms[] = {1, 2, 5, 6, 7, 11, 12, 13, 18, 19, 23, 24};
+    const int rows = 40;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const int n = shapes[s].n, k = shapes[s].k;
+        float *w = rand_buf((size_t)n * k, 0.5f), *b = rand_buf((size_t)n, 0.5f);
+        float *x = rand_buf((size_t)rows * k, 1.0f), *y_in = rand_buf((size_t)rows * n, 1.0f);
+        float *y_all = malloc(sizeof(float) * (size_t)rows * n);
+        float *y_part = malloc(sizeof(float) * (size_t)rows * n);
+        ck_assert(y_all && y_part);
+        clipn_linear lin = {.n_out = n, .n_in = k, .weight = w, .bias = b};
+        ck_assert_int_eq(clipn_linear_prepare(&lin), 0);
+        for (int epi = 0; epi < 4; epi++) {
+            memcpy(y_all, y_in, sizeof(float) * (size_t)rows * n);
+            clipn_linear_forward(&lin, x, rows, y_all, (clipn_epilogue)epi);
+            for (size_t a = 0; a < sizeof ms / sizeof *ms; a++) {
+                const int m = ms[a], r = (int)(a * 7 % (size_t)(rows - m + 1));
+                memcpy(y_part, y_in + (size_t)r * n, sizeof(float) * (size_t)m * n);
+                clipn_linear_forward(&lin, x + (size_t)r * k, m, y_part, (clipn_epilogue)epi);
+                ck_assert_msg(!memcmp(y_part, y_all + (size_t)r * n, sizeof(float) * (size_t)m * n),
+                              "%s: n=%d k=%d epi=%d rows %d..%d alone differ from a %d-row call",
+                              isa, n, k, epi, r, r + m - 1, rows);
+            }
+        }
+        clipn_linear_release(&lin);
+        free(w);
+        free(b);
+        free(x);
+        free(y_in);
+        free(y_all);
+        free(y_part);
     }
 }
 END_TEST
@@ -448,6 +531,216 @@ START_TEST(test_attention)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ each ISA vs portable */
+
+/* "Numerically equal to the portable version": every ISA variant against the portable C
+ * kernels on the same inputs (and the same packed weights: one layout for all). Both are
+ * within the double-reference bounds above, so the bounds here are twice those; the
+ * differences come from FMA contraction (the vector kernels round a*b+c once, the portable
+ * C rounds twice: -std=c11 turns contraction off), the summation order (lanes, K^T blocks)
+ * and the vector exp/erf against libm's expf/erff. Worst cases measured (the test prints
+ * them; neon under qemu, avx2/avx512 on a Sapphire Rapids Xeon): GEMM 0.57 u(sqrt K + 4)
+ * sum|x w| for all three, erf 2.0 ulp, GELU 1.1-1.4 and QuickGELU 2.0 (ulp + u|x|) units,
+ * LayerNorm 1.8e-7 to 2.5e-7 relative, attention 5e-7 to 6e-7 max|v|. See docs/performance.md
+ * "ARM (NEON)". */
+static double gemm_mag(const float *x, const float *w, const float *b, const float *y_in,
+                       int i, int j, int k, int n, double *acc_out)
+{
+    double acc = 0, mag = 0;
+    for (int kk = 0; kk < k; kk++) {
+        const double p = (double)x[(size_t)i * k + kk] * w[(size_t)j * k + kk];
+        acc += p;
+        mag += fabs(p);
+    }
+    if (b) {
+        acc += b[j];
+        mag += fabs(b[j]);
+    }
+    if (y_in) {
+        acc += y_in[(size_t)i * n + j];
+        mag += fabs(y_in[(size_t)i * n + j]);
+    }
+    *acc_out = acc;
+    return mag;
+}
+
+START_TEST(test_isa_vs_portable)
+{
+    const char *isa = ISAS[_i];
+    if (_i == 0 || !clipn_kernels_isa_available(isa))
+        return;
+    /* worst differences, in units of the bound's scale */
+    double gemm_worst = 0;   /* |isa - portable| / (u (sqrt K + 4) mag) */
+    double erf_worst = 0;    /* ulp of the exact value */
+    double gelu_worst = 0, quick_worst = 0, ln_worst = 0, attn_worst = 0;
+
+    /* GEMM: odd shapes (MR/NR tails, K > KC), every epilogue, bias or not */
+    static const int ms[] = {1, 5, 6, 7, 13, 67};
+    static const int ns[] = {1, 15, 16, 17, 63, 64, 65, 130};
+    static const int ks[] = {1, 7, 64, 67, 400};
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)
+        for (size_t c = 0; c < sizeof ns / sizeof *ns; c++)
+            for (size_t d = 0; d < sizeof ks / sizeof *ks; d++)
+                for (int e = 0; e < 4; e++) {
+                    const int m = ms[a], n = ns[c], k = ks[d], with_bias = (a + c + d + e) % 2;
+                    const clipn_epilogue epi = (clipn_epilogue)e;
+                    float *w = rand_buf((size_t)n * k, 0.5f), *x = rand_buf((size_t)m * k, 1.0f);
+                    float *b = with_bias ? rand_buf((size_t)n, 0.5f) : NULL;
+                    float *y0 = rand_buf((size_t)m * n, 1.0f);
+                    float *y1 = malloc(sizeof(float) * (size_t)m * n);
+                    float *y_in = malloc(sizeof(float) * (size_t)m * n);
+                    ck_assert_ptr_nonnull(y1);
+                    ck_assert_ptr_nonnull(y_in);
+                    memcpy(y1, y0, sizeof(float) * (size_t)m * n);
+                    memcpy(y_in, y0, sizeof(float) * (size_t)m * n);
+                    clipn_linear lin = {.n_out = n, .n_in = k, .weight = w, .bias = b};
+                    ck_assert_int_eq(clipn_linear_prepare(&lin), 0);
+                    ck_assert_int_eq(clipn_kernels_select("portable", "native"), 0);
+                    clipn_linear_forward(&lin, x, m, y0, epi);
+                    ck_assert_int_eq(clipn_kernels_select(isa, "native"), 0);
+                    clipn_linear_forward(&lin, x, m, y1, epi);
+                    const double scale = U * (sqrt((double)k) + 4.0);
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++) {
+                            double acc;
+                            const double mag = gemm_mag(x, w, b, epi == CLIPN_EPI_RESIDUAL ? y_in : NULL,
+                                                        i, j, k, n, &acc);
+                            const double got = y1[(size_t)i * n + j], want = y0[(size_t)i * n + j];
+                            double tol = 8 * scale * mag; /* 2 x the vs-double bound */
+                            if (epi == CLIPN_EPI_GELU || epi == CLIPN_EPI_QUICKGELU)
+                                tol = 1.2 * tol + 8 * ulp_of(want) + 4 * U * fabs(acc);
+                            else
+                                gemm_worst = fmax(gemm_worst, fabs(got - want) / (scale * mag + 1e-300));
+                            if (!(fabs(got - want) <= tol))
+                                ck_abort_msg("%s vs portable: m=%d n=%d k=%d epi=%d bias=%d "
+                                             "y[%d,%d] = %.9g vs %.9g (tol %.3g)", isa, m, n, k,
+                                             e, with_bias, i, j, got, want, tol);
+                        }
+                    clipn_linear_release(&lin);
+                    free(w);
+                    free(x);
+                    free(b);
+                    free(y0);
+                    free(y1);
+                    free(y_in);
+                }
+
+    /* erf, GELU, QuickGELU over the dense sweep (odd length: vector tails) */
+    float *x;
+    size_t n;
+    sweep_points(&x, &n);
+    float *r0 = malloc(n * sizeof *r0), *r1 = malloc(n * sizeof *r1);
+    ck_assert_ptr_nonnull(r0);
+    ck_assert_ptr_nonnull(r1);
+    for (int f = 0; f < 3; f++) {
+        for (int v = 0; v < 2; v++) {
+            float *r = v ? r1 : r0;
+            ck_assert_int_eq(clipn_kernels_select(v ? isa : "portable", NULL), 0);
+            if (f == 0) {
+                clipn_erf(x, r, n);
+            } else {
+                memcpy(r, x, n * sizeof *r);
+                if (f == 1)
+                    clipn_gelu_erf(r, n);
+                else
+                    clipn_quickgelu(r, n);
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (fabsf(x[i]) > 1e6f)
+                continue; /* as the sweep test: not a real activation */
+            const double d = fabs((double)r1[i] - r0[i]);
+            if (f == 0) {
+                /* each within 3 ulp of the exact erf, glibc's erff within 1 */
+                const double ulps = d / ulp_of(erf((double)x[i]));
+                ck_assert_msg(ulps <= 4.0, "%s erf(%.9g): %.9g vs portable %.9g", isa, x[i],
+                              r1[i], r0[i]);
+                erf_worst = fmax(erf_worst, ulps);
+            } else if (f == 1) {
+                const double scale = ulp_of(gelu_d(x[i])) + U * fabs(x[i]);
+                ck_assert_msg(d <= 8 * scale, "%s gelu(%.9g): %.9g vs portable %.9g", isa, x[i],
+                              r1[i], r0[i]);
+                gelu_worst = fmax(gelu_worst, d / scale);
+            } else {
+                const double rq = quickgelu_d(x[i]);
+                const double scale = ulp_of(rq) + U * fabs(1.702 * x[i]) * fabs(rq) + 1e-30;
+                ck_assert_msg(d <= 8 * scale, "%s quickgelu(%.9g): %.9g vs portable %.9g", isa,
+                              x[i], r1[i], r0[i]);
+                quick_worst = fmax(quick_worst, d / scale);
+            }
+        }
+    }
+    free(x);
+    free(r0);
+    free(r1);
+
+    /* LayerNorm: dims around the vector widths, an offset mean */
+    static const int dims[] = {1, 3, 4, 5, 15, 16, 17, 33, 100, 512, 768, 1000};
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+        const int rows = 3, dim = dims[di];
+        float *lx = rand_buf((size_t)rows * dim, 3.0f);
+        for (int i = 0; i < rows * dim; i++)
+            lx[i] += 10.0f;
+        float *g = rand_buf(dim, 2.0f), *b = rand_buf(dim, 1.0f);
+        float *y0 = malloc(sizeof(float) * (size_t)rows * dim), *y1 = malloc(sizeof(float) * (size_t)rows * dim);
+        ck_assert_ptr_nonnull(y0);
+        ck_assert_ptr_nonnull(y1);
+        ck_assert_int_eq(clipn_kernels_select("portable", NULL), 0);
+        clipn_layernorm(lx, y0, rows, dim, g, b, 1e-5f);
+        ck_assert_int_eq(clipn_kernels_select(isa, NULL), 0);
+        clipn_layernorm(lx, y1, rows, dim, g, b, 1e-5f);
+        for (int i = 0; i < rows * dim; i++) {
+            /* each within 1e-6 (|xhat g| + |b|) + 1e-7 of double; |xhat g| <~ |y - b| */
+            const double mag = fabs((double)y0[i] - b[i % dim]) + fabs(b[i % dim]) + 0.1;
+            const double d = fabs((double)y1[i] - y0[i]);
+            ck_assert_msg(d <= 2e-6 * mag, "%s layernorm dim %d [%d]: %.9g vs portable %.9g",
+                          isa, dim, i, y1[i], y0[i]);
+            ln_worst = fmax(ln_worst, d / mag);
+        }
+        free(lx);
+        free(g);
+        free(b);
+        free(y0);
+        free(y1);
+    }
+
+    /* attention, causal and not: CLIP's head sizes, tails of the 4-row and 16-key blocks,
+     * a head size no vector kernel takes (fallback) */
+    static const struct { int L, W, heads; } cases[] = {
+        {1, 64, 2}, {2, 64, 1}, {5, 48, 3}, {7, 40, 4}, {17, 128, 2}, {33, 96, 2},
+        {77, 512, 8}, {50, 768, 12}, {20, 128, 1}, {9, 36, 3},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int causal = 0; causal <= 1; causal++) {
+            const int L = cases[c].L, W = cases[c].W, heads = cases[c].heads;
+            float *qkv = rand_buf((size_t)L * 3 * W, 2.0f);
+            float *o0 = rand_buf((size_t)L * W, 1.0f), *o1 = rand_buf((size_t)L * W, 1.0f);
+            const size_t sf = clipn_attention_scratch_floats(L, W, heads);
+            float *scratch = rand_buf(sf, 1.0f);
+            ck_assert_int_eq(clipn_kernels_select("portable", NULL), 0);
+            clipn_attention(qkv, o0, L, W, heads, causal, scratch);
+            ck_assert_int_eq(clipn_kernels_select(isa, NULL), 0);
+            clipn_attention(qkv, o1, L, W, heads, causal, scratch);
+            for (size_t t = 0; t < (size_t)L * W; t++) {
+                /* outputs are convex combinations of v rows, |v| < 2: 2 x 1e-5 max |v| */
+                const double d = fabs((double)o1[t] - o0[t]);
+                ck_assert_msg(d <= 4e-5, "%s attention L=%d W=%d heads=%d causal=%d [%zu]: "
+                              "%.9g vs portable %.9g", isa, L, W, heads, causal, t, o1[t], o0[t]);
+                attn_worst = fmax(attn_worst, d / 2.0);
+            }
+            free(qkv);
+            free(o0);
+            free(o1);
+            free(scratch);
+        }
+    printf("test_kernels: %s vs portable, worst: gemm %.2f u(sqrtK+4)|xw| (limit 8), "
+           "erf %.2f ulp (4), gelu %.2f (8), quickgelu %.2f (8) ulp+u|x|, layernorm %.2g "
+           "(2e-6), attention %.2g max|v| (2e-5)\n",
+           isa, gemm_worst, erf_worst, gelu_worst, quick_worst, ln_worst, attn_worst);
+    clipn_kernels_reset_from_env();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ dispatch, threads */
 
 START_TEST(test_dispatch_select)
@@ -457,6 +750,11 @@ START_TEST(test_dispatch_select)
     ck_assert(clipn_kernels_isa_available(best));
     ck_assert(!clipn_kernels_isa_available("sse9"));
     ck_assert(!clipn_kernels_isa_available(NULL));
+#if defined(__aarch64__)
+    ck_assert(clipn_kernels_isa_available("neon")); /* AdvSIMD is baseline on aarch64 */
+#else
+    ck_assert(!clipn_kernels_isa_available("neon"));
+#endif
     ck_assert_int_eq(clipn_kernels_select("sse9", NULL), -1);
     ck_assert_str_eq(clipn_kernels_isa(), best);
     ck_assert_int_eq(clipn_kernels_select(NULL, "mkl"), -1);
@@ -483,7 +781,8 @@ static void env_check(const char *isa_env, const char *gemm_env, const char *wan
 START_TEST(test_dispatch_env)
 {
     const char *best = clipn_kernels_isa_available("avx512") ? "avx512"
-                     : clipn_kernels_isa_available("avx2") ? "avx2" : "portable";
+                     : clipn_kernels_isa_available("avx2") ? "avx2"
+                     : clipn_kernels_isa_available("neon") ? "neon" : "portable";
     env_check("portable", "openblas", "portable", "openblas", 0);
     env_check("", "", best, "native", 0);
     env_check("bogus", "native", best, "native", 1);
@@ -609,18 +908,28 @@ Suite *make_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_gemm_odd_shapes, 0, N_ISAS);
     tcase_add_test(tc, test_gemm_openblas_backend);
-    tcase_add_test(tc, test_gemm_real_shapes);
+    tcase_add_test(tc, test_gemm_small_m);
+    tcase_add_loop_test(tc, test_gemm_rows_independent_of_m, 0, N_ISAS);
     tcase_add_test(tc, test_prepare_rejects_bad_shapes);
     tcase_add_test(tc, test_gemm_bf16);
     tcase_add_loop_test(tc, test_erf_sweep, 0, N_ISAS);
     tcase_add_loop_test(tc, test_gelu_quickgelu_sweep, 0, N_ISAS);
     tcase_add_loop_test(tc, test_layernorm, 0, N_ISAS);
     tcase_add_loop_test(tc, test_attention, 0, N_ISAS);
+    tcase_add_loop_test(tc, test_isa_vs_portable, 0, N_ISAS);
     tcase_add_test(tc, test_dispatch_select);
     tcase_add_test(tc, test_dispatch_env);
     tcase_add_test(tc, test_dropped_weight_pages_refault);
     suite_add_tcase(s, tc);
+    /* Tagged "slow": make test-arm leaves them out under qemu (CK_EXCLUDE_TAGS=slow), where
+     * they take ~45 s each; every other case runs there. */
+    TCase *real = tcase_create("real_shapes");
+    tcase_set_tags(real, "slow");
+    tcase_set_timeout(real, 300);
+    tcase_add_test(real, test_gemm_real_shapes);
+    suite_add_tcase(s, real);
     TCase *threads = tcase_create("threads");
+    tcase_set_tags(threads, "slow");
     tcase_set_timeout(threads, 300);
     tcase_add_test(threads, test_concurrent_callers);
     suite_add_tcase(s, threads);
