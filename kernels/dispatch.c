@@ -134,7 +134,28 @@ static void init_kernels(void)
 {
     detect_cpu();
     choose_from_env();
-    openblas_set_num_threads(clipn_pool_threads());
+}
+
+/* OpenBLAS's thread count follows the pool's, set when OpenBLAS is first about to run (or
+ * by clipn_kernels_set_threads): a process that only runs the native GEMM leaves OpenBLAS
+ * as the environment configured it (OPENBLAS_NUM_THREADS), since raising the count starts
+ * OpenBLAS worker threads that each map a 128 MB buffer. */
+static pthread_mutex_t openblas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int openblas_threads; /* last count given to OpenBLAS; 0 = never; under the lock */
+
+static void openblas_threads_locked(int n)
+{
+    if (openblas_threads != n) {
+        openblas_set_num_threads(n);
+        openblas_threads = n;
+    }
+}
+
+void clipn_openblas_sync_threads(void)
+{
+    pthread_mutex_lock(&openblas_lock);
+    openblas_threads_locked(clipn_pool_threads());
+    pthread_mutex_unlock(&openblas_lock);
 }
 
 const char *clipn_kernels_init(void)
@@ -223,7 +244,7 @@ void clipn_kernels_reset_from_env(void)
 void clipn_kernels_set_threads(int n)
 {
     clipn_pool_set_threads(n);
-    openblas_set_num_threads(clipn_pool_threads());
+    clipn_openblas_sync_threads();
 }
 
 int clipn_kernels_threads(void) { return clipn_pool_threads(); }

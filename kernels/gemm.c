@@ -145,6 +145,7 @@ static void forward_openblas(const clipn_linear *lin, const float *x, int m, flo
         }
         beta = 1.0f;
     }
+    clipn_openblas_sync_threads();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, lin->weight, k,
                 beta, y, n);
     if (epi == CLIPN_EPI_GELU)

@@ -57,6 +57,8 @@ extern const clipn_kernel_ops clipn_ops_neon; /* kernels/kernels_neon.c */
 /* The selected table (initialises on first use). */
 const clipn_kernel_ops *clipn_kernels_ops(void);
 int clipn_kernels_use_openblas(void);
+/* Give OpenBLAS the pool's thread count if it does not have it yet (before any sgemm). */
+void clipn_openblas_sync_threads(void);
 int clipn_kernels_weights_bf16(void); /* pack new layers as BF16 */
 
 /* This thread's GEMM activation block (GEMM_MC x GEMM_KC floats, 64-byte aligned),

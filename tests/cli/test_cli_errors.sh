@@ -100,6 +100,12 @@ expect 1 "embed-image --batch 4096 under ulimit -v 300 MB" sh -c \
     'ulimit -v 300000 && exec "$0" embed-image --model "$1" --batch 4096 --out "$2" "$3"' \
     "$CLIPN" "$MODEL" "$T/x.npy" "$IMAGES/edge_1x1.png"
 
+# ...and with OPENBLAS_NUM_THREADS=1 a small job runs in 150 MB: the library starts no
+# OpenBLAS workers of its own while only the native GEMM runs (kernels/dispatch.c).
+expect 0 "embed-image under ulimit -v 150 MB, OPENBLAS_NUM_THREADS=1" sh -c \
+    'ulimit -v 150000 && OPENBLAS_NUM_THREADS=1 exec "$0" embed-image --model "$1" --out "$2" "$3"' \
+    "$CLIPN" "$MODEL" "$T/x.npy" "$IMAGES/edge_1x1.png"
+
 # ---- usage errors: every subcommand parses options with the one table-driven parser
 # (examples/cli/cli_util.c): unknown option, missing value, bad value -> status 2, one line.
 for c in info tokenize preprocess embed-image embed-text head classify eval; do
