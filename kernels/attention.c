@@ -7,9 +7,10 @@
 
 size_t clipn_attention_head_scratch(int L, int hd)
 {
-    /* K^T [hd][Lp] + CLIPN_ATTN_ROWS rows of scores [Lp], Lp = L rounded to 16, + align */
+    /* K^T [hd][Lp] + CLIPN_ATTN_ROWS rows of scores [Lp] + a copy of V [Lp][hd],
+     * Lp = L rounded to 16, + align */
     const size_t lp = ROUND_UP((size_t)L, 16);
-    return ((size_t)hd + CLIPN_ATTN_ROWS) * lp + 16;
+    return (2 * (size_t)hd + CLIPN_ATTN_ROWS) * lp + 16;
 }
 
 size_t clipn_attention_scratch_floats(int L, int W, int heads)

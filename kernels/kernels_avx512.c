@@ -237,8 +237,9 @@ static void layernorm_avx512(const float *x, float *y, int rows, int dim, const 
 }
 
 /* One head. K^T is copied once into scratch ([hd][lp], zero past L) so scores for 4 query
- * rows x 16 keys are 4 broadcasts + 1 load per step of d; the 4 x L score block is the only
- * L-sized intermediate. P V then runs 4 rows x 64 channels per key. */
+ * rows x 64 keys are 4 broadcasts + 4 loads per 16 FMAs per step of d; the 4 x L score
+ * block is the only L-sized intermediate besides a contiguous copy of V. P V then runs
+ * 4 rows x 64 channels per key. */
 #define AR CLIPN_ATTN_ROWS
 static void attention_head_avx512(const float *qkv, float *out, int L, int W, int hd, int h,
                                   int causal, float *scratch)
@@ -254,11 +255,30 @@ static void attention_head_avx512(const float *qkv, float *out, int L, int W, in
     const int lp = (L + 15) / 16 * 16;
     float *kt = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *s = kt + (size_t)hd * lp;
+    float *vc = s + (size_t)AR * lp; /* V rows [L][hd], contiguous */
     const float scale = 1.0f / sqrtf((float)hd);
+    const __m512 vscale = _mm512_set1_ps(scale);
 
-    for (int j = 0; j < lp; j++)
-        for (int d = 0; d < hd; d++)
-            kt[(size_t)d * lp + j] = j < L ? k[(size_t)j * ld + d] : 0.0f;
+    /* K^T by gathers of 16 keys (the scalar transpose was ~10% of the head); V copied so
+     * P V streams it from one block: rows 3W floats apart fall on a few L1 sets only */
+    if ((size_t)lp * ld <= INT32_MAX) {
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for (int j0 = 0; j0 < lp; j0 += 16) {
+            const __m512i idx = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j0)),
+                                                   _mm512_set1_epi32((int)ld));
+            const __mmask16 m = tail_mask(L - j0);
+            for (int d = 0; d < hd; d++)
+                _mm512_store_ps(kt + (size_t)d * lp + j0,
+                                _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, k + d, 4));
+        }
+    } else {
+        for (int j = 0; j < lp; j++)
+            for (int d = 0; d < hd; d++)
+                kt[(size_t)d * lp + j] = j < L ? k[(size_t)j * ld + d] : 0.0f;
+    }
+    for (int j = 0; j < L; j++)
+        for (int d = 0; d < hd; d += 16)
+            _mm512_store_ps(vc + (size_t)j * hd + d, _mm512_loadu_ps(v + (size_t)j * ld + d));
 
     float qs[AR][256];
     for (int i0 = 0; i0 < L; i0 += AR) {
@@ -266,11 +286,40 @@ static void attention_head_avx512(const float *qkv, float *out, int L, int W, in
         const int n_keys = causal ? i0 + rows : L;
         for (int r = 0; r < AR; r++) {
             const float *qr = q + (size_t)(r < rows ? i0 + r : i0) * ld;
-            for (int d = 0; d < hd; d++)
-                qs[r][d] = qr[d] * scale; /* torch scales q before q k^T */
+            for (int d = 0; d < hd; d += 16) /* torch scales q before q k^T */
+                _mm512_storeu_ps(qs[r] + d, _mm512_mul_ps(_mm512_loadu_ps(qr + d), vscale));
         }
-        /* scores for keys [0, n_keys), in blocks of 16 (zero K^T columns pad the tail) */
-        for (int j0 = 0; j0 < n_keys; j0 += 16) {
+        /* scores for keys [0, n_keys): 4 rows x 64 keys per step of d, 16 independent
+         * accumulators (4 would leave the FMA units waiting on latency), then blocks of 16
+         * (zero K^T columns pad the tail) */
+        int j0 = 0;
+        for (; j0 + 64 <= lp && j0 < n_keys; j0 += 64) {
+            __m512 acc[AR][4];
+#pragma GCC unroll 8
+            for (int r = 0; r < AR; r++)
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++)
+                    acc[r][c] = _mm512_setzero_ps();
+            for (int d = 0; d < hd; d++) {
+                const float *kd = kt + (size_t)d * lp + j0;
+                const __m512 k0 = _mm512_load_ps(kd), k1 = _mm512_load_ps(kd + 16);
+                const __m512 k2 = _mm512_load_ps(kd + 32), k3 = _mm512_load_ps(kd + 48);
+#pragma GCC unroll 4
+                for (int r = 0; r < AR; r++) {
+                    const __m512 qv = _mm512_set1_ps(qs[r][d]);
+                    acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+                    acc[r][2] = _mm512_fmadd_ps(qv, k2, acc[r][2]);
+                    acc[r][3] = _mm512_fmadd_ps(qv, k3, acc[r][3]);
+                }
+            }
+#pragma GCC unroll 8
+            for (int r = 0; r < AR; r++)
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++)
+                    _mm512_store_ps(s + (size_t)r * lp + j0 + 16 * c, acc[r][c]);
+        }
+        for (; j0 < n_keys; j0 += 16) {
             __m512 acc[AR];
             for (int r = 0; r < AR; r++)
                 acc[r] = _mm512_setzero_ps();
@@ -302,40 +351,42 @@ static void attention_head_avx512(const float *qkv, float *out, int L, int W, in
             }
             inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
         }
-        /* out rows = P V, 64 channels at a time */
+        /* out rows = P V, 64 channels at a time (chunks past hd masked to zero); every
+         * loop over the 4 x 4 accumulators is unrolled so they stay in registers */
         for (int d0 = 0; d0 < hd; d0 += 64) {
-            const int chunks = (hd - d0) / 16 < 4 ? (hd - d0) / 16 : 4;
+            __mmask16 cm[4];
             __m512 acc[AR][4];
-            for (int r = 0; r < AR; r++)
-                for (int cc = 0; cc < 4; cc++)
-                    acc[r][cc] = _mm512_setzero_ps();
-            for (int j = 0; j < n_keys; j++) {
-                const float *vj = v + (size_t)j * ld + d0;
-                if (chunks == 4) {
-                    const __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16);
-                    const __m512 v2 = _mm512_loadu_ps(vj + 32), v3 = _mm512_loadu_ps(vj + 48);
 #pragma GCC unroll 4
-                    for (int r = 0; r < AR; r++) {
-                        const __m512 p = _mm512_set1_ps(s[(size_t)r * lp + j]);
-                        acc[r][0] = _mm512_fmadd_ps(p, v0, acc[r][0]);
-                        acc[r][1] = _mm512_fmadd_ps(p, v1, acc[r][1]);
-                        acc[r][2] = _mm512_fmadd_ps(p, v2, acc[r][2]);
-                        acc[r][3] = _mm512_fmadd_ps(p, v3, acc[r][3]);
-                    }
-                } else {
-                    for (int cc = 0; cc < chunks; cc++) {
-                        const __m512 vv = _mm512_loadu_ps(vj + 16 * cc);
-                        for (int r = 0; r < AR; r++)
-                            acc[r][cc] = _mm512_fmadd_ps(_mm512_set1_ps(s[(size_t)r * lp + j]),
-                                                         vv, acc[r][cc]);
-                    }
+            for (int c = 0; c < 4; c++) {
+                cm[c] = tail_mask(hd - d0 - 16 * c);
+#pragma GCC unroll 8
+                for (int r = 0; r < AR; r++)
+                    acc[r][c] = _mm512_setzero_ps();
+            }
+            for (int j = 0; j < n_keys; j++) {
+                const float *vj = vc + (size_t)j * hd + d0;
+                const __m512 v0 = _mm512_maskz_load_ps(cm[0], vj);
+                const __m512 v1 = _mm512_maskz_load_ps(cm[1], vj + 16);
+                const __m512 v2 = _mm512_maskz_load_ps(cm[2], vj + 32);
+                const __m512 v3 = _mm512_maskz_load_ps(cm[3], vj + 48);
+#pragma GCC unroll 8
+                for (int r = 0; r < AR; r++) {
+                    const __m512 p = _mm512_set1_ps(s[(size_t)r * lp + j]);
+                    acc[r][0] = _mm512_fmadd_ps(p, v0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(p, v1, acc[r][1]);
+                    acc[r][2] = _mm512_fmadd_ps(p, v2, acc[r][2]);
+                    acc[r][3] = _mm512_fmadd_ps(p, v3, acc[r][3]);
                 }
             }
-            for (int r = 0; r < rows; r++) {
+#pragma GCC unroll 8
+            for (int r = 0; r < AR; r++) {
+                if (r >= rows)
+                    break;
                 float *o = out + (size_t)(i0 + r) * W + (size_t)h * hd + d0;
                 const __m512 vi = _mm512_set1_ps(inv[r]);
-                for (int cc = 0; cc < chunks; cc++)
-                    _mm512_storeu_ps(o + 16 * cc, _mm512_mul_ps(acc[r][cc], vi));
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++)
+                    _mm512_mask_storeu_ps(o + 16 * c, cm[c], _mm512_mul_ps(acc[r][c], vi));
             }
         }
     }

@@ -705,10 +705,11 @@ START_TEST(test_isa_vs_portable)
     }
 
     /* attention, causal and not: CLIP's head sizes, tails of the 4-row and 16-key blocks,
-     * a head size no vector kernel takes (fallback) */
+     * keys a whole number of 64-key blocks (64) or one past (129), a head size no vector
+     * kernel takes (fallback) */
     static const struct { int L, W, heads; } cases[] = {
         {1, 64, 2}, {2, 64, 1}, {5, 48, 3}, {7, 40, 4}, {17, 128, 2}, {33, 96, 2},
-        {77, 512, 8}, {50, 768, 12}, {20, 128, 1}, {9, 36, 3},
+        {77, 512, 8}, {50, 768, 12}, {20, 128, 1}, {9, 36, 3}, {64, 128, 2}, {129, 64, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
         for (int causal = 0; causal <= 1; causal++) {
