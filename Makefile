@@ -77,13 +77,17 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
 test: all test-c test-cli test-py parity example-pkgconfig e2e-scores
 	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
-# Each run gets a fresh TMPDIR for the suites' scratch files; a file left in it fails the run.
-test-c: $(TESTS) $(BUILD)/clipn
-	@set -e; tmp=$(abspath $(BUILD))/test-tmp; rm -rf $$tmp; mkdir -p $$tmp; \
-	for t in $(TESTS); do echo "== $$t"; TMPDIR=$$tmp CK_FORK=yes $$t; done; \
+# run_suites(build dir, suites, runner prefix, extra env): each run gets a fresh TMPDIR for
+# the suites' scratch files, and a file left in it fails the run.
+define run_suites
+	@set -e; tmp=$(abspath $(1))/test-tmp; rm -rf $$tmp; mkdir -p $$tmp; \
+	for t in $(2); do echo "== $(strip $(3) $$t)"; TMPDIR=$$tmp CK_FORK=yes $(4) $(3) $$t; done; \
 	left=$$(ls -A $$tmp); \
-	if [ -n "$$left" ]; then echo "test-c: the suites left files in $$tmp: $$left"; exit 1; fi; \
+	if [ -n "$$left" ]; then echo "$@: the suites left files in $$tmp: $$left"; exit 1; fi; \
 	rmdir $$tmp
+endef
+test-c: $(TESTS) $(BUILD)/clipn
+	$(call run_suites,$(BUILD),$(TESTS),,)
 # the CLI's exit status and one-line error on hostile files (tests/cli)
 test-cli: $(BUILD)/clipn
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
@@ -125,14 +129,8 @@ test-arm:
 	PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR=$(ARM_PKG_CONFIG_LIBDIR) $(MAKE) --no-print-directory \
 	    CC=$(ARM_CC) BUILD=$(ARM_BUILD) all $(ARM_BUILD)/golden_parity \
 	    $(patsubst $(BUILD)/%,$(ARM_BUILD)/%,$(TESTS))
-	@set -e; tmp=$(abspath $(ARM_BUILD))/test-tmp; rm -rf $$tmp; mkdir -p $$tmp; \
-	for t in $(patsubst $(BUILD)/%,$(ARM_BUILD)/%,$(TESTS)); do echo "== $(QEMU_ARM) $$t"; \
-	    TMPDIR=$$tmp CK_FORK=yes CK_TIMEOUT_MULTIPLIER=4 CK_EXCLUDE_TAGS=slow $(QEMU_ARM) $$t; \
-	done; \
-	left=$$(ls -A $$tmp); \
-	if [ -n "$$left" ]; then echo "test-arm: the suites left files in $$tmp: $$left"; exit 1; fi; \
-	rmdir $$tmp; \
-	printf '#!/bin/sh\nexec $(QEMU_ARM) %s "$$@"\n' $(abspath $(ARM_BUILD))/golden_parity \
+	$(call run_suites,$(ARM_BUILD),$(patsubst $(BUILD)/%,$(ARM_BUILD)/%,$(TESTS)),$(QEMU_ARM),CK_TIMEOUT_MULTIPLIER=4 CK_EXCLUDE_TAGS=slow)
+	@set -e; printf '#!/bin/sh\nexec $(QEMU_ARM) %s "$$@"\n' $(abspath $(ARM_BUILD))/golden_parity \
 	    > $(ARM_BUILD)/golden_parity_qemu; \
 	chmod +x $(ARM_BUILD)/golden_parity_qemu; \
 	PARITY_MODELS="small small-quickgelu small-noprompt" PARITY_LOG=tests/golden/work/parity-arm.log \

@@ -8,6 +8,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,20 +142,18 @@ static void init_kernels(void)
  * as the environment configured it (OPENBLAS_NUM_THREADS), since raising the count starts
  * OpenBLAS worker threads that each map a 128 MB buffer. */
 static pthread_mutex_t openblas_lock = PTHREAD_MUTEX_INITIALIZER;
-static int openblas_threads; /* last count given to OpenBLAS; 0 = never; under the lock */
-
-static void openblas_threads_locked(int n)
-{
-    if (openblas_threads != n) {
-        openblas_set_num_threads(n);
-        openblas_threads = n;
-    }
-}
+static atomic_int openblas_threads; /* last count given to OpenBLAS; 0 = never */
 
 void clipn_openblas_sync_threads(void)
 {
+    const int n = clipn_pool_threads();
+    if (atomic_load_explicit(&openblas_threads, memory_order_acquire) == n)
+        return; /* every sgemm after the first: no lock */
     pthread_mutex_lock(&openblas_lock);
-    openblas_threads_locked(clipn_pool_threads());
+    if (atomic_load(&openblas_threads) != n) {
+        openblas_set_num_threads(n);
+        atomic_store_explicit(&openblas_threads, n, memory_order_release);
+    }
     pthread_mutex_unlock(&openblas_lock);
 }
 

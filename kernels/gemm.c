@@ -56,16 +56,6 @@ static int packed_format(const clipn_linear *lin)
     return lin->packed ? (int)*(const uint32_t *)lin->packed : 0;
 }
 
-static uint16_t to_bf16(float f) /* round to nearest even; NaN stays NaN */
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 int clipn_linear_prepare(clipn_linear *lin)
 {
     lin->packed = NULL;
@@ -108,7 +98,7 @@ int clipn_linear_prepare(clipn_linear *lin)
                 uint16_t *panel = (uint16_t *)(buf + PACK_HEADER) + pj * k_even * CLIPN_GEMM_NR;
                 for (size_t kk = 0; kk < k_even; kk++)
                     panel[(kk / 2) * 2 * CLIPN_GEMM_NR + 2 * j + kk % 2] =
-                        row < n && kk < k ? to_bf16(w[kk]) : 0;
+                        row < n && kk < k ? clipn_to_bf16(w[kk]) : 0;
             } else {
                 float *panel = (float *)(buf + PACK_HEADER) + pj * k * CLIPN_GEMM_NR;
                 for (size_t kk = 0; kk < k; kk++)
@@ -237,13 +227,34 @@ static void pack_activations_bf16(const float *x, size_t k, int mc, int kc, uint
             }
             const float *src = x + (size_t)(i0 + i) * k;
             for (int p = 0; p < kp; p++) {
-                uint32_t pair = to_bf16(src[2 * p]);
+                uint32_t pair = clipn_to_bf16(src[2 * p]);
                 if (2 * p + 1 < kc)
-                    pair |= (uint32_t)to_bf16(src[2 * p + 1]) << 16;
+                    pair |= (uint32_t)clipn_to_bf16(src[2 * p + 1]) << 16;
                 dst[p * CLIPN_GEMM_MR + i] = pair;
             }
         }
         dst += (size_t)kp * CLIPN_GEMM_MR;
+    }
+}
+
+/* One MR-row tile of C against panel p, K slice [pc, pc + kc): a_slice is the slice's
+ * packed activations (micro-panels [kc][MR] fp32, or [kp][MR] bf16 pairs) from row 0. */
+static inline __attribute__((always_inline)) void
+run_tile(const gemm_job *job, const void *a_slice, int p, int pc, int kc, int ir, float *c,
+         int mr, int nr, const float *bias, int load_c)
+{
+    const int n = job->lin->n_out, k = job->lin->n_in;
+    const unsigned char *packed = (const unsigned char *)job->lin->packed + PACK_HEADER;
+    if (job->bf16) {
+        const int kp = (kc + 1) / 2; /* pc is even: slices start on a pair */
+        const size_t k_even = ((size_t)k + 1) / 2 * 2;
+        const uint16_t *b = (const uint16_t *)packed + ((size_t)p * k_even + pc) * CLIPN_GEMM_NR;
+        job->ops->gemm_ukernel_bf16(kp, (const uint32_t *)a_slice + (size_t)ir * kp, b,
+                                    c + (size_t)ir * n, (size_t)n, mr, nr, bias, load_c);
+    } else {
+        const float *b = (const float *)packed + ((size_t)p * k + pc) * CLIPN_GEMM_NR;
+        job->ukernel(kc, (const float *)a_slice + (size_t)ir * kc, b, c + (size_t)ir * n,
+                     (size_t)n, mr, nr, bias, load_c);
     }
 }
 
@@ -252,8 +263,6 @@ static void gemm_task(void *arg, int t)
     const gemm_job *job = arg;
     const clipn_linear *lin = job->lin;
     const int n = lin->n_out, k = lin->n_in, m = job->m;
-    const unsigned char *packed = (const unsigned char *)lin->packed + PACK_HEADER;
-    const size_t k_even = ((size_t)k + 1) / 2 * 2;
     /* contiguous share of the panels, sizes differing by at most one */
     const int p0 = (int)((long long)job->panels * t / job->n_tasks);
     const int p1 = (int)((long long)job->panels * (t + 1) / job->n_tasks);
@@ -283,23 +292,9 @@ static void gemm_task(void *arg, int t)
                 const float *bias = first && lin->bias ? lin->bias + j0 : NULL;
                 const int load_c = !first || job->residual;
                 float *c = job->y + (size_t)ic * n + j0;
-                if (job->bf16) {
-                    const int kp = (kc + 1) / 2; /* pc is even: slices start on a pair */
-                    const uint16_t *b =
-                        (const uint16_t *)packed + ((size_t)p * k_even + pc) * CLIPN_GEMM_NR;
-                    for (int ir = 0; ir < mc; ir += CLIPN_GEMM_MR) {
-                        const int mr = mc - ir < CLIPN_GEMM_MR ? mc - ir : CLIPN_GEMM_MR;
-                        job->ops->gemm_ukernel_bf16(kp, (const uint32_t *)apack + (size_t)ir * kp,
-                                                    b, c + (size_t)ir * n, (size_t)n, mr, nr,
-                                                    bias, load_c);
-                    }
-                } else {
-                    const float *b = (const float *)packed + ((size_t)p * k + pc) * CLIPN_GEMM_NR;
-                    for (int ir = 0; ir < mc; ir += CLIPN_GEMM_MR) {
-                        const int mr = mc - ir < CLIPN_GEMM_MR ? mc - ir : CLIPN_GEMM_MR;
-                        job->ukernel(kc, apack + (size_t)ir * kc, b, c + (size_t)ir * n,
-                                     (size_t)n, mr, nr, bias, load_c);
-                    }
+                for (int ir = 0; ir < mc; ir += CLIPN_GEMM_MR) {
+                    const int mr = mc - ir < CLIPN_GEMM_MR ? mc - ir : CLIPN_GEMM_MR;
+                    run_tile(job, apack, p, pc, kc, ir, c, mr, nr, bias, load_c);
                 }
                 if (last && job->act != CLIPN_ACT_NONE)
                     job->ops->activate(c, (size_t)n, mc, nr, job->act); /* mc x nr in L2 */
@@ -329,8 +324,6 @@ static void gemm_small_m_task(void *arg, int t)
     const gemm_job *job = arg;
     const clipn_linear *lin = job->lin;
     const int n = lin->n_out, k = lin->n_in, m = job->m;
-    const unsigned char *packed = (const unsigned char *)lin->packed + PACK_HEADER;
-    const size_t k_even = ((size_t)k + 1) / 2 * 2;
     const int p0 = (int)((long long)job->panels * t / job->n_tasks);
     const int p1 = (int)((long long)job->panels * (t + 1) / job->n_tasks);
     for (int p = p0; p < p1; p++) {
@@ -342,22 +335,12 @@ static void gemm_small_m_task(void *arg, int t)
             const int first = pc == 0;
             const float *bias = first && lin->bias ? lin->bias + j0 : NULL;
             const int load_c = !first || job->residual;
+            const void *a_slice = job->bf16
+                ? (const void *)((const uint32_t *)job->apack + (size_t)pc / 2 * job->m_pad)
+                : (const void *)((const float *)job->apack + (size_t)pc * job->m_pad);
             for (int ir = 0; ir < m; ir += CLIPN_GEMM_MR) {
                 const int mr = m - ir < CLIPN_GEMM_MR ? m - ir : CLIPN_GEMM_MR;
-                if (job->bf16) {
-                    const int kp = (kc + 1) / 2;
-                    const uint32_t *a = (const uint32_t *)job->apack +
-                                        (size_t)pc / 2 * job->m_pad + (size_t)ir * kp;
-                    const uint16_t *b =
-                        (const uint16_t *)packed + ((size_t)p * k_even + pc) * CLIPN_GEMM_NR;
-                    job->ops->gemm_ukernel_bf16(kp, a, b, c + (size_t)ir * n, (size_t)n, mr,
-                                                nr, bias, load_c);
-                } else {
-                    const float *a =
-                        (const float *)job->apack + (size_t)pc * job->m_pad + (size_t)ir * kc;
-                    const float *b = (const float *)packed + ((size_t)p * k + pc) * CLIPN_GEMM_NR;
-                    job->ukernel(kc, a, b, c + (size_t)ir * n, (size_t)n, mr, nr, bias, load_c);
-                }
+                run_tile(job, a_slice, p, pc, kc, ir, c, mr, nr, bias, load_c);
             }
         }
         if (job->act != CLIPN_ACT_NONE)

@@ -94,15 +94,6 @@ static void configure_tiles(void)
 }
 
 /* ---- weight packing */
-static uint16_t to_bf16(float f) /* round to nearest even; NaN stays NaN */
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
 
 int clipn_amx_prepare(clipn_linear *lin)
 {
@@ -127,7 +118,7 @@ int clipn_amx_prepare(clipn_linear *lin)
             for (size_t kk = k0; kk < k0 + TILE_K; kk += 2)
                 for (size_t col = c0; col < c0 + TILE_ROWS; col++)
                     for (size_t e = 0; e < 2; e++)
-                        *tiles++ = col < n && kk + e < k ? to_bf16(lin->weight[col * k + kk + e])
+                        *tiles++ = col < n && kk + e < k ? clipn_to_bf16(lin->weight[col * k + kk + e])
                                                          : 0;
     lin->packed = buf;
     lin->packed_bytes = bytes;

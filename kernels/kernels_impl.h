@@ -6,6 +6,7 @@
 #include "kernels.h"
 
 #include <stdint.h>
+#include <string.h>
 
 /* Packed weights: ceil(n_out / NR) panels, each [n_in][NR] (K-contiguous rows of NR
  * outputs), zero-padded past n_out. Every ISA reads the same layout, so a model packed once
@@ -13,6 +14,18 @@
  * [kc][MR], zero-padded past m. */
 #define CLIPN_GEMM_NR 64
 #define CLIPN_GEMM_MR 6
+
+/* fp32 -> bf16, round to nearest even; NaN stays NaN (quieted). Shared by the BF16
+ * packers of kernels/gemm.c and kernels/gemm_amx.c. */
+static inline uint16_t clipn_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
 
 enum { CLIPN_ACT_NONE = 0, CLIPN_ACT_GELU_ERF = 1, CLIPN_ACT_QUICK = 2 };
 

@@ -72,28 +72,24 @@ static long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Spin until the generation moves past `seen` (1) or POOL_SPIN_NS pass (0). */
-static int spin_for_generation(unsigned long seen)
+static int generation_moved(unsigned long seen)
 {
-    const long long end = now_ns() + POOL_SPIN_NS;
-    for (;;) {
-        for (int i = 0; i < 4; i++) {
-            if (atomic_load_explicit(&pool.generation, memory_order_acquire) != seen)
-                return 1;
-            cpu_relax();
-        }
-        if (now_ns() > end)
-            return 0;
-    }
+    return atomic_load_explicit(&pool.generation, memory_order_acquire) != seen;
 }
 
-/* Spin until no participant is active (1) or POOL_SPIN_NS pass (0). */
-static int spin_for_done(void)
+static int all_done(unsigned long unused)
+{
+    (void)unused;
+    return atomic_load_explicit(&pool.active, memory_order_acquire) == 0;
+}
+
+/* Spin until ready(arg) (1) or POOL_SPIN_NS pass (0). */
+static int spin_until(int (*ready)(unsigned long), unsigned long arg)
 {
     const long long end = now_ns() + POOL_SPIN_NS;
     for (;;) {
         for (int i = 0; i < 4; i++) {
-            if (atomic_load_explicit(&pool.active, memory_order_acquire) == 0)
+            if (ready(arg))
                 return 1;
             cpu_relax();
         }
@@ -111,7 +107,7 @@ static void *worker_main(void *p)
     for (;;) {
         if (atomic_load(&pool.generation) == seen) {
             pthread_mutex_unlock(&pool.lock);
-            spin_for_generation(seen);
+            spin_until(generation_moved, seen);
             pthread_mutex_lock(&pool.lock);
         }
         while (atomic_load(&pool.generation) == seen)
@@ -201,7 +197,7 @@ void clipn_parallel_for(int n_tasks, void (*fn)(void *arg, int t), void *arg)
 
     run_tasks(fn, arg, n_tasks);
 
-    spin_for_done();
+    spin_until(all_done, 0);
     pthread_mutex_lock(&pool.lock);
     while (atomic_load(&pool.active) > 0)
         pthread_cond_wait(&pool.done_cv, &pool.lock);

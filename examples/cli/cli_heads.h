@@ -12,6 +12,13 @@ typedef struct cli_head_args {
     const char *no_templates;  /* --no-templates FILE (NULL = same as the yes templates) */
 } cli_head_args;
 
+/* The option-table rows that fill a cli_head_args (cli_parse_args); `clipn head` builds
+ * heads, so it takes these without --head. */
+#define CLI_HEAD_BUILD_OPTIONS(a)                                                          \
+    CLI_STRING("--classes", &(a).classes), CLI_STRING("--templates", &(a).templates),      \
+        CLI_STRING("--no-templates", &(a).no_templates)
+#define CLI_HEAD_OPTIONS(a) CLI_STRING("--head", &(a).head), CLI_HEAD_BUILD_OPTIONS(a)
+
 /* Progress callback: a bar with rate and ETA on stderr, only when stderr is a terminal. */
 int cli_progress(void *user, size_t done, size_t total);
 void cli_progress_end(void);

@@ -114,10 +114,7 @@ int cmd_classify(int argc, char **argv)
     int top = 5, json = 0, threads = 0, n_images;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
-        CLI_STRING("--classes", &a.classes),
-        CLI_STRING("--head", &a.head),
-        CLI_STRING("--templates", &a.templates),
-        CLI_STRING("--no-templates", &a.no_templates),
+        CLI_HEAD_OPTIONS(a),
         CLI_INT("--top", &top, 1, 1000000),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
         CLI_FLAG("--json", &json),

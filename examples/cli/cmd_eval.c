@@ -432,10 +432,7 @@ int cmd_eval(int argc, char **argv)
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
-        CLI_STRING("--classes", &a.classes),
-        CLI_STRING("--head", &a.head),
-        CLI_STRING("--templates", &a.templates),
-        CLI_STRING("--no-templates", &a.no_templates),
+        CLI_HEAD_OPTIONS(a),
         CLI_STRING("--id", &id_spec),
         CLI_CUSTOM("--ood", &ood, parse_ood),
         CLI_CUSTOM("--fpr95", &mode, parse_fpr95),

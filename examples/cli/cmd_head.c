@@ -102,9 +102,7 @@ int cmd_head(int argc, char **argv)
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
-        CLI_STRING("--classes", &a.classes),
-        CLI_STRING("--templates", &a.templates),
-        CLI_STRING("--no-templates", &a.no_templates),
+        CLI_HEAD_BUILD_OPTIONS(a),
         CLI_STRING("--out", &out),
         CLI_STRING("--yes-npy", &yes_npy),
         CLI_STRING("--no-npy", &no_npy),
