@@ -88,9 +88,11 @@ define run_suites
 endef
 test-c: $(TESTS) $(BUILD)/clipn
 	$(call run_suites,$(BUILD),$(TESTS),,)
-# the CLI's exit status and one-line error on hostile files (tests/cli)
+# the CLI's exit status and one-line error on hostile files, and its usability (image
+# inputs, warnings, tables, ROC plot rendered by rsvg-convert): tests/cli, about 3 s
 test-cli: $(BUILD)/clipn
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
+	@sh tests/cli/test_cli_ux.sh $(BUILD)/clipn
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
 parity: all $(BUILD)/golden_parity
