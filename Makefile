@@ -1,5 +1,5 @@
 # libclipn build. Sources are found by wildcard, so a new module is just a new file:
-#   lib/*.c, kernels/*.c          -> build/libclipn.a, build/libclipn.so
+#   lib/**/*.c, kernels/**/*.c    -> build/libclipn.a, build/libclipn.so (any depth)
 #   kernels/*_avx2.c / *_avx512.c -> compiled with the matching -m flags only
 #   kernels/*_amx.c               -> with AMX-BF16 + AVX-512 flags (x86_64 only)
 #   kernels/*_neon.c              -> only when $(CC) targets aarch64 (make test-arm)
@@ -25,8 +25,10 @@ LDFLAGS += $(EXTRA_LDFLAGS)
 
 # the target's architecture, not the host's: right when cross-compiling (make test-arm)
 ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
-LIB_SRC    := $(wildcard lib/*.c)
-KERN_SRC   := $(wildcard kernels/*.c)
+# every .c under DIR, at any depth (lib/ is split into folders by pipeline stage)
+rwildcard   = $(foreach d,$(wildcard $(1:=/*)),$(call rwildcard,$(d),$(2)) $(filter $(2),$(d)))
+LIB_SRC    := $(sort $(call rwildcard,lib,%.c))
+KERN_SRC   := $(sort $(call rwildcard,kernels,%.c))
 ifneq ($(ARCH),x86_64)
 KERN_SRC   := $(filter-out %_avx2.c %_avx512.c %_amx.c,$(KERN_SRC))
 endif
