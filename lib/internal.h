@@ -9,19 +9,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- errors (lib/error.c) */
+/* ---- errors (lib/core/error.c) */
 
 /* Sets err (if not NULL) and returns code, so callers can `return clipn_fail(...)`. */
 clipn_status clipn_fail(clipn_error *err, clipn_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void clipn_clear_error(clipn_error *err);
 
-/* ---- JSON (lib/json.c): cJSON_ParseWithLengthOpts under a process-wide lock, because
+/* ---- JSON (lib/core/json.c): cJSON_ParseWithLengthOpts under a process-wide lock, because
    every cJSON parse writes cJSON's global error position. Use it for all parsing. */
 struct cJSON;
 struct cJSON *clipn_json_parse(const char *text, size_t len, const char **end, int require_nul);
 
-/* ---- model (lib/model_load.c) */
+/* ---- model (lib/model/load.c) */
 
 /* One pre-norm residual block; names follow the checkpoint
  * (`transformer.resblocks.N.attn.in_proj_weight` -> attn_in_proj). */
@@ -83,7 +83,7 @@ struct clipn_model {
 /* Track a heap buffer for release in clipn_model_free. Returns 0 on success. */
 int clipn_model_own(clipn_model *m, void *p);
 
-/* ---- context (lib/context.c), towers (lib/vision.c, lib/text.c) */
+/* ---- context (lib/core/context.c), towers (lib/nn/vision_tower.c, lib/nn/text_tower.c) */
 
 /* Floats each scratch buffer holds. */
 typedef struct clipn_scratch_sizes {
@@ -131,7 +131,7 @@ int clipn_text_pool_index(const int32_t *ids, int context_length);
 clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t *ids, int n,
                                      int share, float *out, clipn_error *err);
 
-/* ---- tokenizer internals, for tests and the CLI (lib/tokenizer.c) */
+/* ---- tokenizer internals, for tests and the CLI (lib/text/tokenizer.c) */
 clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,
                                          clipn_tokenizer **out, clipn_error *err);
 

@@ -11,7 +11,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipn classify --model M (--classes FILE | --head H) [--templates FILE]\n"
-            "                      [--no-templates FILE] [--top K] [--json] [--threads N] IMAGE...\n\n"
+            "                      [--no-templates FILE] [--top K] [--json] [--threads N]\n"
+            "                      (IMAGE... | --list FILE)\n\n"
             "Classify each image among the classes and say whether CLIPN thinks it is\n"
             "out-of-distribution: CTW (the \"no\" prompt of the predicted class wins) and ATD\n"
             "(the implicit OOD class beats every known class).\n\n"
@@ -24,7 +25,8 @@ static void usage(FILE *f)
             "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\"},\n"
             "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (null without a no tower)\n"
             "  --threads N      compute threads (default: all cores)\n"
-            "An unreadable image is reported on stderr and skipped; the exit status is then 1.\n");
+            CLI_INPUTS_HELP
+            "Images are reported in that order. An unreadable image is reported on stderr and skipped; the exit status is then 1.\n");
 }
 
 static cJSON *number_or_null(double v)
@@ -148,25 +150,31 @@ int cmd_classify(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL;
     cli_head_args a = {0};
-    int top = 5, json = 0, threads = 0, n_images;
+    const char *list_file = NULL;
+    int top = 5, json = 0, threads = 0, n_pos;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
         CLI_HEAD_OPTIONS(a),
         CLI_INT("--top", &top, 1, 1000000),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
         CLI_FLAG("--json", &json),
+        CLI_LIST_OPTION(list_file),
     };
-    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_images);
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_pos);
     if (st != CLI_ARGS_OK)
         return st == CLI_ARGS_HELP ? 0 : st;
-    if (n_images == 0)
-        return cli_fail(cmd, "no IMAGE given (see --help)"), 2;
     if (!a.head && !a.classes)
         return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
-    char **images = argv + 1;
+    cli_image_list inputs;
+    if ((st = cli_inputs_gather(cmd, argv + 1, n_pos, list_file, CLI_NO_LABELS, &inputs)))
+        return st;
+    char **images = inputs.paths;
+    size_t n_images = inputs.n;
     clipn_model *model = cli_load_model(cmd, model_path);
-    if (!model)
+    if (!model) {
+        cli_image_list_free(&inputs);
         return 1;
+    }
     int rc = 1;
     clipn_error err;
     clipn_ctx *ctx = NULL;
@@ -190,7 +198,7 @@ int cmd_classify(int argc, char **argv)
     }
     classify_out out = {cmd, images, heads, probs, top_idx, top, json, 0};
     const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = images,
-                               .n = (size_t)n_images, .batch = opts.max_batch,
+                               .n = n_images, .batch = opts.max_batch,
                                .encoder = CLI_ENC_FEATURE, .on_image = classify_one,
                                .user = &out};
     if (cli_backend_active->encode_images(&job))
@@ -202,5 +210,6 @@ done:
     clipn_heads_free(heads);
     clipn_ctx_free(ctx);
     clipn_model_free(model);
+    cli_image_list_free(&inputs);
     return rc;
 }
