@@ -107,6 +107,7 @@ clipn_model *cli_load_model(const char *cmd, const char *path)
         return NULL;
     }
     cli_backend_model_path = path;
+    cli_backend_model = m;
     return m;
 }
 
