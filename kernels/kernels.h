@@ -12,6 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Weight formats a layer can be prepared as (clipn_linear.format). */
+enum {
+    CLIPN_WEIGHTS_DEFAULT = 0, /* the process default: clipn_kernels_weights() */
+    CLIPN_WEIGHTS_FP32 = 1,
+    CLIPN_WEIGHTS_BF16 = 2,    /* AVX512_BF16 CPUs; elsewhere prepared as fp32 */
+    CLIPN_WEIGHTS_INT8 = 3     /* kernels/gemm_int8.h; every CPU */
+};
+
 /* A PyTorch Linear: y = x W^T + b, W [n_out, n_in] row-major. `packed` is filled by
  * clipn_linear_prepare with the layout the selected GEMM micro-kernel wants. */
 typedef struct clipn_linear {
@@ -20,6 +28,8 @@ typedef struct clipn_linear {
     const float *bias;         /* [n_out] or NULL */
     void *packed;              /* owned by the model; NULL = use weight directly */
     size_t packed_bytes;
+    int format;                /* CLIPN_WEIGHTS_*: what to prepare */
+    int int8_group;            /* INT8: k per scale group, 0 = default (64) */
 } clipn_linear;
 
 typedef enum clipn_epilogue {
@@ -50,6 +60,15 @@ int clipn_kernels_select(const char *isa, const char *gemm);
  * keep their format; a BF16 layer under an ISA without BF16 runs OpenBLAS in fp32. */
 int clipn_kernels_set_weights(const char *format);
 const char *clipn_kernels_weights(void);
+/* The default as CLIPN_WEIGHTS_FP32, _BF16 or _INT8 (also accepted: "int8"). */
+int clipn_kernels_default_weights(void);
+/* 1 if BF16 layers run BF16 here (AVX512_BF16), else they are prepared as fp32. */
+int clipn_kernels_bf16_native(void);
+/* The INT8 micro-kernel the selected ISA runs: "avx2", "neon-sdot" or "portable". */
+const char *clipn_kernels_int8_kernel(void);
+/* What a prepared layer runs: CLIPN_WEIGHTS_FP32 (also: not packed, OpenBLAS), _BF16 or
+ * _INT8. */
+int clipn_linear_format(const clipn_linear *lin);
 /* Choose again from CPUID and the environment, as at first use (tests). Same caveat. */
 void clipn_kernels_reset_from_env(void);
 

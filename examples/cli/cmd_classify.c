@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\"},\n"
             "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (null without a no tower)\n"
             "  --threads N      compute threads (default: all cores)\n"
+            CLI_PRECISION_USAGE
             "An unreadable image is reported on stderr and skipped; the exit status is then 1.\n");
 }
 
@@ -114,6 +115,7 @@ int cmd_classify(int argc, char **argv)
     int top = 5, json = 0, threads = 0, n_images;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_OPTIONS(a),
         CLI_INT("--top", &top, 1, 1000000),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),

@@ -18,7 +18,8 @@ static void usage(FILE *f)
             "  --out F.npy     output file (required)\n"
             "  --pixels P.npy  float32 [N, 3, S, S] already preprocessed (clipn preprocess);\n"
             "                  S other than the model's size interpolates the positions\n"
-            "  --batch N       images per forward pass (default 8)\n");
+            "  --batch N       images per forward pass (default 8)\n"
+            CLI_PRECISION_USAGE);
 }
 
 /* Encode --pixels: [N, 3, S, S] at any multiple of the patch size. */
@@ -81,6 +82,7 @@ int cmd_embed_image(int argc, char **argv)
     int batch = 8, n_files;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_STRING("--out", &out_path),
         CLI_STRING("--pixels", &pixels_path),
         CLI_INT("--batch", &batch, 1, 4096),

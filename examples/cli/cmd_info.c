@@ -8,9 +8,11 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: clipn info MODEL\n\n"
+    fprintf(f, "usage: clipn info [--precision P] MODEL\n\n"
                "Load a libclipn model file (validating every tensor) and print its config as\n"
-               "JSON, with the file size, tensor dtypes, source and parameter counts.\n");
+               "JSON, with the file size, tensor dtypes, source and parameter counts, and what\n"
+               "runs: precision (and why, when not what was asked), kernels, INT8 kernel.\n\n"
+               CLI_PRECISION_USAGE);
 }
 
 static void print_json_string(const char *s)
@@ -125,7 +127,8 @@ static void print_header_facts(const char *path)
 int cmd_info(int argc, char **argv)
 {
     int n_models;
-    int parsed = cli_parse_args(argv[0], argc, argv, NULL, 0, usage, &n_models);
+    const cli_opt options[] = {CLI_PRECISION_OPTION};
+    int parsed = cli_parse_args(argv[0], argc, argv, options, 1, usage, &n_models);
     if (parsed != CLI_ARGS_OK)
         return parsed == CLI_ARGS_HELP ? 0 : parsed;
     if (n_models != 1) {
@@ -136,10 +139,9 @@ int cmd_info(int argc, char **argv)
     }
     const char *path = argv[1];
 
-    clipn_model *model = NULL;
-    clipn_error err;
-    if (clipn_model_load(path, NULL, &model, &err) != CLIPN_OK)
-        return cli_fail_err(argv[0], &err);
+    clipn_model *model = cli_load_model(argv[0], path);
+    if (!model)
+        return 1;
     const clipn_config *c = clipn_model_config(model);
 
     size_t need = clipn_config_to_json(c, NULL, 0);
@@ -171,6 +173,11 @@ int cmd_info(int argc, char **argv)
     printf("  \"parameters\": {\"visual\": %llu, \"text\": %llu, \"text_no\": %llu, "
            "\"total\": %llu},\n",
            visual, text, text_no, visual + text + text_no + 1 /* logit_scale */);
+    printf("  \"runs\": {\"precision\": \"%s\", \"precision_note\": ",
+           clipn_precision_name(clipn_model_precision(model)));
+    print_json_string(clipn_model_precision_note(model));
+    printf(", \"isa\": \"%s\", \"int8_kernel\": \"%s\"},\n", clipn_runtime_isa(),
+           clipn_runtime_int8_kernel());
     printf("  \"config\": ");
     print_config(json, 2);
     printf("\n}\n");
