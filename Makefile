@@ -99,9 +99,11 @@ test-c: $(TESTS) $(BUILD)/clipn
 # libclipn.so exports exactly the public header's functions (nm; well under a second)
 test-exports: $(BUILD)/libclipn.so
 	@sh tests/check_exports.sh $(BUILD)/libclipn.so include/clipn.h
-# the CLI's exit status and one-line error on hostile files (tests/cli)
+# the CLI's exit status and one-line error on hostile files, and its usability (image
+# inputs, warnings, tables, ROC plot rendered by rsvg-convert): tests/cli, about 3 s
 test-cli: $(BUILD)/clipn
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
+	@sh tests/cli/test_cli_ux.sh $(BUILD)/clipn
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
 parity: all $(BUILD)/golden_parity
