@@ -5,7 +5,7 @@
  *   bad NAME ...             files that must be refused
  * and ref/NAME.png holds the whole crop for the edge cases (compared level by level). */
 #include "testutil.h"
-#include "image_internal.h"
+#include "image/image_internal.h"
 
 #include <math.h>
 #include <pthread.h>

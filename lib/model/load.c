@@ -1,6 +1,6 @@
 /* Model loader: a libclipn model file (docs/model-format.md) -> struct clipn_model.
  *
- * Order: map + validate the safetensors structure (lib/safetensors.c), read and range-check
+ * Order: map + validate the safetensors structure (lib/model/safetensors.c), read and range-check
  * the config from __metadata__, then bind every tensor the config implies with its exact
  * dtype and shape, refuse leftovers, and prepare the linear layers. Aligned F32 tensors are
  * used in place in the read-only mapping; F16/BF16 are converted once into model-owned

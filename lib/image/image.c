@@ -1,6 +1,6 @@
 /* The official open_clip validation transform (Resize(S, BICUBIC) -> CenterCrop(S) ->
  * convert('RGB') -> ToTensor -> Normalize) on PIL 9.4 / torchvision 0.14 semantics.
- * Decoding: image_decode.c. Resize + crop + RGB: image_resample.c. */
+ * Decoding: decode.c. Resize + crop + RGB: resample.c. */
 #include "image_internal.h"
 
 #include <stdio.h>

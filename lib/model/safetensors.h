@@ -1,5 +1,5 @@
 /* A strict, read-only safetensors reader: mmap, header validation, tensor index.
- * Used by the model loader (lib/model_load.c). */
+ * Used by the model loader (lib/model/load.c). */
 #ifndef CLIPN_SAFETENSORS_H
 #define CLIPN_SAFETENSORS_H
 

@@ -5,7 +5,7 @@
  * The official code looks strings up in dicts, where a repeated key keeps its LAST id or
  * rank; here every symbol is its string's final id, so repeats behave the same.
  *
- * Encoding: tok_clean_text (lib/tok_clean.c) -> split with the official regex -> each
+ * Encoding: tok_clean_text (lib/text/clean.c) -> split with the official regex -> each
  * piece's UTF-8 bytes become byte symbols, the last one with "</w>" -> merge the
  * lowest-ranked adjacent pair everywhere it occurs, until no pair has a rank.
  */
