@@ -117,9 +117,6 @@ clipn_status clipn_ctx_reserve(clipn_ctx *ctx, const clipn_scratch_sizes *need,
                                clipn_error *err);
 /* Raise `need` to what n images of side `size` take. 0 on size_t overflow. */
 int clipn_vision_need(const clipn_model *m, size_t n, int size, clipn_scratch_sizes *need);
-/* Run n_seq stacked sequences (seq_len[s] rows each) through t, in place in x. */
-void clipn_transformer_forward(clipn_ctx *ctx, const clipn_transformer *t, float *x,
-                               int n_seq, const int *seq_len, int causal);
 /* PyTorch F.interpolate(mode='bicubic', align_corners=False) of a [g_in, g_in, W] grid to
  * [g_out, g_out, W] (a = -0.75, border clamping, no antialias). */
 void clipn_bicubic_grid(const float *in, int g_in, float *out, int g_out, int W);
@@ -134,5 +131,8 @@ clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t
 /* ---- tokenizer internals, for tests and the CLI (lib/text/tokenizer.c) */
 clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,
                                          clipn_tokenizer **out, clipn_error *err);
+
+/* the shared residual block and layer loop */
+#include "nn/transformer.h"
 
 #endif

@@ -1,5 +1,6 @@
 /* Heads and progress for the head/classify/eval subcommands. */
 #include "cli_heads.h"
+#include "cli_backend.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -102,9 +103,9 @@ clipn_heads *cli_get_heads(const char *cmd, const clipn_model *model, clipn_ctx 
     if (n_tmpl > 0 && a->no_templates)
         n_no = cli_get_templates(cmd, a->no_templates, &no_tmpl, &no_owned);
     if (n_classes > 0 && n_tmpl > 0 && n_no >= 0) {
-        if (clipn_heads_build(ctx, (const char *const *)classes, n_classes, tmpl, n_tmpl,
-                              no_tmpl, n_no, cli_progress, "class heads", &heads,
-                              &err) != CLIPN_OK) {
+        if (cli_backend_active->build_heads(ctx, (const char *const *)classes, n_classes, tmpl,
+                                            n_tmpl, no_tmpl, n_no, cli_progress, "class heads",
+                                            &heads, &err) != CLIPN_OK) {
             cli_progress_end();
             cli_fail(cmd, "building class heads: %s", err.message);
             heads = NULL;

@@ -1,4 +1,5 @@
 /* clipn classify: zero-shot classes plus CLIPN's OOD verdicts for each image. */
+#include "cli_backend.h"
 #include "cli_heads.h"
 
 #include <cjson/cJSON.h>
@@ -109,6 +110,42 @@ static void print_table(const char *path, const clipn_heads *h, const float *pro
            s->energy, s->mcm);
 }
 
+/* Scores and prints one image as the backend delivers it, in input order. */
+typedef struct classify_out {
+    const char *cmd;
+    char **images;
+    const clipn_heads *heads;
+    float *probs;
+    int *top_idx;
+    int top, json, failed;
+} classify_out;
+
+static int classify_one(void *user, size_t i, const float *feat, const char *error)
+{
+    classify_out *o = user;
+    clipn_scores s;
+    clipn_error err;
+    if (!feat) {
+        cli_fail(o->cmd, "%s (skipped)", error); /* the message names the file */
+        o->failed++;
+        return 0;
+    }
+    if (clipn_score(o->heads, feat, o->probs, &s, &err) != CLIPN_OK) {
+        cli_fail(o->cmd, "%s: %s (skipped)", o->images[i], err.message);
+        o->failed++;
+        return 0;
+    }
+    top_k(o->probs, o->heads->n_classes, o->top, o->top_idx);
+    if (o->json) {
+        if (print_json(o->images[i], o->heads, o->probs, o->top_idx, o->top, &s))
+            return cli_fail(o->cmd, "out of memory");
+    } else {
+        print_table(o->images[i], o->heads, o->probs, o->top_idx, o->top, &s);
+    }
+    fflush(stdout);
+    return 0;
+}
+
 int cmd_classify(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL;
@@ -138,12 +175,12 @@ int cmd_classify(int argc, char **argv)
         cli_image_list_free(&inputs);
         return 1;
     }
-    int rc = 1, failed = 0;
+    int rc = 1;
     clipn_error err;
     clipn_ctx *ctx = NULL;
     clipn_ctx_opts opts = {.max_batch = 8, .threads = threads};
     clipn_heads *heads = NULL;
-    float *pixels = NULL, *feat = NULL, *probs = NULL;
+    float *probs = NULL;
     int *top_idx = NULL;
     if (clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK) {
         cli_fail_err(cmd, &err);
@@ -151,47 +188,23 @@ int cmd_classify(int argc, char **argv)
     }
     if (!(heads = cli_get_heads(cmd, model, ctx, &a)))
         goto done;
-    clipn_image_opts io;
-    clipn_image_opts_from_model(model, &io);
-    size_t S = (size_t)io.image_size, D = (size_t)heads->dim;
     if (top > heads->n_classes)
         top = heads->n_classes;
-    pixels = malloc(3 * S * S * sizeof *pixels);
-    feat = malloc(D * sizeof *feat);
     probs = malloc((size_t)heads->n_classes * sizeof *probs);
     top_idx = malloc((size_t)top * sizeof *top_idx);
-    if (!pixels || !feat || !probs || !top_idx) {
+    if (!probs || !top_idx) {
         cli_fail(cmd, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < n_images; i++) {
-        clipn_scores s;
-        if (clipn_preprocess_file(images[i], &io, pixels, &err) != CLIPN_OK) {
-            cli_fail(cmd, "%s (skipped)", err.message); /* the message names the file */
-            failed++;
-            continue;
-        }
-        if (clipn_encode_image(ctx, pixels, 1, feat, &err) != CLIPN_OK ||
-            clipn_score(heads, feat, probs, &s, &err) != CLIPN_OK) {
-            cli_fail(cmd, "%s: %s (skipped)", images[i], err.message);
-            failed++;
-            continue;
-        }
-        top_k(probs, heads->n_classes, top, top_idx);
-        if (json) {
-            if (print_json(images[i], heads, probs, top_idx, top, &s)) {
-                cli_fail(cmd, "out of memory");
-                goto done;
-            }
-        } else {
-            print_table(images[i], heads, probs, top_idx, top, &s);
-        }
-        fflush(stdout);
-    }
-    rc = failed ? 1 : 0;
+    classify_out out = {cmd, images, heads, probs, top_idx, top, json, 0};
+    const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = images,
+                               .n = n_images, .batch = opts.max_batch,
+                               .encoder = CLI_ENC_FEATURE, .on_image = classify_one,
+                               .user = &out};
+    if (cli_backend_active->encode_images(&job))
+        goto done;
+    rc = out.failed ? 1 : 0;
 done:
-    free(pixels);
-    free(feat);
     free(probs);
     free(top_idx);
     clipn_heads_free(heads);

@@ -1,4 +1,5 @@
 /* clipn embed-image: images (or preprocessed pixels) -> raw image features [N, D] .npy. */
+#include "cli_backend.h"
 #include "cli_inputs.h"
 
 #include <stdio.h>
@@ -49,32 +50,30 @@ static int embed_pixels(const char *cmd, clipn_ctx *ctx, const clipn_config *c,
     return s == CLIPN_OK ? 0 : cli_fail_err(cmd, &err);
 }
 
-/* Encode image files, preprocessing `batch` at a time. */
+/* Encode image files, `batch` at a time; the first unreadable one stops it. */
+typedef struct feature_rows {
+    const char *cmd;
+    float *feats;
+    size_t dim;
+} feature_rows;
+
+static int keep_feature(void *user, size_t i, const float *feature, const char *error)
+{
+    feature_rows *r = user;
+    if (!feature)
+        return cli_fail(r->cmd, "%s", error);
+    memcpy(r->feats + i * r->dim, feature, r->dim * sizeof *feature);
+    return 0;
+}
+
 static int embed_files(const char *cmd, const clipn_model *model, clipn_ctx *ctx, int batch,
                        char **files, size_t n, float *feats)
 {
-    clipn_image_opts opts;
-    clipn_image_opts_from_model(model, &opts);
-    const clipn_config *c = clipn_model_config(model);
-    const size_t per = (size_t)3 * opts.image_size * opts.image_size;
-    float *px = malloc((size_t)batch * per * sizeof(float));
-    if (!px)
-        return cli_fail(cmd, "out of memory for a batch of %d images", batch);
-    clipn_error err;
-    for (size_t done = 0; done < n; done += (size_t)batch) {
-        const int k = n - done < (size_t)batch ? (int)(n - done) : batch;
-        for (int i = 0; i < k; i++)
-            if (clipn_preprocess_file(files[done + i], &opts, px + (size_t)i * per, &err) !=
-                CLIPN_OK)
-                goto fail;
-        if (clipn_encode_image(ctx, px, k, feats + (size_t)done * c->embed_dim, &err) != CLIPN_OK)
-            goto fail;
-    }
-    free(px);
-    return 0;
-fail:
-    free(px);
-    return cli_fail_err(cmd, &err);
+    feature_rows rows = {cmd, feats, (size_t)clipn_model_config(model)->embed_dim};
+    const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = files,
+                               .n = n, .batch = batch, .encoder = CLI_ENC_FEATURE,
+                               .on_image = keep_feature, .user = &rows};
+    return cli_backend_active->encode_images(&job);
 }
 
 int cmd_embed_image(int argc, char **argv)

@@ -1,13 +1,13 @@
 /* clipn eval: AUROC and FPR95 of every score on ID vs OOD image sets, as the official
  * zero_shot_infer.py reports them, plus ID accuracy, CSVs and an SVG ROC plot.
- * A producer thread decodes and preprocesses the next batch while this one is encoded. */
+ * Images are encoded through the CLI backend (cli_backend.h). */
+#include "cli_backend.h"
 #include "cli_heads.h"
 #include "cli_plot.h"
 #include "cli_text.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,107 +59,35 @@ typedef struct eval_set {
     size_t first;       /* index of its first image in the flat list */
 } eval_set;
 
-/* ------------------------------------------------------------------ producer/consumer */
-
-typedef struct batch {
-    float *pixels;      /* [B, 3, S, S] */
-    size_t *index;      /* [B] flat image index of each row */
-    int n;
-    int full;
-} batch;
+/* ------------------------------------------------------------------ scoring */
 
 typedef struct pipeline {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    batch slot[2];
-    int producer_done, stop;
     const char *cmd;
     char **paths;       /* flat list */
     size_t n_images;
     image_result *res;
-    clipn_image_opts io;
-    int batch_size;
-    size_t n_failed;
+    const clipn_heads *heads;
 } pipeline;
 
-static void *producer(void *arg)
+/* Scores one image as the backend delivers it (in order); unreadable ones are skipped. */
+static int score_image(void *user, size_t i, const float *feat, const char *error)
 {
-    pipeline *p = arg;
-    size_t per_image = 3 * (size_t)p->io.image_size * (size_t)p->io.image_size;
-    size_t next = 0;
-    for (int k = 0; next < p->n_images; k ^= 1) {
-        batch *b = &p->slot[k];
-        pthread_mutex_lock(&p->mu);
-        while (b->full && !p->stop)
-            pthread_cond_wait(&p->cv, &p->mu);
-        int stop = p->stop;
-        pthread_mutex_unlock(&p->mu);
-        if (stop)
-            break;
-        b->n = 0;
-        while (b->n < p->batch_size && next < p->n_images) {
-            clipn_error err;
-            size_t i = next++;
-            if (clipn_preprocess_file(p->paths[i], &p->io, b->pixels + (size_t)b->n * per_image,
-                                      &err) != CLIPN_OK) {
-                cli_fail(p->cmd, "%s (skipped)", err.message); /* it names the file */
-                pthread_mutex_lock(&p->mu);
-                p->n_failed++;
-                pthread_mutex_unlock(&p->mu);
-                continue;
-            }
-            b->index[b->n++] = i;
-        }
-        pthread_mutex_lock(&p->mu);
-        b->full = 1;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
+    pipeline *p = user;
+    clipn_scores s;
+    clipn_error err;
+    image_result *r = &p->res[i];
+    if (!feat) {
+        cli_fail(p->cmd, "%s (skipped)", error); /* it names the file */
+    } else if (clipn_score(p->heads, feat, NULL, &s, &err) != CLIPN_OK) {
+        cli_fail(p->cmd, "%s: %s (skipped)", p->paths[i], err.message);
+    } else {
+        float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm};
+        memcpy(r->score, v, sizeof v);
+        r->pred = s.pred;
+        r->ok = 1;
     }
-    pthread_mutex_lock(&p->mu);
-    p->producer_done = 1;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* Encodes and scores every batch the producer hands over. Returns 0 or 1 (printed). */
-static int consume(pipeline *p, clipn_ctx *ctx, const clipn_heads *heads, float *feats)
-{
-    size_t done = 0;
-    for (int k = 0;; k ^= 1) {
-        batch *b = &p->slot[k];
-        pthread_mutex_lock(&p->mu);
-        while (!b->full && !p->producer_done)
-            pthread_cond_wait(&p->cv, &p->mu);
-        int have = b->full;
-        pthread_mutex_unlock(&p->mu);
-        if (!have)
-            return 0;
-        clipn_error err;
-        if (b->n > 0 && clipn_encode_image(ctx, b->pixels, b->n, feats, &err) != CLIPN_OK) {
-            cli_fail(p->cmd, "encoding images: %s", err.message);
-            return 1;
-        }
-        for (int j = 0; j < b->n; j++) {
-            clipn_scores s;
-            image_result *r = &p->res[b->index[j]];
-            if (clipn_score(heads, feats + (size_t)j * heads->dim, NULL, &s, &err) != CLIPN_OK) {
-                cli_fail(p->cmd, "%s: %s (skipped)", p->paths[b->index[j]], err.message);
-                continue;
-            }
-            float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm};
-            memcpy(r->score, v, sizeof v);
-            r->pred = s.pred;
-            r->ok = 1;
-        }
-        if (b->n > 0)
-            done = b->index[b->n - 1] + 1;
-        cli_progress("images", done, p->n_images);
-        pthread_mutex_lock(&p->mu);
-        b->full = 0;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
+    cli_progress("images", i + 1, p->n_images);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ outputs */
@@ -394,7 +322,7 @@ int cmd_eval(int argc, char **argv)
     memset(&p, 0, sizeof p);
     char **paths = calloc(n_images, sizeof *paths), **labels = calloc(n_images, sizeof *labels);
     image_result *res = calloc(n_images, sizeof *res);
-    float *feats = NULL, *buf_id = malloc(n_images * sizeof(float));
+    float *buf_id = malloc(n_images * sizeof(float));
     float *buf_ood = malloc(n_images * sizeof(float));
     metric (*m)[N_SCORES] = calloc((size_t)n_sets, sizeof *m);
     if (!paths || !labels || !res || !buf_id || !buf_ood || !m) {
@@ -423,40 +351,13 @@ int cmd_eval(int argc, char **argv)
     p.paths = paths;
     p.n_images = n_images;
     p.res = res;
-    p.batch_size = batch_size;
-    clipn_image_opts_from_model(model, &p.io);
-    size_t per_image = 3 * (size_t)p.io.image_size * (size_t)p.io.image_size;
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
-    int ok = 1;
-    for (int k = 0; k < 2; k++) {
-        p.slot[k].pixels = malloc((size_t)batch_size * per_image * sizeof(float));
-        p.slot[k].index = malloc((size_t)batch_size * sizeof(size_t));
-        ok = ok && p.slot[k].pixels && p.slot[k].index;
-    }
-    feats = malloc((size_t)batch_size * (size_t)heads->dim * sizeof *feats);
-    pthread_t thread;
-    if (!ok || !feats) {
-        cli_fail(cmd, "out of memory for batches of %d images", batch_size);
-    } else if (pthread_create(&thread, NULL, producer, &p) != 0) {
-        cli_fail(cmd, "cannot start the decoding thread");
-    } else {
-        int bad = consume(&p, ctx, heads, feats);
-        pthread_mutex_lock(&p.mu);
-        p.stop = 1;
-        pthread_cond_broadcast(&p.cv);
-        pthread_mutex_unlock(&p.mu);
-        pthread_join(thread, NULL);
-        cli_progress_end();
-        ok = !bad;
-    }
-    for (int k = 0; k < 2; k++) {
-        free(p.slot[k].pixels);
-        free(p.slot[k].index);
-    }
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv);
-    if (!ok || !feats)
+    p.heads = heads;
+    const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = paths,
+                               .n = n_images, .batch = batch_size, .encoder = CLI_ENC_FEATURE,
+                               .on_image = score_image, .user = &p};
+    int bad = cli_backend_active->encode_images(&job);
+    cli_progress_end();
+    if (bad)
         goto done;
 
     /* ---- metrics */
@@ -581,7 +482,6 @@ int cmd_eval(int argc, char **argv)
         goto done;
     rc = 0;
 done:
-    free(feats);
     free(buf_id);
     free(buf_ood);
     free(m);
