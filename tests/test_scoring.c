@@ -742,6 +742,41 @@ START_TEST(test_heads_build_plain_clip)
 }
 END_TEST
 
+/* The embedded template tables equal the data/ files line for line (CR/LF stripped). */
+static void check_table(clipn_template_set which, const char *path)
+{
+    const char *const *t = NULL;
+    int n = clipn_official_templates(which, &t);
+    ck_assert_int_eq(n, 128);
+    ck_assert_ptr_nonnull(t);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    char line[256];
+    int k = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0])
+            continue;
+        ck_assert_int_lt(k, n);
+        ck_assert_str_eq(t[k], line);
+        ck_assert_ptr_nonnull(strstr(t[k], "{}"));
+        k++;
+    }
+    fclose(f);
+    ck_assert_int_eq(k, n);
+}
+
+START_TEST(test_official_templates)
+{
+    check_table(CLIPN_TEMPLATES_OFFICIAL, "data/clipn_templates_official.txt");
+    check_table(CLIPN_TEMPLATES_NO_HANDCRAFTED, "data/clipn_templates_no_handcrafted.txt");
+    const char *const *t = (const char *const *)1;
+    ck_assert_int_eq(clipn_official_templates((clipn_template_set)7, &t), 0);
+    ck_assert_ptr_null(t);
+    ck_assert_int_eq(clipn_official_templates(CLIPN_TEMPLATES_OFFICIAL, NULL), 128);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("scoring");
@@ -750,6 +785,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_scores_without_no_tower);
     tcase_add_test(tc, test_score_refuses);
     tcase_add_test(tc, test_templates);
+    tcase_add_test(tc, test_official_templates);
     suite_add_tcase(s, tc);
     TCase *hf = tcase_create("head_file");
     tcase_set_timeout(hf, 60);
