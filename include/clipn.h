@@ -129,7 +129,8 @@ CLIPN_API clipn_status clipn_tokenize(clipn_tokenizer *tok, const char *text, si
 typedef struct clipn_image_opts {
     int image_size;             /* output is [3, image_size, image_size] */
     float mean[3], std[3];
-    uint64_t max_pixels;        /* refuse images with more pixels (checked before decoding) */
+    uint64_t max_pixels;        /* refuse images with more pixels (checked before decoding);
+                                   0 = CLIPN_DEFAULT_MAX_PIXELS */
 } clipn_image_opts;
 
 #define CLIPN_DEFAULT_MAX_PIXELS 178956970ull /* PIL's decompression-bomb error threshold */
