@@ -4,6 +4,7 @@
 #define CLIPN_KERNELS_IMPL_H
 
 #include "kernels.h"
+#include "kernels_control.h"
 
 #include <stdint.h>
 #include <string.h>
