@@ -129,7 +129,8 @@ CLIPN_API clipn_status clipn_tokenize(clipn_tokenizer *tok, const char *text, si
 typedef struct clipn_image_opts {
     int image_size;             /* output is [3, image_size, image_size] */
     float mean[3], std[3];
-    uint64_t max_pixels;        /* refuse images with more pixels (checked before decoding) */
+    uint64_t max_pixels;        /* refuse images with more pixels (checked before decoding);
+                                   0 = CLIPN_DEFAULT_MAX_PIXELS */
 } clipn_image_opts;
 
 #define CLIPN_DEFAULT_MAX_PIXELS 178956970ull /* PIL's decompression-bomb error threshold */
@@ -205,6 +206,19 @@ CLIPN_API clipn_status clipn_heads_build(clipn_ctx *ctx, const char *const *clas
                                clipn_progress_fn progress, void *user, clipn_heads **out,
                                clipn_error *err);
 CLIPN_API void clipn_heads_free(clipn_heads *heads);
+
+/* The template tables shipped with CLIPN, embedded in the library (the same lines as
+ * data/clipn_templates_official.txt and data/clipn_templates_no_handcrafted.txt, quote
+ * marks kept as the official code formats the raw line). */
+typedef enum clipn_template_set {
+    CLIPN_TEMPLATES_OFFICIAL = 0,      /* the 128 official CLIPN templates (src/prompt/prompt.txt),
+                                          used for both towers by the official evaluation */
+    CLIPN_TEMPLATES_NO_HANDCRAFTED = 1 /* the 128 hand-crafted "no" templates ("a photo of no
+                                          {}."): no_templates of the hand-crafted variant */
+} clipn_template_set;
+/* Sets *templates (when not NULL) to a static array that is never freed, and returns its
+ * length; 0 and NULL for an unknown set. Pass the result straight to clipn_heads_build. */
+CLIPN_API int clipn_official_templates(clipn_template_set which, const char *const **templates);
 
 /* Python `tmpl.format(name)` with one positional argument: "{}", "{0}", "{!s}", "{0!s}",
  * "{{" and "}}". Anything Python would refuse (unbalanced braces, "{1}", "{}{}", mixed

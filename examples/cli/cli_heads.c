@@ -1,7 +1,6 @@
 /* Heads and progress for the head/classify/eval subcommands. */
 #include "cli_heads.h"
 #include "cli_backend.h"
-#include "official_templates.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -61,8 +60,7 @@ int cli_get_templates(const char *cmd, const char *path, const char *const **tem
 {
     *owned = NULL;
     if (!path) {
-        *templates = clipn_official_templates;
-        return clipn_n_official_templates;
+        return clipn_official_templates(CLIPN_TEMPLATES_OFFICIAL, templates);
     }
     int n = cli_read_lines(cmd, path, owned);
     if (n == 0) {

@@ -783,6 +783,8 @@ clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, cli
     /* the model owns the mapping from here on; clipn_model_free unmaps it */
     L.m->map = L.file.map;
     L.m->map_len = L.file.map_len;
+    L.m->file_dev = L.file.dev;
+    L.m->file_ino = L.file.ino;
     L.file.map = NULL;
 
     clipn_kernels_init();
