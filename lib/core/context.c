@@ -1,6 +1,7 @@
 /* Inference contexts: the scratch arena, allocated once per context and sized for
  * max_batch images or prompts (the transformer itself: lib/nn/transformer.c). */
 #include "internal.h"
+#include "kernels_control.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,6 +6,7 @@
  * used in place in the read-only mapping; F16/BF16 are converted once into model-owned
  * buffers. Any failure frees everything: there is never a partial model. */
 #include "internal.h"
+#include "kernels_control.h"
 #include "safetensors.h"
 
 #include <math.h>
