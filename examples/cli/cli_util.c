@@ -1,5 +1,6 @@
 /* Helpers shared by the CLI subcommands. */
 #include "cli.h"
+#include "cli_backend.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -123,6 +124,7 @@ clipn_model *cli_load_model(const char *cmd, const char *path)
     }
     if (*clipn_model_precision_note(m))
         fprintf(stderr, "clipn %s: warning: %s\n", cmd, clipn_model_precision_note(m));
+    cli_backend_model_path = path;
     return m;
 }
 
