@@ -219,8 +219,8 @@ assert any('café au lait with a very long name that\u2026' in l for l in rows),
 assert any('bad\\x1b[31mred' in l for l in rows), rows
 PY
 if grep -q "$(printf '\033')" "$T/out"; then fail "classify table: a raw ESC reached the terminal"; fi
-has "$T/out" '^  CTW: (in-distribution|OUT-OF-DISTRIBUTION) +p_no [0-9.]+ (<=|>) 0\.5 at "' "CTW verdict values"
-has "$T/out" '^  ATD: (in-distribution|OUT-OF-DISTRIBUTION) +p_ood [0-9.]+ (<=|>) [0-9.]+ = max_c p_c \* p_yes_c$' "ATD verdict values"
+has "$T/out" '^  CTW: (in-distribution|OUT-OF-DISTRIBUTION) +p_no [0-9.e+-]+ (<=|>) 0\.5 at "' "CTW verdict values"
+has "$T/out" '^  ATD: (in-distribution|OUT-OF-DISTRIBUTION) +p_ood [0-9.e+-]+ (<=|>) [0-9.e+-]+ = max_c p_c \* p_yes_c$' "ATD verdict values"
 
 echo "cli ux: $n runs, $fails failed"
 [ $fails = 0 ]
