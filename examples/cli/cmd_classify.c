@@ -20,8 +20,11 @@ static void usage(FILE *f)
             "  --top K          classes listed per image (default 5)\n"
             "  --json           one JSON object per image per line:\n"
             "                   {\"image\",\"pred\",\"top\":[{\"class\",\"prob\"}],\n"
-            "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\"},\n"
-            "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (null without a no tower)\n"
+            "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\",\n"
+            "                              \"glmcm\",\"neglabel\"},\n"
+            "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (ctw, atd, ood: null without\n"
+            "                   a no tower; neglabel: null unless the heads carry negatives,\n"
+            "                   see `clipn head --negatives`)\n"
             "  --threads N      compute threads (default: all cores)\n"
             "An unreadable image is reported on stderr and skipped; the exit status is then 1.\n");
 }
@@ -76,6 +79,8 @@ static int print_json(const char *path, const clipn_heads *h, const float *probs
     cJSON_AddItemToObject(sc, "maxlogit", number_or_null(s->maxlogit));
     cJSON_AddItemToObject(sc, "energy", number_or_null(s->energy));
     cJSON_AddItemToObject(sc, "mcm", number_or_null(s->mcm));
+    cJSON_AddItemToObject(sc, "glmcm", number_or_null(s->glmcm));
+    cJSON_AddItemToObject(sc, "neglabel", number_or_null(s->neglabel));
     cJSON_AddItemToObject(o, "scores", sc);
     cJSON_AddItemToObject(ood, "ctw", h->no ? cJSON_CreateBool(s->ood_ctw) : cJSON_CreateNull());
     cJSON_AddItemToObject(ood, "atd", h->no ? cJSON_CreateBool(s->ood_atd) : cJSON_CreateNull());
@@ -103,8 +108,11 @@ static void print_table(const char *path, const clipn_heads *h, const float *pro
     } else {
         printf("  CTW/ATD: n/a (the model has no \"no\" text tower)\n");
     }
-    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f\n\n", s->msp, s->maxlogit,
-           s->energy, s->mcm);
+    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f  GL-MCM %.6f", s->msp, s->maxlogit,
+           s->energy, s->mcm, s->glmcm);
+    if (h->n_neg > 0)
+        printf("  NegLabel %.4f", s->neglabel);
+    printf("\n\n");
 }
 
 int cmd_classify(int argc, char **argv)
@@ -135,7 +143,7 @@ int cmd_classify(int argc, char **argv)
     clipn_ctx *ctx = NULL;
     clipn_ctx_opts opts = {.max_batch = 8, .threads = threads};
     clipn_heads *heads = NULL;
-    float *pixels = NULL, *feat = NULL, *probs = NULL;
+    float *pixels = NULL, *feat = NULL, *probs = NULL, *local = NULL;
     int *top_idx = NULL;
     if (clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK) {
         cli_fail_err(cmd, &err);
@@ -150,9 +158,12 @@ int cmd_classify(int argc, char **argv)
         top = heads->n_classes;
     pixels = malloc(3 * S * S * sizeof *pixels);
     feat = malloc(D * sizeof *feat);
+    const clipn_config *mc = clipn_model_config(model);
+    const int n_local = (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size);
+    local = malloc((size_t)n_local * D * sizeof *local);
     probs = malloc((size_t)heads->n_classes * sizeof *probs);
     top_idx = malloc((size_t)top * sizeof *top_idx);
-    if (!pixels || !feat || !probs || !top_idx) {
+    if (!pixels || !feat || !probs || !top_idx || !local) {
         cli_fail(cmd, "out of memory");
         goto done;
     }
@@ -163,8 +174,8 @@ int cmd_classify(int argc, char **argv)
             failed++;
             continue;
         }
-        if (clipn_encode_image(ctx, pixels, 1, feat, &err) != CLIPN_OK ||
-            clipn_score(heads, feat, probs, &s, &err) != CLIPN_OK) {
+        if (clipn_encode_image_local(ctx, pixels, 1, feat, local, &err) != CLIPN_OK ||
+            clipn_score_image(heads, feat, local, n_local, probs, &s, &err) != CLIPN_OK) {
             cli_fail(cmd, "%s: %s (skipped)", images[i], err.message);
             failed++;
             continue;
@@ -184,6 +195,7 @@ int cmd_classify(int argc, char **argv)
 done:
     free(pixels);
     free(feat);
+    free(local);
     free(probs);
     free(top_idx);
     clipn_heads_free(heads);

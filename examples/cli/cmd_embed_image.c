@@ -9,7 +9,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipn embed-image --model M --out F.npy (IMAGE... | --pixels P.npy)\n"
-            "                         [--batch N]\n"
+            "                         [--batch N] [--local-out L.npy]\n"
             "\n"
             "Encode images with the image tower. Writes the raw (not normalised) features\n"
             "as float32 [N, embed_dim].\n"
@@ -18,12 +18,14 @@ static void usage(FILE *f)
             "  --out F.npy     output file (required)\n"
             "  --pixels P.npy  float32 [N, 3, S, S] already preprocessed (clipn preprocess);\n"
             "                  S other than the model's size interpolates the positions\n"
-            "  --batch N       images per forward pass (default 8)\n");
+            "  --batch N       images per forward pass (default 8)\n"
+            "  --local-out L.npy  also the GL-MCM local (patch) features, raw, float32\n"
+            "                  [N, patches, embed_dim] (native image size only)\n");
 }
 
 /* Encode --pixels: [N, 3, S, S] at any multiple of the patch size. */
 static int embed_pixels(const char *cmd, clipn_ctx *ctx, const clipn_config *c,
-                        const char *path, float **feats, size_t *n_out)
+                        const char *path, float **feats, float **locals, size_t *n_out)
 {
     float *px = NULL;
     int ndim = 0;
@@ -42,14 +44,30 @@ static int embed_pixels(const char *cmd, clipn_ctx *ctx, const clipn_config *c,
         return cli_fail(cmd, "out of memory for %zu features", shape[0]);
     }
     clipn_error err;
-    clipn_status s = clipn_encode_image_sized(ctx, px, (int)shape[0], (int)shape[2], *feats, &err);
+    clipn_status s;
+    if (locals) {
+        const size_t P = (size_t)(c->image_size / c->patch_size);
+        if (shape[2] != (size_t)c->image_size) {
+            free(px);
+            return cli_fail(cmd, "--local-out needs pixels of the model's size %d, not %zu",
+                            c->image_size, shape[2]);
+        }
+        *locals = malloc(shape[0] * P * P * (size_t)c->embed_dim * sizeof(float));
+        if (!*locals) {
+            free(px);
+            return cli_fail(cmd, "out of memory for %zu local features", shape[0]);
+        }
+        s = clipn_encode_image_local(ctx, px, (int)shape[0], *feats, *locals, &err);
+    } else {
+        s = clipn_encode_image_sized(ctx, px, (int)shape[0], (int)shape[2], *feats, &err);
+    }
     free(px);
     return s == CLIPN_OK ? 0 : cli_fail_err(cmd, &err);
 }
 
 /* Encode image files, preprocessing `batch` at a time. */
 static int embed_files(const char *cmd, const clipn_model *model, clipn_ctx *ctx, int batch,
-                       char **files, int n, float *feats)
+                       char **files, int n, float *feats, float *locals)
 {
     clipn_image_opts opts;
     clipn_image_opts_from_model(model, &opts);
@@ -65,7 +83,11 @@ static int embed_files(const char *cmd, const clipn_model *model, clipn_ctx *ctx
             if (clipn_preprocess_file(files[done + i], &opts, px + (size_t)i * per, &err) !=
                 CLIPN_OK)
                 goto fail;
-        if (clipn_encode_image(ctx, px, k, feats + (size_t)done * c->embed_dim, &err) != CLIPN_OK)
+        const size_t P = (size_t)(c->image_size / c->patch_size);
+        float *g = feats + (size_t)done * c->embed_dim;
+        if ((locals ? clipn_encode_image_local(ctx, px, k, g,
+                                               locals + (size_t)done * P * P * c->embed_dim, &err)
+                    : clipn_encode_image(ctx, px, k, g, &err)) != CLIPN_OK)
             goto fail;
     }
     free(px);
@@ -78,12 +100,14 @@ fail:
 int cmd_embed_image(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out_path = NULL, *pixels_path = NULL;
+    const char *local_path = NULL;
     int batch = 8, n_files;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
         CLI_STRING("--out", &out_path),
         CLI_STRING("--pixels", &pixels_path),
         CLI_INT("--batch", &batch, 1, 4096),
+        CLI_STRING("--local-out", &local_path),
     };
     int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_files);
     if (st != CLI_ARGS_OK)
@@ -104,23 +128,32 @@ int cmd_embed_image(int argc, char **argv)
     clipn_ctx *ctx = NULL;
     clipn_error err;
     clipn_ctx_opts opts = {.max_batch = batch, .threads = 0};
-    float *feats = NULL;
+    float *feats = NULL, *locals = NULL;
     size_t n = (size_t)n_files;
+    const size_t P = (size_t)(c->image_size / c->patch_size);
     int rc;
     if (clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK) {
         rc = cli_fail_err(cmd, &err);
     } else if (pixels_path) {
-        rc = embed_pixels(cmd, ctx, c, pixels_path, &feats, &n);
+        rc = embed_pixels(cmd, ctx, c, pixels_path, &feats, local_path ? &locals : NULL, &n);
     } else {
         feats = malloc(n * (size_t)c->embed_dim * sizeof(float));
-        rc = feats ? embed_files(cmd, model, ctx, batch, argv + first, n_files, feats)
-                   : cli_fail(cmd, "out of memory for %d features", n_files);
+        if (local_path)
+            locals = malloc(n * P * P * (size_t)c->embed_dim * sizeof(float));
+        rc = feats && (locals || !local_path)
+                 ? embed_files(cmd, model, ctx, batch, argv + first, n_files, feats, locals)
+                 : cli_fail(cmd, "out of memory for %d features", n_files);
     }
     if (rc == 0) {
         size_t shape[2] = {n, (size_t)c->embed_dim};
         rc = cli_write_npy_f32(cmd, out_path, feats, 2, shape);
     }
+    if (rc == 0 && local_path) {
+        size_t shape[3] = {n, P * P, (size_t)c->embed_dim};
+        rc = cli_write_npy_f32(cmd, local_path, locals, 3, shape);
+    }
     free(feats);
+    free(locals);
     clipn_ctx_free(ctx);
     clipn_model_free(model);
     return rc;

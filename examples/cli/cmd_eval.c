@@ -10,8 +10,15 @@
 #include <string.h>
 
 #define MAX_OOD 32
-#define N_SCORES 6
-static const char *score_names[N_SCORES] = {"ctw", "atd", "msp", "maxlogit", "energy", "mcm"};
+#define N_SCORES 8
+static const char *score_names[N_SCORES] = {"ctw",    "atd", "msp",   "maxlogit",
+                                            "energy", "mcm", "glmcm", "neglabel"};
+#define SCORE_NEGLABEL 7
+/* CTW/ATD need no heads, NegLabel heads with negatives. */
+static int score_available(int s, const clipn_heads *heads)
+{
+    return s < 2 ? heads->no != NULL : s == SCORE_NEGLABEL ? heads->n_neg > 0 : 1;
+}
 
 static void usage(FILE *f)
 {
@@ -21,7 +28,8 @@ static void usage(FILE *f)
             "                  [--json] [--fpr95 interp|nearest] [--scores-csv F]\n"
             "                  [--roc-csv F] [--plot F.svg] [--batch N] [--threads N]\n\n"
             "Score every image and report, per OOD set and per score (ctw, atd, msp, maxlogit,\n"
-            "energy, mcm; higher = more in-distribution), AUROC and FPR at 95%% TPR as fractions,\n"
+            "energy, mcm, glmcm, neglabel; higher = more in-distribution; neglabel needs heads\n"
+            "with negatives, see `clipn head --negatives`), AUROC and FPR at 95%% TPR as fractions,\n"
             "with ID as the positive class, exactly as the official CLIPN evaluation.\n\n"
             "  LIST               a folder (searched recursively for images) or a text file\n"
             "                     of image paths, one per line, optionally \"path,label\"\n"
@@ -76,6 +84,7 @@ typedef struct pipeline {
     image_result *res;
     clipn_image_opts io;
     int batch_size;
+    int n_local;        /* patches per image: GL-MCM's local features */
     size_t n_failed;
 } pipeline;
 
@@ -123,6 +132,7 @@ static void *producer(void *arg)
 static int consume(pipeline *p, clipn_ctx *ctx, const clipn_heads *heads, float *feats)
 {
     size_t done = 0;
+    float *local = NULL;
     for (int k = 0;; k ^= 1) {
         batch *b = &p->slot[k];
         pthread_mutex_lock(&p->mu);
@@ -130,21 +140,35 @@ static int consume(pipeline *p, clipn_ctx *ctx, const clipn_heads *heads, float 
             pthread_cond_wait(&p->cv, &p->mu);
         int have = b->full;
         pthread_mutex_unlock(&p->mu);
-        if (!have)
+        if (!have) {
+            free(local);
             return 0;
+        }
         clipn_error err;
-        if (b->n > 0 && clipn_encode_image(ctx, b->pixels, b->n, feats, &err) != CLIPN_OK) {
+        /* GL-MCM's local features come from the same forward (~7% more work) */
+        const int n_local = p->n_local;
+        if (!local && !(local = malloc((size_t)p->batch_size * n_local * heads->dim *
+                                       sizeof *local))) {
+            cli_fail(p->cmd, "out of memory for local features");
+            return 1;
+        }
+        if (b->n > 0 &&
+            clipn_encode_image_local(ctx, b->pixels, b->n, feats, local, &err) != CLIPN_OK) {
+            free(local);
             cli_fail(p->cmd, "encoding images: %s", err.message);
             return 1;
         }
         for (int j = 0; j < b->n; j++) {
             clipn_scores s;
             image_result *r = &p->res[b->index[j]];
-            if (clipn_score(heads, feats + (size_t)j * heads->dim, NULL, &s, &err) != CLIPN_OK) {
+            if (clipn_score_image(heads, feats + (size_t)j * heads->dim,
+                                  local + (size_t)j * n_local * heads->dim, n_local, NULL, &s,
+                                  &err) != CLIPN_OK) {
                 cli_fail(p->cmd, "%s: %s (skipped)", p->paths[b->index[j]], err.message);
                 continue;
             }
-            float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm};
+            float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm, s.glmcm,
+                                 s.neglabel};
             memcpy(r->score, v, sizeof v);
             r->pred = s.pred;
             r->ok = 1;
@@ -231,7 +255,7 @@ static int write_scores_csv(const char *cmd, const char *path, const pipeline *p
     FILE *f = fopen(path, "w");
     if (!f)
         return cli_fail(cmd, "%s: cannot create the file", path);
-    fprintf(f, "image,set,label,pred,ctw,atd,msp,maxlogit,energy,mcm\n");
+    fprintf(f, "image,set,label,pred,ctw,atd,msp,maxlogit,energy,mcm,glmcm,neglabel\n");
     for (size_t i = 0; i < p->n_images; i++) {
         const image_result *r = &p->res[i];
         if (!r->ok)
@@ -267,7 +291,7 @@ static size_t gather(const pipeline *p, int set, int score, float *out)
 }
 
 static const char *colors[N_SCORES] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
-                                       "#8c564b"};
+                                       "#8c564b", "#e377c2", "#17becf"};
 
 typedef struct metric {
     double auroc, fpr95;
@@ -278,6 +302,7 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
                        const pipeline *p, const eval_set *sets, int n_sets, int has_no,
                        metric m[][N_SCORES], float *buf_id, float *buf_ood)
 {
+    (void)has_no; /* availability is in m[][].valid */
     FILE *svg = NULL, *csv = NULL;
     /* one panel per OOD set: the plot square, then the legend below it */
     const int panel = 380, margin = 50, size = panel - 2 * margin;
@@ -325,7 +350,7 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
         }
         int legend = 0;
         for (int s = 0; s < N_SCORES; s++) {
-            if (s < 2 && !has_no)
+            if (!m[o][s].valid)
                 continue;
             size_t ni = gather(p, 0, s, buf_id), no = gather(p, o, s, buf_ood);
             if (!ni || !no)
@@ -507,6 +532,10 @@ int cmd_eval(int argc, char **argv)
     p.n_images = n_images;
     p.res = res;
     p.batch_size = batch_size;
+    {
+        const clipn_config *mc = clipn_model_config(model);
+        p.n_local = (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size);
+    }
     clipn_image_opts_from_model(model, &p.io);
     size_t per_image = 3 * (size_t)p.io.image_size * (size_t)p.io.image_size;
     pthread_mutex_init(&p.mu, NULL);
@@ -557,7 +586,7 @@ int cmd_eval(int argc, char **argv)
             goto done;
         }
         for (int s = 0; s < N_SCORES; s++) {
-            if (s < 2 && !has_no)
+            if (!score_available(s, heads))
                 continue;
             size_t ni = gather(&p, 0, s, buf_id), no = gather(&p, o, s, buf_ood);
             if (clipn_auroc(buf_id, ni, buf_ood, no, &m[o][s].auroc, &err) != CLIPN_OK ||
@@ -639,8 +668,10 @@ int cmd_eval(int argc, char **argv)
                     printf("%-16.16s %-9s %8.4f %8.4f\n", sets[o].name, score_names[s],
                            m[o][s].auroc, m[o][s].fpr95);
                 else
-                    printf("%-16.16s %-9s %8s %8s  (model has no no tower)\n", sets[o].name,
-                           score_names[s], "n/a", "n/a");
+                    printf("%-16.16s %-9s %8s %8s  (%s)\n", sets[o].name, score_names[s],
+                           "n/a", "n/a", s < 2 ? "model has no no tower"
+                                               : "heads carry no negatives: clipn head "
+                                                 "--negatives");
             }
         for (int o = 1; o < n_sets; o++)
             printf("%s: %zu images\n", sets[o].name, n_ok[o]);

@@ -170,6 +170,7 @@ void clipn_ctx_free(clipn_ctx *ctx)
         clipn_tokenizer_free(ctx->tokenizer);
     free(ctx->scratch);
     free(ctx->pos_sized);
+    clipn_vision_local_free(ctx);
     free(ctx->seq_len);
     free(ctx);
 }
