@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate lib/tok_html_entities.c: the tables the tokenizer's HTML unescaping needs.
+"""Generate lib/text/generated/html_entities.c: the tables the tokenizer's HTML unescaping needs.
 
 Data come from the running Python's standard library (run with /usr/bin/python3, 3.11):
 - html.entities.html5: every HTML5 named reference, with and without ';'.
@@ -7,7 +7,7 @@ Data come from the running Python's standard library (run with /usr/bin/python3,
   upper-case spelling "&X;" html.unescape leaves alone, "&X;" -> "x-value".upper().
 - html's replacement table for invalid numeric references and its "drop" set, read from
   the html module (private names, checked to exist).
-Usage: /usr/bin/python3 weights_tools/gen_html_entities.py > lib/tok_html_entities.c
+Usage: /usr/bin/python3 weights_tools/gen_html_entities.py > lib/text/generated/html_entities.c
 """
 import html
 import html.entities

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate lib/tok_unicode_tables.c: the few Unicode facts the tokenizer takes from the
+"""Generate lib/text/generated/unicode_tables.c: the few Unicode facts the tokenizer takes from the
 running Python (3.11, Unicode 14) rather than from libutf8proc (2.8, Unicode 15).
 
 - Final-sigma context of str.lower(): which code points Python treats as Case_Ignorable
@@ -8,7 +8,7 @@ running Python (3.11, Unicode 14) rather than from libutf8proc (2.8, Unicode 15)
   form when that differs.
 - Code points Python's unicodedata does not know (so they are starters for NFC) that
   libutf8proc gives a non-zero combining class: NFC must not reorder across them.
-Usage: /usr/bin/python3 weights_tools/gen_tok_unicode.py > lib/tok_unicode_tables.c
+Usage: /usr/bin/python3 weights_tools/gen_tok_unicode.py > lib/text/generated/unicode_tables.c
 """
 import ctypes
 import sys

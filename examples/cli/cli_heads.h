@@ -1,9 +1,9 @@
 /* Helpers shared by `clipn head`, `classify` and `eval`: class heads from a head file or
- * built on the fly, a terminal progress bar, image lists. */
+ * built on the fly, a terminal progress bar; image inputs are cli_inputs.h. */
 #ifndef CLIPN_CLI_HEADS_H
 #define CLIPN_CLI_HEADS_H
 
-#include "cli.h"
+#include "cli_inputs.h"
 
 typedef struct cli_head_args {
     const char *head;          /* --head H */
@@ -37,17 +37,6 @@ int cli_add_negatives(const char *cmd, clipn_ctx *ctx, clipn_heads *heads, const
 /* Read templates (official ones when path is NULL). *owned must be freed. */
 int cli_get_templates(const char *cmd, const char *path, const char *const **templates,
                       char ***owned);
-
-/* An image list: a directory (recursed, image extensions, sorted) or a text file of
- * paths, one per line, optionally "path,label". label[i] is NULL when unknown; for a
- * directory it is the parent folder name. Returns count or -1 (message printed). */
-typedef struct cli_image_list {
-    char **paths;
-    char **labels;
-    size_t n;
-} cli_image_list;
-int cli_image_list_read(const char *cmd, const char *spec, cli_image_list *list);
-void cli_image_list_free(cli_image_list *list);
 
 /* Class index for a label: exact match, else case-insensitive with '_' == ' '; -1. */
 int cli_class_index(const clipn_heads *heads, const char *label);

@@ -1,4 +1,5 @@
 /* clipn classify: zero-shot classes plus CLIPN's OOD verdicts for each image. */
+#include "cli_backend.h"
 #include "cli_heads.h"
 
 #include <cjson/cJSON.h>
@@ -10,7 +11,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipn classify --model M (--classes FILE | --head H) [--templates FILE]\n"
-            "                      [--no-templates FILE] [--top K] [--json] [--threads N] IMAGE...\n\n"
+            "                      [--no-templates FILE] [--top K] [--json] [--threads N]\n"
+            "                      (IMAGE... | --list FILE)\n\n"
             "Classify each image among the classes and say whether CLIPN thinks it is\n"
             "out-of-distribution: CTW (the \"no\" prompt of the predicted class wins) and ATD\n"
             "(the implicit OOD class beats every known class).\n\n"
@@ -21,12 +23,12 @@ static void usage(FILE *f)
             "  --json           one JSON object per image per line:\n"
             "                   {\"image\",\"pred\",\"top\":[{\"class\",\"prob\"}],\n"
             "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\",\n"
-            "                              \"glmcm\",\"neglabel\"},\n"
-            "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (ctw, atd, ood: null without\n"
-            "                   a no tower; neglabel: null unless the heads carry negatives,\n"
-            "                   see `clipn head --negatives`)\n"
+            "                              \"glmcm\",\"neglabel\"},  (neglabel: null unless the\n"
+            "                    heads carry negatives, see `clipn head --negatives`)\n"
+            "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (null without a no tower)\n"
             "  --threads N      compute threads (default: all cores)\n"
-            "An unreadable image is reported on stderr and skipped; the exit status is then 1.\n");
+            CLI_INPUTS_HELP
+            "Images are reported in that order. An unreadable image is reported on stderr and skipped; the exit status is then 1.\n");
 }
 
 static cJSON *number_or_null(double v)
@@ -115,35 +117,79 @@ static void print_table(const char *path, const clipn_heads *h, const float *pro
     printf("\n\n");
 }
 
+/* Scores and prints one image as the backend delivers it, in input order. */
+typedef struct classify_out {
+    const char *cmd;
+    char **images;
+    const clipn_heads *heads;
+    float *probs;
+    int *top_idx;
+    int top, json, failed;
+    int n_local; /* GL-MCM local features per image, after the global feature */
+} classify_out;
+
+static int classify_one(void *user, size_t i, const float *feat, const char *error)
+{
+    classify_out *o = user;
+    clipn_scores s;
+    clipn_error err;
+    if (!feat) {
+        cli_fail(o->cmd, "%s (skipped)", error); /* the message names the file */
+        o->failed++;
+        return 0;
+    }
+    if (clipn_score_image(o->heads, feat, feat + o->heads->dim, o->n_local, o->probs, &s,
+                          &err) != CLIPN_OK) {
+        cli_fail(o->cmd, "%s: %s (skipped)", o->images[i], err.message);
+        o->failed++;
+        return 0;
+    }
+    top_k(o->probs, o->heads->n_classes, o->top, o->top_idx);
+    if (o->json) {
+        if (print_json(o->images[i], o->heads, o->probs, o->top_idx, o->top, &s))
+            return cli_fail(o->cmd, "out of memory");
+    } else {
+        print_table(o->images[i], o->heads, o->probs, o->top_idx, o->top, &s);
+    }
+    fflush(stdout);
+    return 0;
+}
+
 int cmd_classify(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL;
     cli_head_args a = {0};
-    int top = 5, json = 0, threads = 0, n_images;
+    const char *list_file = NULL;
+    int top = 5, json = 0, threads = 0, n_pos;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
         CLI_HEAD_OPTIONS(a),
         CLI_INT("--top", &top, 1, 1000000),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
         CLI_FLAG("--json", &json),
+        CLI_LIST_OPTION(list_file),
     };
-    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_images);
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_pos);
     if (st != CLI_ARGS_OK)
         return st == CLI_ARGS_HELP ? 0 : st;
-    if (n_images == 0)
-        return cli_fail(cmd, "no IMAGE given (see --help)"), 2;
     if (!a.head && !a.classes)
         return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
-    char **images = argv + 1;
+    cli_image_list inputs;
+    if ((st = cli_inputs_gather(cmd, argv + 1, n_pos, list_file, CLI_NO_LABELS, &inputs)))
+        return st;
+    char **images = inputs.paths;
+    size_t n_images = inputs.n;
     clipn_model *model = cli_load_model(cmd, model_path);
-    if (!model)
+    if (!model) {
+        cli_image_list_free(&inputs);
         return 1;
-    int rc = 1, failed = 0;
+    }
+    int rc = 1;
     clipn_error err;
     clipn_ctx *ctx = NULL;
     clipn_ctx_opts opts = {.max_batch = 8, .threads = threads};
     clipn_heads *heads = NULL;
-    float *pixels = NULL, *feat = NULL, *probs = NULL, *local = NULL;
+    float *probs = NULL;
     int *top_idx = NULL;
     if (clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK) {
         cli_fail_err(cmd, &err);
@@ -151,55 +197,30 @@ int cmd_classify(int argc, char **argv)
     }
     if (!(heads = cli_get_heads(cmd, model, ctx, &a)))
         goto done;
-    clipn_image_opts io;
-    clipn_image_opts_from_model(model, &io);
-    size_t S = (size_t)io.image_size, D = (size_t)heads->dim;
     if (top > heads->n_classes)
         top = heads->n_classes;
-    pixels = malloc(3 * S * S * sizeof *pixels);
-    feat = malloc(D * sizeof *feat);
-    const clipn_config *mc = clipn_model_config(model);
-    const int n_local = (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size);
-    local = malloc((size_t)n_local * D * sizeof *local);
     probs = malloc((size_t)heads->n_classes * sizeof *probs);
     top_idx = malloc((size_t)top * sizeof *top_idx);
-    if (!pixels || !feat || !probs || !top_idx || !local) {
+    if (!probs || !top_idx) {
         cli_fail(cmd, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n_images; i++) {
-        clipn_scores s;
-        if (clipn_preprocess_file(images[i], &io, pixels, &err) != CLIPN_OK) {
-            cli_fail(cmd, "%s (skipped)", err.message); /* the message names the file */
-            failed++;
-            continue;
-        }
-        if (clipn_encode_image_local(ctx, pixels, 1, feat, local, &err) != CLIPN_OK ||
-            clipn_score_image(heads, feat, local, n_local, probs, &s, &err) != CLIPN_OK) {
-            cli_fail(cmd, "%s: %s (skipped)", images[i], err.message);
-            failed++;
-            continue;
-        }
-        top_k(probs, heads->n_classes, top, top_idx);
-        if (json) {
-            if (print_json(images[i], heads, probs, top_idx, top, &s)) {
-                cli_fail(cmd, "out of memory");
-                goto done;
-            }
-        } else {
-            print_table(images[i], heads, probs, top_idx, top, &s);
-        }
-        fflush(stdout);
-    }
-    rc = failed ? 1 : 0;
+    const clipn_config *mc = clipn_model_config(model);
+    classify_out out = {cmd, images, heads, probs, top_idx, top, json, 0,
+                        (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size)};
+    const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = images,
+                               .n = n_images, .batch = opts.max_batch,
+                               .encoder = CLI_ENC_LOCAL, .on_image = classify_one,
+                               .user = &out};
+    if (cli_backend_active->encode_images(&job))
+        goto done;
+    rc = out.failed ? 1 : 0;
 done:
-    free(pixels);
-    free(feat);
-    free(local);
     free(probs);
     free(top_idx);
     clipn_heads_free(heads);
     clipn_ctx_free(ctx);
     clipn_model_free(model);
+    cli_image_list_free(&inputs);
     return rc;
 }

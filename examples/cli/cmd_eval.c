@@ -1,11 +1,13 @@
 /* clipn eval: AUROC and FPR95 of every score on ID vs OOD image sets, as the official
  * zero_shot_infer.py reports them, plus ID accuracy, CSVs and an SVG ROC plot.
- * A producer thread decodes and preprocesses the next batch while this one is encoded. */
+ * Images are encoded through the CLI backend (cli_backend.h). */
+#include "cli_backend.h"
 #include "cli_heads.h"
+#include "cli_plot.h"
+#include "cli_text.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,10 +16,10 @@
 static const char *score_names[N_SCORES] = {"ctw",    "atd", "msp",   "maxlogit",
                                             "energy", "mcm", "glmcm", "neglabel"};
 #define SCORE_NEGLABEL 7
-/* CTW/ATD need no heads, NegLabel heads with negatives. */
-static int score_available(int s, const clipn_heads *heads)
+/* CTW/ATD need no heads, NegLabel heads with negatives; the rest are always there. */
+static int score_available(int s, int has_no, int has_neg)
 {
-    return s < 2 ? heads->no != NULL : s == SCORE_NEGLABEL ? heads->n_neg > 0 : 1;
+    return s < 2 ? has_no : s == SCORE_NEGLABEL ? has_neg : 1;
 }
 
 static void usage(FILE *f)
@@ -31,8 +33,9 @@ static void usage(FILE *f)
             "energy, mcm, glmcm, neglabel; higher = more in-distribution; neglabel needs heads\n"
             "with negatives, see `clipn head --negatives`), AUROC and FPR at 95%% TPR as fractions,\n"
             "with ID as the positive class, exactly as the official CLIPN evaluation.\n\n"
-            "  LIST               a folder (searched recursively for images) or a text file\n"
-            "                     of image paths, one per line, optionally \"path,label\"\n"
+            "  LIST               a folder (searched recursively for images, sorted by path)\n"
+            "                     or a text file of image paths (\"-\" = stdin), one per line,\n"
+            "                     optionally \"path,label\"\n"
             "  --id LIST          in-distribution images; ID accuracy is reported for images\n"
             "                     whose label (\"path,label\" or the parent folder's name)\n"
             "                     is a class name\n"
@@ -64,169 +67,37 @@ typedef struct eval_set {
     size_t first;       /* index of its first image in the flat list */
 } eval_set;
 
-/* ------------------------------------------------------------------ producer/consumer */
-
-typedef struct batch {
-    float *pixels;      /* [B, 3, S, S] */
-    size_t *index;      /* [B] flat image index of each row */
-    int n;
-    int full;
-} batch;
+/* ------------------------------------------------------------------ scoring */
 
 typedef struct pipeline {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    batch slot[2];
-    int producer_done, stop;
     const char *cmd;
     char **paths;       /* flat list */
     size_t n_images;
     image_result *res;
-    clipn_image_opts io;
-    int batch_size;
-    int n_local;        /* patches per image: GL-MCM's local features */
-    size_t n_failed;
+    const clipn_heads *heads;
+    int n_local;        /* GL-MCM local features per image, after the global feature */
 } pipeline;
 
-static void *producer(void *arg)
+/* Scores one image as the backend delivers it (in order); unreadable ones are skipped. */
+static int score_image(void *user, size_t i, const float *feat, const char *error)
 {
-    pipeline *p = arg;
-    size_t per_image = 3 * (size_t)p->io.image_size * (size_t)p->io.image_size;
-    size_t next = 0;
-    for (int k = 0; next < p->n_images; k ^= 1) {
-        batch *b = &p->slot[k];
-        pthread_mutex_lock(&p->mu);
-        while (b->full && !p->stop)
-            pthread_cond_wait(&p->cv, &p->mu);
-        int stop = p->stop;
-        pthread_mutex_unlock(&p->mu);
-        if (stop)
-            break;
-        b->n = 0;
-        while (b->n < p->batch_size && next < p->n_images) {
-            clipn_error err;
-            size_t i = next++;
-            if (clipn_preprocess_file(p->paths[i], &p->io, b->pixels + (size_t)b->n * per_image,
-                                      &err) != CLIPN_OK) {
-                cli_fail(p->cmd, "%s (skipped)", err.message); /* it names the file */
-                pthread_mutex_lock(&p->mu);
-                p->n_failed++;
-                pthread_mutex_unlock(&p->mu);
-                continue;
-            }
-            b->index[b->n++] = i;
-        }
-        pthread_mutex_lock(&p->mu);
-        b->full = 1;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
+    pipeline *p = user;
+    clipn_scores s;
+    clipn_error err;
+    image_result *r = &p->res[i];
+    if (!feat) {
+        cli_fail(p->cmd, "%s (skipped)", error); /* it names the file */
+    } else if (clipn_score_image(p->heads, feat, feat + p->heads->dim, p->n_local, NULL, &s,
+                                 &err) != CLIPN_OK) {
+        cli_fail(p->cmd, "%s: %s (skipped)", p->paths[i], err.message);
+    } else {
+        float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm, s.glmcm,
+                             s.neglabel};
+        memcpy(r->score, v, sizeof v);
+        r->pred = s.pred;
+        r->ok = 1;
     }
-    pthread_mutex_lock(&p->mu);
-    p->producer_done = 1;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* Encodes and scores every batch the producer hands over. Returns 0 or 1 (printed). */
-static int consume(pipeline *p, clipn_ctx *ctx, const clipn_heads *heads, float *feats)
-{
-    size_t done = 0;
-    float *local = NULL;
-    for (int k = 0;; k ^= 1) {
-        batch *b = &p->slot[k];
-        pthread_mutex_lock(&p->mu);
-        while (!b->full && !p->producer_done)
-            pthread_cond_wait(&p->cv, &p->mu);
-        int have = b->full;
-        pthread_mutex_unlock(&p->mu);
-        if (!have) {
-            free(local);
-            return 0;
-        }
-        clipn_error err;
-        /* GL-MCM's local features come from the same forward (~7% more work) */
-        const int n_local = p->n_local;
-        if (!local && !(local = malloc((size_t)p->batch_size * n_local * heads->dim *
-                                       sizeof *local))) {
-            cli_fail(p->cmd, "out of memory for local features");
-            return 1;
-        }
-        if (b->n > 0 &&
-            clipn_encode_image_local(ctx, b->pixels, b->n, feats, local, &err) != CLIPN_OK) {
-            free(local);
-            cli_fail(p->cmd, "encoding images: %s", err.message);
-            return 1;
-        }
-        for (int j = 0; j < b->n; j++) {
-            clipn_scores s;
-            image_result *r = &p->res[b->index[j]];
-            if (clipn_score_image(heads, feats + (size_t)j * heads->dim,
-                                  local + (size_t)j * n_local * heads->dim, n_local, NULL, &s,
-                                  &err) != CLIPN_OK) {
-                cli_fail(p->cmd, "%s: %s (skipped)", p->paths[b->index[j]], err.message);
-                continue;
-            }
-            float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm, s.glmcm,
-                                 s.neglabel};
-            memcpy(r->score, v, sizeof v);
-            r->pred = s.pred;
-            r->ok = 1;
-        }
-        if (b->n > 0)
-            done = b->index[b->n - 1] + 1;
-        cli_progress("images", done, p->n_images);
-        pthread_mutex_lock(&p->mu);
-        b->full = 0;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
-}
-
-/* ------------------------------------------------------------------ ROC points for output */
-
-static int cmp_desc(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
-}
-
-/* Full ROC curve (one point per distinct threshold, starting at (0,0)); 0 or -1 (no mem). */
-static int roc_points(const float *id, size_t n_id, const float *ood, size_t n_ood,
-                      double **fpr, double **tpr, float **thr, size_t *n)
-{
-    float *a = malloc(n_id * sizeof *a), *b = malloc(n_ood * sizeof *b);
-    *fpr = malloc((n_id + n_ood + 1) * sizeof **fpr);
-    *tpr = malloc((n_id + n_ood + 1) * sizeof **tpr);
-    *thr = malloc((n_id + n_ood + 1) * sizeof **thr);
-    if (!a || !b || !*fpr || !*tpr || !*thr) {
-        free(a);
-        free(b);
-        free(*fpr);
-        free(*tpr);
-        free(*thr);
-        return -1;
-    }
-    memcpy(a, id, n_id * sizeof *a);
-    memcpy(b, ood, n_ood * sizeof *b);
-    qsort(a, n_id, sizeof *a, cmp_desc);
-    qsort(b, n_ood, sizeof *b, cmp_desc);
-    size_t i = 0, j = 0, k = 0;
-    (*fpr)[k] = (*tpr)[k] = 0;
-    (*thr)[k++] = INFINITY;
-    while (i < n_id || j < n_ood) {
-        float t = (j >= n_ood || (i < n_id && a[i] >= b[j])) ? a[i] : b[j];
-        while (i < n_id && a[i] == t)
-            i++;
-        while (j < n_ood && b[j] == t)
-            j++;
-        (*fpr)[k] = (double)j / (double)n_ood;
-        (*tpr)[k] = (double)i / (double)n_id;
-        (*thr)[k++] = t;
-    }
-    free(a);
-    free(b);
-    *n = k;
+    cli_progress("images", i + 1, p->n_images);
     return 0;
 }
 
@@ -290,9 +161,6 @@ static size_t gather(const pipeline *p, int set, int score, float *out)
     return n;
 }
 
-static const char *colors[N_SCORES] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
-                                       "#8c564b", "#e377c2", "#17becf"};
-
 typedef struct metric {
     double auroc, fpr95;
     int valid;
@@ -300,13 +168,9 @@ typedef struct metric {
 
 static int write_plots(const char *cmd, const char *svg_path, const char *roc_csv,
                        const pipeline *p, const eval_set *sets, int n_sets, int has_no,
-                       metric m[][N_SCORES], float *buf_id, float *buf_ood)
+                       metric m[][N_SCORES], float *buf_id, float *buf_ood, const char *conv)
 {
-    (void)has_no; /* availability is in m[][].valid */
     FILE *svg = NULL, *csv = NULL;
-    /* one panel per OOD set: the plot square, then the legend below it */
-    const int panel = 380, margin = 50, size = panel - 2 * margin;
-    const int height = margin + size + 50 + 14 * N_SCORES + 10;
     if (svg_path && !(svg = fopen(svg_path, "w")))
         return cli_fail(cmd, "%s: cannot create the file", svg_path);
     if (roc_csv && !(csv = fopen(roc_csv, "w"))) {
@@ -316,41 +180,15 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
     }
     if (csv)
         fprintf(csv, "set,score,threshold,fpr,tpr\n");
-    if (svg) {
-        fprintf(svg,
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-                "font-family=\"sans-serif\" font-size=\"11\">\n"
-                "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-                panel * (n_sets - 1), height);
-    }
+    cli_roc_plot plot;
+    if (svg)
+        cli_plot_begin(&plot, svg, n_sets - 1, N_SCORES, conv);
     int rc = 0;
     for (int o = 1; o < n_sets && !rc; o++) {
-        int x0 = (o - 1) * panel + margin, y0 = margin;
-        if (svg) {
-            fprintf(svg, "<g>\n<text x=\"%d\" y=\"%d\" font-size=\"13\" font-weight=\"bold\">"
-                         "ROC: ID vs %s</text>\n", x0, y0 - 20, sets[o].name);
-            fprintf(svg, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
-                         "stroke=\"black\"/>\n", x0, y0, size, size);
-            fprintf(svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#999\" "
-                         "stroke-dasharray=\"4 3\"/>\n", x0, y0 + size, x0 + size, y0);
-            for (int t = 0; t <= 4; t++) {
-                double v = t / 4.0;
-                fprintf(svg, "<text x=\"%g\" y=\"%d\" text-anchor=\"middle\">%.2g</text>\n",
-                        x0 + v * size, y0 + size + 14, v);
-                fprintf(svg, "<text x=\"%d\" y=\"%g\" text-anchor=\"end\">%.2g</text>\n",
-                        x0 - 4, y0 + size - v * size + 4, v);
-            }
-            fprintf(svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">FPR (OOD accepted)</text>\n",
-                    x0 + size / 2, y0 + size + 30);
-            fprintf(svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 "
-                         "%d %d)\">TPR (ID accepted)</text>\n",
-                    x0 - 32, y0 + size / 2, x0 - 32, y0 + size / 2);
-            fprintf(svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#ccc\"/>\n", x0,
-                    y0 + (int)(0.05 * size), x0 + size, y0 + (int)(0.05 * size));
-        }
-        int legend = 0;
+        if (svg)
+            cli_plot_panel(&plot, sets[o].name);
         for (int s = 0; s < N_SCORES; s++) {
-            if (!m[o][s].valid)
+            if (!score_available(s, has_no, p->heads->n_neg > 0))
                 continue;
             size_t ni = gather(p, 0, s, buf_id), no = gather(p, o, s, buf_ood);
             if (!ni || !no)
@@ -358,7 +196,7 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
             double *fpr, *tpr;
             float *thr;
             size_t n;
-            if (roc_points(buf_id, ni, buf_ood, no, &fpr, &tpr, &thr, &n)) {
+            if (cli_roc_points(buf_id, ni, buf_ood, no, &fpr, &tpr, &thr, &n)) {
                 rc = cli_fail(cmd, "out of memory");
                 break;
             }
@@ -367,28 +205,16 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
                 fprintf(csv, ",%s,%.9g,%.17g,%.17g\n", score_names[s], (double)thr[k], fpr[k],
                         tpr[k]);
             }
-            if (svg) {
-                fprintf(svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
-                        colors[s]);
-                for (size_t k = 0; k < n; k++)
-                    fprintf(svg, "%.1f,%.1f ", x0 + fpr[k] * size, y0 + size - tpr[k] * size);
-                fprintf(svg, "\"/>\n");
-                int ly = y0 + size + 56 + 14 * legend;
-                fprintf(svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
-                             "stroke-width=\"2\"/>\n", x0, ly - 4, x0 + 18, ly - 4, colors[s]);
-                fprintf(svg, "<text x=\"%d\" y=\"%d\">%-8s AUROC %.4f  FPR95 %.4f</text>\n",
-                        x0 + 24, ly, score_names[s], m[o][s].auroc, m[o][s].fpr95);
-                legend++;
-            }
+            if (svg)
+                cli_plot_curve(&plot, s, score_names[s], fpr, tpr, n, m[o][s].auroc,
+                               m[o][s].fpr95);
             free(fpr);
             free(tpr);
             free(thr);
         }
-        if (svg)
-            fprintf(svg, "</g>\n");
     }
     if (svg) {
-        fprintf(svg, "</svg>\n");
+        cli_plot_end(&plot);
         if (fclose(svg) != 0 && !rc)
             rc = cli_fail(cmd, "%s: write failed", svg_path);
     }
@@ -482,13 +308,18 @@ int cmd_eval(int argc, char **argv)
     if (!a.head && !a.classes)
         return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
     ood_specs[0] = id_spec;
+    int n_stdin = 0;
+    for (int s = 0; s < n_sets; s++)
+        n_stdin += !strcmp(ood_specs[s], "-");
+    if (n_stdin > 1)
+        return cli_fail(cmd, "only one LIST can be '-' (standard input)"), 2;
 
     /* Read every list before the (slow) model load, so a typo fails fast. */
     size_t n_images = 0;
     int rc = 1;
     for (int s = 0; s < n_sets; s++) {
-        if (cli_image_list_read(cmd, ood_specs[s], &sets[s].list) < 0) {
-            for (int t = 0; t < s; t++)
+        if (cli_inputs_add_spec(cmd, ood_specs[s], CLI_LABELS, &sets[s].list) < 0) {
+            for (int t = 0; t <= s; t++)
                 cli_image_list_free(&sets[t].list);
             return 1;
         }
@@ -502,7 +333,7 @@ int cmd_eval(int argc, char **argv)
     memset(&p, 0, sizeof p);
     char **paths = calloc(n_images, sizeof *paths), **labels = calloc(n_images, sizeof *labels);
     image_result *res = calloc(n_images, sizeof *res);
-    float *feats = NULL, *buf_id = malloc(n_images * sizeof(float));
+    float *buf_id = malloc(n_images * sizeof(float));
     float *buf_ood = malloc(n_images * sizeof(float));
     metric (*m)[N_SCORES] = calloc((size_t)n_sets, sizeof *m);
     if (!paths || !labels || !res || !buf_id || !buf_ood || !m) {
@@ -531,44 +362,17 @@ int cmd_eval(int argc, char **argv)
     p.paths = paths;
     p.n_images = n_images;
     p.res = res;
-    p.batch_size = batch_size;
+    p.heads = heads;
     {
         const clipn_config *mc = clipn_model_config(model);
         p.n_local = (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size);
     }
-    clipn_image_opts_from_model(model, &p.io);
-    size_t per_image = 3 * (size_t)p.io.image_size * (size_t)p.io.image_size;
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
-    int ok = 1;
-    for (int k = 0; k < 2; k++) {
-        p.slot[k].pixels = malloc((size_t)batch_size * per_image * sizeof(float));
-        p.slot[k].index = malloc((size_t)batch_size * sizeof(size_t));
-        ok = ok && p.slot[k].pixels && p.slot[k].index;
-    }
-    feats = malloc((size_t)batch_size * (size_t)heads->dim * sizeof *feats);
-    pthread_t thread;
-    if (!ok || !feats) {
-        cli_fail(cmd, "out of memory for batches of %d images", batch_size);
-    } else if (pthread_create(&thread, NULL, producer, &p) != 0) {
-        cli_fail(cmd, "cannot start the decoding thread");
-    } else {
-        int bad = consume(&p, ctx, heads, feats);
-        pthread_mutex_lock(&p.mu);
-        p.stop = 1;
-        pthread_cond_broadcast(&p.cv);
-        pthread_mutex_unlock(&p.mu);
-        pthread_join(thread, NULL);
-        cli_progress_end();
-        ok = !bad;
-    }
-    for (int k = 0; k < 2; k++) {
-        free(p.slot[k].pixels);
-        free(p.slot[k].index);
-    }
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv);
-    if (!ok || !feats)
+    const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = paths,
+                               .n = n_images, .batch = batch_size, .encoder = CLI_ENC_LOCAL,
+                               .on_image = score_image, .user = &p};
+    int bad = cli_backend_active->encode_images(&job);
+    cli_progress_end();
+    if (bad)
         goto done;
 
     /* ---- metrics */
@@ -586,7 +390,7 @@ int cmd_eval(int argc, char **argv)
             goto done;
         }
         for (int s = 0; s < N_SCORES; s++) {
-            if (!score_available(s, heads))
+            if (!score_available(s, has_no, heads->n_neg > 0))
                 continue;
             size_t ni = gather(&p, 0, s, buf_id), no = gather(&p, o, s, buf_ood);
             if (clipn_auroc(buf_id, ni, buf_ood, no, &m[o][s].auroc, &err) != CLIPN_OK ||
@@ -612,6 +416,10 @@ int cmd_eval(int argc, char **argv)
     for (int s = 0; s < n_sets; s++)
         n_failed -= n_ok[s];
     const char *conv = mode == CLIPN_FPR95_INTERP ? "interp" : "nearest";
+    const char *conv_long =
+        mode == CLIPN_FPR95_INTERP
+            ? "interp (official CLIPN: interp1d(tpr, fpr)(0.95) on sklearn roc_curve)"
+            : "nearest (MCM / Outlier Exposure: FPR at the TPR nearest 0.95)";
 
     /* ---- report */
     if (json) {
@@ -656,34 +464,40 @@ int cmd_eval(int argc, char **argv)
             printf(", accuracy %.4f on %zu labelled", acc, labelled);
         if (n_failed)
             printf(", %zu unreadable images skipped", n_failed);
-        printf("\nFPR95 convention: %s\n",
-               mode == CLIPN_FPR95_INTERP
-                   ? "interp (official CLIPN: interp1d(tpr, fpr)(0.95) on sklearn roc_curve)"
-                   : "nearest (MCM / Outlier Exposure: FPR at the TPR nearest 0.95)");
+        printf("\nFPR95 convention: %s\n", conv_long);
         printf("AUROC and FPR95 as fractions; ID = positive; higher score = more ID.\n\n");
-        printf("%-16s %-9s %8s %8s\n", "OOD set", "score", "AUROC", "FPR95");
+        /* columns by display width: the set names may be any UTF-8 */
+        int name_w = 7;
+        for (int o = 1; o < n_sets; o++) {
+            int w = cli_text_width(sets[o].name);
+            name_w = w > name_w ? (w < 32 ? w : 32) : name_w;
+        }
+        cli_print_cell(stdout, "OOD set", name_w);
+        printf(" %-9s %8s %8s\n", "score", "AUROC", "FPR95");
         for (int o = 1; o < n_sets; o++)
             for (int s = 0; s < N_SCORES; s++) {
+                cli_print_cell(stdout, sets[o].name, name_w);
                 if (m[o][s].valid)
-                    printf("%-16.16s %-9s %8.4f %8.4f\n", sets[o].name, score_names[s],
-                           m[o][s].auroc, m[o][s].fpr95);
+                    printf(" %-9s %8.4f %8.4f\n", score_names[s], m[o][s].auroc,
+                           m[o][s].fpr95);
                 else
-                    printf("%-16.16s %-9s %8s %8s  (%s)\n", sets[o].name, score_names[s],
-                           "n/a", "n/a", s < 2 ? "model has no no tower"
-                                               : "heads carry no negatives: clipn head "
-                                                 "--negatives");
+                    printf(" %-9s %8s %8s  (%s)\n", score_names[s], "n/a", "n/a",
+                           s < 2 ? "model has no no tower"
+                                 : "heads carry no negatives: clipn head --negatives");
             }
-        for (int o = 1; o < n_sets; o++)
-            printf("%s: %zu images\n", sets[o].name, n_ok[o]);
+        for (int o = 1; o < n_sets; o++) {
+            cli_print_text(stdout, sets[o].name);
+            printf(": %zu images\n", n_ok[o]);
+        }
     }
     if (scores_csv && write_scores_csv(cmd, scores_csv, &p, sets, labels, heads))
         goto done;
     if ((plot || roc_csv) &&
-        write_plots(cmd, plot, roc_csv, &p, sets, n_sets, has_no, m, buf_id, buf_ood))
+        write_plots(cmd, plot, roc_csv, &p, sets, n_sets, has_no, m, buf_id, buf_ood,
+                    conv_long))
         goto done;
     rc = 0;
 done:
-    free(feats);
     free(buf_id);
     free(buf_ood);
     free(m);

@@ -1,11 +1,12 @@
 /* Model loader: a libclipn model file (docs/model-format.md) -> struct clipn_model.
  *
- * Order: map + validate the safetensors structure (lib/safetensors.c), read and range-check
+ * Order: map + validate the safetensors structure (lib/model/safetensors.c), read and range-check
  * the config from __metadata__, then bind every tensor the config implies with its exact
  * dtype and shape, refuse leftovers, and prepare the linear layers. Aligned F32 tensors are
  * used in place in the read-only mapping; F16/BF16 are converted once into model-owned
  * buffers. Any failure frees everything: there is never a partial model. */
 #include "internal.h"
+#include "kernels_control.h"
 #include "safetensors.h"
 
 #include <math.h>
@@ -782,6 +783,8 @@ clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, cli
     /* the model owns the mapping from here on; clipn_model_free unmaps it */
     L.m->map = L.file.map;
     L.m->map_len = L.file.map_len;
+    L.m->file_dev = L.file.dev;
+    L.m->file_ino = L.file.ino;
     L.file.map = NULL;
 
     clipn_kernels_init();

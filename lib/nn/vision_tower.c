@@ -125,7 +125,8 @@ static void vision_forward(clipn_ctx *ctx, const float *pixels, int n, int size,
                            const float *pos, float *out)
 {
     const size_t T = clipn_vision_embed(ctx, pixels, n, size, pos);
-    clipn_transformer_forward(ctx, &ctx->model->visual.transformer, ctx->x, n, ctx->seq_len, 0);
+    const clipn_row_plan plan = {.rows = (int)(n * T), .n_seq = n, .seq_len = ctx->seq_len};
+    clipn_transformer_forward(ctx, &ctx->model->visual.transformer, ctx->x, &plan);
     clipn_vision_pool(ctx, n, T, out);
 }
 
