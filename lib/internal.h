@@ -179,6 +179,9 @@ clipn_status clipn_neglabel_score(const clipn_heads *heads, const float *feature
 void clipn_heads_free_negatives(clipn_heads *heads);
 
 /* ---- tokenizer internals, for tests and the CLI (lib/text/tokenizer.c) */
+/* Merges the tokenizer reads (the official merges[1:49152-256-2+1]); more are ignored, as
+ * the official code does with the vocab file, so a model file with more is refused. */
+#define CLIPN_TOK_MAX_MERGES (49152 - 256 - 2)
 clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,
                                          clipn_tokenizer **out, clipn_error *err);
 
