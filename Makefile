@@ -45,7 +45,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: FORCE all test test-arm test-c test-exports test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
+.PHONY: FORCE all test test-arm test-c test-exports test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores methods-parity
 all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c $(BUILD)/cflags
@@ -100,7 +100,8 @@ test-mpi: $(BUILD)/clipn $(BUILD)/clipn-mpi
 	@sh tests/mpi/run.sh $(BUILD)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-exports test-cli test-py parity example-pkgconfig e2e-scores $(if $(HAVE_MPI),test-mpi)
+test: all test-c test-exports test-cli test-py parity example-pkgconfig e2e-scores methods-parity \
+      $(if $(HAVE_MPI),test-mpi)
 	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
 # run_suites(build dir, suites, runner prefix, extra env): each run gets a fresh TMPDIR for
 # the suites' scratch files, and a file left in it fails the run.
@@ -127,24 +128,40 @@ parity: all $(BUILD)/golden_parity
 	@sh tests/golden/run_parity.sh $(PYTHON_TORCH) $(BUILD)/golden_parity
 $(BUILD)/golden_parity: tests/golden/parity.c $(BUILD)/libclipn.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
-# examples/classify_one.c against an installed copy, through pkg-config: shared, then
-# static (libclipn.so removed, so the .pc's private requirements must be complete).
+# examples/classify_one.c (the program docs/api.md shows, checked to be the same) against
+# an installed copy, through pkg-config: shared (run with LD_LIBRARY_PATH), then
+# `pkg-config --static` with libclipn.so installed next to the archive: the binary must not
+# need libclipn.so, and runs after it is removed. About 2 s.
 example-pkgconfig: all
 	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	sed -n '/^```c classify_one.c$$/,/^```$$/p' docs/api.md | sed '1d;$$d' >$$d/doc.c; \
+	cmp -s $$d/doc.c examples/classify_one.c || \
+	    { echo "docs/api.md's program differs from examples/classify_one.c"; exit 1; }; \
 	for kind in shared static; do \
 	    $(MAKE) --no-print-directory -s install BUILD=$(BUILD) PREFIX=$$d/$$kind >/dev/null; \
 	    export PKG_CONFIG_PATH=$$d/$$kind/lib/pkgconfig; \
-	    if [ $$kind = static ]; then rm -f $$d/$$kind/lib/libclipn.so*; flags=--static; \
-	    else flags=; fi; \
+	    if [ $$kind = static ]; then flags=--static; else flags=; fi; \
 	    $(CC) -std=c11 -Wall -Wextra -Werror -o $$d/classify_one_$$kind examples/classify_one.c \
 	        $$(pkg-config --cflags --libs $$flags clipn); \
 	    echo "== classify_one ($$kind)"; \
-	    LD_LIBRARY_PATH=$$d/$$kind/lib $$d/classify_one_$$kind tests/fixtures/model/tiny_clipn.safetensors \
-	        tests/fixtures/images/photo_chelsea_q80.jpg cat dog; \
+	    if [ $$kind = static ]; then \
+	        if readelf -d $$d/classify_one_static | grep -q 'NEEDED.*libclipn'; then \
+	            echo "pkg-config --static linked libclipn.so: $$(pkg-config --static --libs clipn)"; \
+	            exit 1; fi; \
+	        rm -f $$d/$$kind/lib/libclipn.so*; \
+	        env -u LD_LIBRARY_PATH $$d/classify_one_$$kind tests/fixtures/model/tiny_clipn.safetensors \
+	            tests/fixtures/images/photo_chelsea_q80.jpg cat dog; \
+	    else \
+	        LD_LIBRARY_PATH=$$d/$$kind/lib $$d/classify_one_$$kind tests/fixtures/model/tiny_clipn.safetensors \
+	            tests/fixtures/images/photo_chelsea_q80.jpg cat dog; \
+	    fi; \
 	done
 # clipn head/classify/eval end to end against the official scoring + metric code in PyTorch.
 e2e-scores: all
 	@sh tests/golden/e2e_scores.sh $(PYTHON_TORCH) $(BUILD)
+# GL-MCM and NegLabel against the official algorithms restated in PyTorch (~10 s)
+methods-parity: all
+	@sh tests/golden/methods_parity.sh $(PYTHON_TORCH) $(BUILD)
 
 # ARM: library, CLI and Check suites cross-compiled for aarch64 (NEON kernels) into
 # $(BUILD)-arm and run under qemu-user, then golden parity on the small models (the ViT-B
@@ -188,8 +205,10 @@ install: all
 	install -m 755 $(BUILD)/libclipn.so $(DESTDIR)$(PREFIX)/lib/libclipn.so.0
 	ln -sf libclipn.so.0 $(DESTDIR)$(PREFIX)/lib/libclipn.so
 	install -m 755 $(BUILD)/clipn $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' -e 's|@REQUIRES@|$(PKGS)|g' \
-	    clipn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/clipn.pc
+	for pc in clipn clipn-shared; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' -e 's|@REQUIRES@|$(PKGS)|g' \
+	        $$pc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -10,6 +10,7 @@
  * BENCH_TEXT_B1_ONLY=1: batch 1 only, best of 3 passes (quick runs; torch_text.py then
  * times batch 1 only too). BENCH_THREADS: kernel threads (default: all cores). */
 #include "internal.h"
+#include "kernels_control.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,14 +1,12 @@
 /* Run-time kernel selection: CPUID once (pthread_once), then the env overrides
- * CLIPN_ISA=portable|avx2|avx512|neon, CLIPN_GEMM=native|openblas and CLIPN_WEIGHTS=fp32|bf16.
+ * CLIPN_ISA=portable|avx2|avx512|neon, CLIPN_GEMM=native|openblas and CLIPN_WEIGHTS=fp32|bf16|int8.
  * On aarch64 NEON (AdvSIMD) is part of the base ISA, so it is always available there.
  * An unknown or
  * unsupported value falls back to the best available choice and is explained by
  * clipn_kernels_note(); the library never prints. */
 #include "kernels_impl.h"
 
-#include <cblas.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +18,7 @@
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static const clipn_kernel_ops *selected = &clipn_ops_portable;
 static int use_openblas;
-static int use_bf16;          /* pack new layers as BF16 (CLIPN_WEIGHTS=bf16) */
+static int default_weights = CLIPN_WEIGHTS_FP32; /* CLIPN_WEIGHTS=fp32|bf16|int8 */
 static char note[160];
 static int have_avx512_bf16; /* stays 0 off x86 */
 #if defined(__x86_64__)
@@ -107,11 +105,13 @@ static void choose_from_env(void)
             snprintf(note, sizeof note, "CLIPN_ISA=%.40s unknown or not supported here; using %s",
                      isa, selected->isa);
     }
-    use_bf16 = 0;
+    default_weights = CLIPN_WEIGHTS_FP32;
     const char *weights = getenv("CLIPN_WEIGHTS");
     if (weights && *weights && strcmp(weights, "fp32") != 0) {
         if (strcmp(weights, "bf16") == 0 && have_avx512_bf16)
-            use_bf16 = 1;
+            default_weights = CLIPN_WEIGHTS_BF16;
+        else if (strcmp(weights, "int8") == 0)
+            default_weights = CLIPN_WEIGHTS_INT8;
         else {
             size_t len = strlen(note);
             snprintf(note + len, sizeof note - len,
@@ -137,26 +137,6 @@ static void init_kernels(void)
     choose_from_env();
 }
 
-/* OpenBLAS's thread count follows the pool's, set when OpenBLAS is first about to run (or
- * by clipn_kernels_set_threads): a process that only runs the native GEMM leaves OpenBLAS
- * as the environment configured it (OPENBLAS_NUM_THREADS), since raising the count starts
- * OpenBLAS worker threads that each map a 128 MB buffer. */
-static pthread_mutex_t openblas_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_int openblas_threads; /* last count given to OpenBLAS; 0 = never */
-
-void clipn_openblas_sync_threads(void)
-{
-    const int n = clipn_pool_threads();
-    if (atomic_load_explicit(&openblas_threads, memory_order_acquire) == n)
-        return; /* every sgemm after the first: no lock */
-    pthread_mutex_lock(&openblas_lock);
-    if (atomic_load(&openblas_threads) != n) {
-        openblas_set_num_threads(n);
-        atomic_store_explicit(&openblas_threads, n, memory_order_release);
-    }
-    pthread_mutex_unlock(&openblas_lock);
-}
-
 const char *clipn_kernels_init(void)
 {
     pthread_once(&init_once, init_kernels);
@@ -175,23 +155,42 @@ int clipn_kernels_use_openblas(void)
     return use_openblas;
 }
 
-int clipn_kernels_weights_bf16(void)
+int clipn_kernels_default_weights(void)
 {
     pthread_once(&init_once, init_kernels);
-    return use_bf16;
+    return default_weights;
 }
 
-const char *clipn_kernels_weights(void) { return clipn_kernels_weights_bf16() ? "bf16" : "fp32"; }
+int clipn_kernels_weights_bf16(void)
+{
+    return clipn_kernels_default_weights() == CLIPN_WEIGHTS_BF16;
+}
+
+int clipn_kernels_bf16_native(void)
+{
+    pthread_once(&init_once, init_kernels);
+    return have_avx512_bf16;
+}
+
+const char *clipn_kernels_weights(void)
+{
+    const int w = clipn_kernels_default_weights();
+    return w == CLIPN_WEIGHTS_BF16 ? "bf16" : w == CLIPN_WEIGHTS_INT8 ? "int8" : "fp32";
+}
 
 int clipn_kernels_set_weights(const char *format)
 {
     pthread_once(&init_once, init_kernels);
     if (format && strcmp(format, "fp32") == 0) {
-        use_bf16 = 0;
+        default_weights = CLIPN_WEIGHTS_FP32;
         return 0;
     }
     if (format && strcmp(format, "bf16") == 0 && have_avx512_bf16) {
-        use_bf16 = 1;
+        default_weights = CLIPN_WEIGHTS_BF16;
+        return 0;
+    }
+    if (format && strcmp(format, "int8") == 0) {
+        default_weights = CLIPN_WEIGHTS_INT8;
         return 0;
     }
     return -1;

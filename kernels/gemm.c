@@ -1,5 +1,5 @@
 /* Linear layers: weight packing at load and the BLIS-style GEMM driver around the
- * selected ISA's micro-kernel, with the OpenBLAS sgemm backend kept as an alternative.
+ * selected ISA's micro-kernel (the OpenBLAS sgemm backend: kernels/gemm_openblas.c).
  *
  * Loop nest per thread (the thread owns a contiguous range of NR-wide weight panels):
  *   for each KC slice of K            (few slices: C is read and written K/KC times)
@@ -20,8 +20,8 @@
  * batch 1". */
 #include "kernels_impl.h"
 #include "gemm_amx.h" /* CLIPN_PACK_AMX on every arch; the AMX calls are x86_64-only */
+#include "gemm_int8.h"
 
-#include <cblas.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <stdint.h>
@@ -56,15 +56,52 @@ static int packed_format(const clipn_linear *lin)
     return lin->packed ? (int)*(const uint32_t *)lin->packed : 0;
 }
 
+/* ---- per-thread activation blocks: allocated once per thread, never per call.
+ * Pool workers allocate theirs when they start (the hook is registered with the key, at
+ * the first prepare or GEMM); any other thread on its first GEMM. The pthread key's
+ * destructor frees a thread's block when the thread exits. */
+#define SCRATCH_FLOATS ((size_t)GEMM_MC * GEMM_KC) /* 144 KiB; BF16 pairs need half */
+static pthread_key_t scratch_key;
+static int scratch_key_ok;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void worker_start(void) { clipn_gemm_thread_scratch(); } /* NULL: the stack block */
+
+static void make_scratch_key(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
+    clipn_pool_on_worker_start(worker_start);
+}
+
+float *clipn_gemm_thread_scratch(void)
+{
+    pthread_once(&scratch_once, make_scratch_key);
+    if (!scratch_key_ok)
+        return NULL;
+    float *buf = pthread_getspecific(scratch_key);
+    if (!buf) {
+        buf = aligned_alloc(64, SCRATCH_FLOATS * sizeof(float));
+        if (buf && pthread_setspecific(scratch_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
+
 int clipn_linear_prepare(clipn_linear *lin)
 {
+    pthread_once(&scratch_once, make_scratch_key); /* before the pool's first worker */
     lin->packed = NULL;
     lin->packed_bytes = 0;
     if (!lin->weight || lin->n_out <= 0 || lin->n_in <= 0)
         return -1;
+    const int format = lin->format ? lin->format : clipn_kernels_default_weights();
+    if (format == CLIPN_WEIGHTS_INT8)
+        return clipn_int8_prepare(lin, lin->int8_group); /* kernels/gemm_int8.c */
     if (clipn_kernels_use_openblas())
         return 0; /* OpenBLAS reads the weights in place: no second copy */
-    const int bf16 = clipn_kernels_weights_bf16();
+    const int bf16 = format == CLIPN_WEIGHTS_BF16 && clipn_kernels_bf16_native();
 #if defined(__x86_64__)
     if (bf16 && clipn_amx_usable())
         return clipn_amx_prepare(lin); /* AMX tiles (kernels/gemm_amx.c) */
@@ -111,66 +148,18 @@ int clipn_linear_prepare(clipn_linear *lin)
     return 0;
 }
 
+int clipn_linear_format(const clipn_linear *lin)
+{
+    const uint32_t f = (uint32_t)packed_format(lin);
+    return f == CLIPN_PACK_INT8 ? CLIPN_WEIGHTS_INT8
+         : f == PACK_BF16 || f == (uint32_t)CLIPN_PACK_AMX ? CLIPN_WEIGHTS_BF16 : CLIPN_WEIGHTS_FP32;
+}
+
 void clipn_linear_release(clipn_linear *lin)
 {
     free(lin->packed);
     lin->packed = NULL;
     lin->packed_bytes = 0;
-}
-
-/* ---- OpenBLAS backend: sgemm, then the epilogue in a second pass */
-static void forward_openblas(const clipn_linear *lin, const float *x, int m, float *y,
-                             clipn_epilogue epi)
-{
-    const int n = lin->n_out, k = lin->n_in;
-    float beta = epi == CLIPN_EPI_RESIDUAL ? 1.0f : 0.0f; /* accumulate onto y */
-    if (lin->bias) {
-        for (int i = 0; i < m; i++) {
-            float *yr = y + (size_t)i * n;
-            if (epi == CLIPN_EPI_RESIDUAL)
-                for (int j = 0; j < n; j++)
-                    yr[j] += lin->bias[j];
-            else
-                memcpy(yr, lin->bias, sizeof(float) * (size_t)n);
-        }
-        beta = 1.0f;
-    }
-    clipn_openblas_sync_threads();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, lin->weight, k,
-                beta, y, n);
-    if (epi == CLIPN_EPI_GELU)
-        clipn_gelu_erf(y, (size_t)m * n);
-    else if (epi == CLIPN_EPI_QUICKGELU)
-        clipn_quickgelu(y, (size_t)m * n);
-}
-
-/* ---- per-thread activation blocks: allocated once per thread, never per call.
- * Pool workers allocate theirs when they start; any other thread on its first GEMM. The
- * pthread key's destructor frees a thread's block when the thread exits. */
-#define SCRATCH_FLOATS ((size_t)GEMM_MC * GEMM_KC) /* 144 KiB; BF16 pairs need half */
-static pthread_key_t scratch_key;
-static int scratch_key_ok;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void make_scratch_key(void)
-{
-    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
-}
-
-float *clipn_gemm_thread_scratch(void)
-{
-    pthread_once(&scratch_once, make_scratch_key);
-    if (!scratch_key_ok)
-        return NULL;
-    float *buf = pthread_getspecific(scratch_key);
-    if (!buf) {
-        buf = aligned_alloc(64, SCRATCH_FLOATS * sizeof(float));
-        if (buf && pthread_setspecific(scratch_key, buf) != 0) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    return buf;
 }
 
 /* ---- native backend */
@@ -355,6 +344,10 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
         return;
     const clipn_kernel_ops *ops = clipn_kernels_ops();
     const int format = packed_format(lin);
+    if ((uint32_t)format == CLIPN_PACK_INT8) {
+        clipn_int8_forward(lin, x, m, y, epi); /* any ISA, any CLIPN_GEMM */
+        return;
+    }
 #if defined(__x86_64__)
     if (format == (int)CLIPN_PACK_AMX && !clipn_kernels_use_openblas() &&
         ops->gemm_ukernel_bf16 && clipn_amx_forward(lin, x, m, y, epi) == 0)
@@ -364,7 +357,7 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
      * without vdpbf16ps (a forced variant): always a correct fp32 answer */
     if (clipn_kernels_use_openblas() || !format || format == (int)CLIPN_PACK_AMX ||
         (format == PACK_BF16 && !ops->gemm_ukernel_bf16)) {
-        forward_openblas(lin, x, m, y, epi);
+        clipn_openblas_forward(lin, x, m, y, epi, ops);
         return;
     }
     gemm_job job = {

@@ -21,6 +21,32 @@ void clipn_clear_error(clipn_error *err);
 struct cJSON;
 struct cJSON *clipn_json_parse(const char *text, size_t len, const char **end, int require_nul);
 
+/* ---- files (lib/core/file_io.c) */
+
+/* Opens `path` for reading without blocking (O_NONBLOCK | O_CLOEXEC), and refuses it unless
+ * fstat says it is a regular file of at most max_bytes (CLIPN_E_IO / CLIPN_E_LIMIT). */
+clipn_status clipn_open_input(const char *path, uint64_t max_bytes, int *fd, uint64_t *size,
+                              clipn_error *err);
+/* The whole file (checked as above) in a malloc'd buffer with a NUL after the last byte. */
+clipn_status clipn_read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
+                             clipn_error *err);
+
+/* An output written to a fresh temporary file in the target's folder and renamed over the
+ * target by clipn_output_commit only when every write, the fsync and the close succeeded.
+ * On failure (or clipn_output_abort) the temporary file is removed and the target is
+ * untouched. A target that exists and is not a regular file is refused; a symlink to one
+ * is followed. Writes are checked; the first error is kept and reported by commit. */
+typedef struct clipn_output {
+    const char *path;                          /* as given, for messages */
+    char *target, *tmp;
+    int fd;
+    int error;                                 /* errno of the first failed write */
+} clipn_output;
+clipn_status clipn_output_begin(clipn_output *o, const char *path, clipn_error *err);
+void clipn_output_write(clipn_output *o, const void *data, size_t n);
+clipn_status clipn_output_commit(clipn_output *o, clipn_error *err);
+void clipn_output_abort(clipn_output *o);
+
 /* ---- model (lib/model/load.c) */
 
 /* One pre-norm residual block; names follow the checkpoint
@@ -72,9 +98,14 @@ struct clipn_model {
     const char *bpe_merges;
     size_t bpe_merges_len;
 
+    clipn_precision precision;                 /* what the linears run at */
+    char precision_note[160];                  /* "" or why that is not what was asked */
+
     /* storage */
     void *map;                                 /* mmap of the file */
     size_t map_len;
+    uint64_t file_dev, file_ino;               /* the file it was loaded from (st_dev/st_ino),
+                                                  so that no writer replaces it */
     void **owned;                              /* buffers the model allocated (converted
                                                   tensors, transposes, packed weights) */
     size_t n_owned, cap_owned;
@@ -109,6 +140,10 @@ struct clipn_ctx {
     float *pos_sized;
     size_t pos_sized_floats;
     int pos_sized_size;                        /* image size it was computed for, 0 = none */
+    /* GL-MCM local features (lib/nn/vision_local.c), allocated on first use: the last
+       image block's input and value rows of the patches */
+    float *local_x;
+    size_t local_x_floats;
 };
 
 size_t clipn_mul_size(size_t a, size_t b, int *ok);
@@ -117,12 +152,16 @@ clipn_status clipn_ctx_reserve(clipn_ctx *ctx, const clipn_scratch_sizes *need,
                                clipn_error *err);
 /* Raise `need` to what n images of side `size` take. 0 on size_t overflow. */
 int clipn_vision_need(const clipn_model *m, size_t n, int size, clipn_scratch_sizes *need);
-/* Run n_seq stacked sequences (seq_len[s] rows each) through t, in place in x. */
-void clipn_transformer_forward(clipn_ctx *ctx, const clipn_transformer *t, float *x,
-                               int n_seq, const int *seq_len, int causal);
 /* PyTorch F.interpolate(mode='bicubic', align_corners=False) of a [g_in, g_in, W] grid to
  * [g_out, g_out, W] (a = -0.75, border clamping, no antialias). */
 void clipn_bicubic_grid(const float *in, int g_in, float *out, int g_out, int W);
+/* Image tower pieces (lib/nn/vision_tower.c): patch embedding + class token + positions +
+ * ln_pre of n images into ctx->x (returns tokens per image, T; sets ctx->seq_len), and
+ * ln_post of the class rows @ proj -> out [n, E]. */
+size_t clipn_vision_embed(clipn_ctx *ctx, const float *pixels, int n, int size, const float *pos);
+void clipn_vision_pool(clipn_ctx *ctx, int n, size_t T, float *out);
+/* Frees the GL-MCM scratch of a ctx (lib/nn/vision_local.c). */
+void clipn_vision_local_free(clipn_ctx *ctx);
 /* Text pooling position: the first index of the largest id in ids[0, context_length). */
 int clipn_text_pool_index(const int32_t *ids, int context_length);
 /* n prompts through the yes (no_tower = 0) or no tower as ONE batch, whatever the ctx's
@@ -131,8 +170,25 @@ int clipn_text_pool_index(const int32_t *ids, int context_length);
 clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t *ids, int n,
                                      int share, float *out, clipn_error *err);
 
+/* ---- GL-MCM and NegLabel (lib/ood/glmcm.c, lib/ood/neglabel.c) */
+/* max over patches of max_c softmax_c(cos(local_p, yes_c) / T), T = 1. */
+clipn_status clipn_glmcm_local(const clipn_heads *heads, const float *local, int n_local,
+                               double *out, clipn_error *err);
+/* The grouped NegLabel score from the ID logits (100 cos, max max_logit) and the feature
+ * (scale = 100 / |feature|). */
+clipn_status clipn_neglabel_score(const clipn_heads *heads, const float *feature,
+                                  const double *logits, double max_logit, double scale,
+                                  double *out, clipn_error *err);
+void clipn_heads_free_negatives(clipn_heads *heads);
+
 /* ---- tokenizer internals, for tests and the CLI (lib/text/tokenizer.c) */
+/* Merges the tokenizer reads (the official merges[1:49152-256-2+1]); more are ignored, as
+ * the official code does with the vocab file, so a model file with more is refused. */
+#define CLIPN_TOK_MAX_MERGES (49152 - 256 - 2)
 clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,
                                          clipn_tokenizer **out, clipn_error *err);
+
+/* the shared residual block and layer loop */
+#include "nn/transformer.h"
 
 #endif

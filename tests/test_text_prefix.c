@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include "internal.h"
+#include "kernels_control.h"
 
 #include <math.h>
 

@@ -23,8 +23,11 @@
 enum { TAG_JOB = 1, TAG_CHUNK, TAG_QUIT, TAG_READY, TAG_RESULT, TAG_FAIL };
 enum { KIND_IMAGES = 0, KIND_HEADS, KIND_TEXTS };
 static const char *const kind_names[] = {"images", "heads", "texts"};
-/* inputs per chunk: enough work per message, and many chunks per rank for balance */
+/* inputs per chunk: enough work per message, many chunks per rank for balance, and at most
+ * about CHUNK_BYTES of results (GL-MCM's local features are 197 rows per ViT-B-16 image) */
 static const long default_chunk[] = {256, 32, 256};
+#define CHUNK_BYTES (32l << 20)
+#define WINDOW_BYTES (1l << 30) /* results rank 0 holds out of order, at most about */
 
 /* ------------------------------------------------------------------ byte buffers */
 
@@ -102,7 +105,7 @@ const char *mread_str(mread *r)
 typedef struct job_header {
     int64_t id, kind;
     const char *cmd, *model_path, *fingerprint;
-    int64_t threads, batch, encoder, no_tower;
+    int64_t threads, precision, batch, encoder, no_tower;
     int64_t n_tmpl, n_no; /* n_no < 0: the no tower uses the yes templates */
     const char **tmpl, **no_tmpl;
 } job_header;
@@ -144,6 +147,7 @@ static void pack_header(mbuf *b, const job_header *h)
     mbuf_str(b, h->model_path);
     mbuf_str(b, h->fingerprint);
     mbuf_i64(b, h->threads);
+    mbuf_i64(b, h->precision);
     mbuf_i64(b, h->batch);
     mbuf_i64(b, h->encoder);
     mbuf_i64(b, h->no_tower);
@@ -170,6 +174,7 @@ static int parse_header(mread *r, job_header *h)
     h->model_path = mread_str(r);
     h->fingerprint = mread_str(r);
     h->threads = mread_i64(r);
+    h->precision = mread_i64(r);
     h->batch = mread_i64(r);
     h->encoder = mread_i64(r);
     h->no_tower = mread_i64(r);
@@ -550,18 +555,30 @@ static int run_job(master *m)
     h->id = next_job_id++;
     h->cmd = settings.cmd;
     h->threads = settings.threads;
+    h->precision = cli_precision;
     char fp[17] = "";
     clipn_model_fingerprint(cli_backend_model, fp, NULL);
     h->fingerprint = fp;
     h->model_path = cli_backend_model_path ? cli_backend_model_path : "";
-    long per = settings.chunk > 0 ? settings.chunk : default_chunk[h->kind];
+    const clipn_config *cfg = clipn_model_config(cli_backend_model);
+    size_t item_bytes = (size_t)cfg->embed_dim * sizeof(float) * (h->kind == KIND_HEADS ? 2 : 1);
+    if (h->kind == KIND_IMAGES)
+        item_bytes = cli_image_encoders[h->encoder].out_floats(m->e0.model) * sizeof(float);
+    long per = default_chunk[h->kind];
+    while (per > 8 && (size_t)per * item_bytes > (size_t)CHUNK_BYTES)
+        per /= 2;
+    if (settings.chunk > 0)
+        per = settings.chunk;
     m->per_chunk = (size_t)per;
     m->n_chunks = (m->n_items + m->per_chunk - 1) / m->per_chunk;
-    m->window = 4 * (size_t)n_ranks + 8; /* results held out of order, at most */
+    size_t window = WINDOW_BYTES / ((size_t)per * item_bytes + 1);
+    if (window > 4 * (size_t)n_ranks + 8)
+        window = 4 * (size_t)n_ranks + 8;
+    m->window = window > (size_t)n_ranks + 2 ? window : (size_t)n_ranks + 2;
     /* the key: what the chunks' bytes depend on (not threads, batch or the ranks) */
     uint64_t k = hash_i64(FNV_OFFSET, h->kind);
     k = hash_str(k, fp);
-    k = hash_i64(hash_i64(k, h->encoder), h->no_tower);
+    k = hash_i64(hash_i64(hash_i64(k, h->encoder), h->no_tower), h->precision);
     k = hash_i64(k, h->n_tmpl);
     for (int64_t t = 0; t < h->n_tmpl; t++)
         k = hash_str(k, h->tmpl[t]);
@@ -920,7 +937,7 @@ int mpi_worker_main(int rank)
     char *model_path = NULL;
     clipn_ctx *ctx = NULL;
     clipn_tokenizer *tok = NULL;
-    int64_t ctx_threads = -1, ctx_batch = -1;
+    int64_t ctx_threads = -1, ctx_batch = -1, model_precision = -1;
     job_header h = {0};
     char *header_bytes = NULL;
     int ready = 0;
@@ -943,7 +960,7 @@ int mpi_worker_main(int rank)
                 send_fail("a malformed job header%s%s", "", "");
                 continue;
             }
-            if (!model || strcmp(model_path, h.model_path)) {
+            if (!model || strcmp(model_path, h.model_path) || model_precision != h.precision) {
                 clipn_tokenizer_free(tok);
                 clipn_ctx_free(ctx);
                 clipn_model_free(model);
@@ -952,8 +969,10 @@ int mpi_worker_main(int rank)
                 ctx = NULL;
                 model = NULL;
                 ctx_threads = -1;
+                const clipn_load_opts opts = {.precision = (clipn_precision)h.precision};
+                model_precision = h.precision;
                 if (!(model_path = strdup(h.model_path)) ||
-                    clipn_model_load(h.model_path, NULL, &model, &err) != CLIPN_OK) {
+                    clipn_model_load(h.model_path, &opts, &model, &err) != CLIPN_OK) {
                     send_fail("%s%s", model_path ? err.message : "out of memory", "");
                     free(model_path);
                     model_path = NULL;

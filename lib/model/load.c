@@ -6,6 +6,7 @@
  * used in place in the read-only mapping; F16/BF16 are converted once into model-owned
  * buffers. Any failure frees everything: there is never a partial model. */
 #include "internal.h"
+#include "kernels_control.h"
 #include "safetensors.h"
 
 #include <math.h>
@@ -260,6 +261,12 @@ static clipn_status parse_config(loader *L, const cJSON *j, clipn_config *c)
     TRY(cfg_vec3(L, j, "image_mean", -1e6, 1e6, c->image_mean));
     TRY(cfg_vec3(L, j, "image_std", 0.0, 1e6, c->image_std));
 #undef TRY
+    /* (x - mean) / std for x in [0, 1] must stay a usable float: a denormal std (1e-42
+       loaded, then every image came out infinite) is refused */
+    for (int i = 0; i < 3; i++)
+        if (!(c->image_std[i] >= 1e-6f))
+            return config_mismatch(L, "image_std[%d] is %g, must be at least 1e-6", i,
+                                   (double)c->image_std[i]);
 
     if (c->vision_width % c->vision_heads != 0)
         return config_mismatch(L, "vision_width %d is not a multiple of vision_heads %d",
@@ -428,12 +435,48 @@ static clipn_status find_tensor(loader *L, const char *name, int ndim, const uin
     return CLIPN_OK;
 }
 
+/* Non-zero when a block of 1024 floats holds a NaN or an infinity (exponent all ones).
+ * A fixed trip count and no early exit, so that -O2 vectorises it. */
+static uint32_t block_non_finite(const float *x)
+{
+    uint32_t bad = 0;
+    for (size_t k = 0; k < 1024; k++) {
+        uint32_t bits;
+        memcpy(&bits, &x[k], 4);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad;
+}
+
+/* Index of the first NaN or infinity in x[0, n), or n. A NaN weight makes every feature
+ * NaN, silently, so every float tensor is checked once at load. */
+static size_t first_non_finite(const float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 1024 <= n; i += 1024)
+        if (block_non_finite(x + i))
+            break;
+    for (; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return n;
+}
+
 static clipn_status bind(loader *L, const char *name, const float **out, int ndim,
                          const uint64_t *shape)
 {
     const clipn_st_tensor *t;
     clipn_status s = find_tensor(L, name, ndim, shape, 0, &t);
-    return s != CLIPN_OK ? s : tensor_f32(L, t, out);
+    if (s == CLIPN_OK)
+        s = tensor_f32(L, t, out);
+    if (s != CLIPN_OK)
+        return s;
+    size_t bad = first_non_finite(*out, (size_t)t->numel);
+    if (bad != (size_t)t->numel)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor '%s' holds a non-finite value (%g at element %zu)",
+                          L->path, name, (double)(*out)[bad], bad);
+    return CLIPN_OK;
 }
 
 #define SHAPE(...) (const uint64_t[]){__VA_ARGS__}
@@ -648,12 +691,37 @@ static clipn_status bind_merges(loader *L)
                           "%s: tensor 'tokenizer.bpe_merges' has %zu merges, which with 512 byte "
                           "tokens and 2 special tokens need vocab_size >= %zu (config has %d)",
                           L->path, lines, lines + 514, L->m->config.vocab_size);
+    if (lines > CLIPN_TOK_MAX_MERGES)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor 'tokenizer.bpe_merges' has %zu merges; the tokenizer "
+                          "reads at most %d (ids would disagree with the config)",
+                          L->path, lines, CLIPN_TOK_MAX_MERGES);
     const clipn_config *c = &L->m->config;
     if ((size_t)c->sot_id != 512 + lines || (size_t)c->eot_id != 513 + lines)
         return clipn_fail(L->err, CLIPN_E_FORMAT,
                           "%s: config sot_id %d and eot_id %d do not follow the %zu merges of "
                           "'tokenizer.bpe_merges' (expected %zu and %zu)",
                           L->path, c->sot_id, c->eot_id, lines, 512 + lines, 513 + lines);
+    /* Build the tokenizer once, as clipn_tokenizer_from_model will: a line that is not two
+       symbols (a blank line, no space) loaded before and then every tokenizer failed; and
+       its special ids must be the config's. */
+    clipn_tokenizer *tok = NULL;
+    clipn_error terr;
+    clipn_status st = clipn_tokenizer_from_merges((const char *)t->data, (size_t)t->numel,
+                                                  &tok, &terr);
+    if (st != CLIPN_OK)
+        return clipn_fail(L->err, st == CLIPN_E_NOMEM ? CLIPN_E_NOMEM : CLIPN_E_FORMAT,
+                          "%s: tensor 'tokenizer.bpe_merges': %s", L->path, terr.message);
+    int32_t ids[2];
+    st = clipn_tokenize(tok, "", 0, ids, 2, &terr);
+    clipn_tokenizer_free(tok);
+    if (st != CLIPN_OK)
+        return clipn_fail(L->err, st, "%s: tokenizer: %s", L->path, terr.message);
+    if (ids[0] != c->sot_id || ids[1] != c->eot_id)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: the tokenizer built from 'tokenizer.bpe_merges' gives "
+                          "<start_of_text> %d and <end_of_text> %d, the config %d and %d",
+                          L->path, (int)ids[0], (int)ids[1], c->sot_id, c->eot_id);
     L->m->bpe_merges = (const char *)t->data;
     L->m->bpe_merges_len = (size_t)t->numel;
     return CLIPN_OK;
@@ -718,6 +786,9 @@ static int prepare_and_drop_source(clipn_model *m, clipn_linear *l)
 {
     if (!l->weight)
         return 0;
+    l->format = m->precision == CLIPN_PRECISION_INT8   ? CLIPN_WEIGHTS_INT8
+              : m->precision == CLIPN_PRECISION_BF16 ? CLIPN_WEIGHTS_BF16
+                                                     : CLIPN_WEIGHTS_FP32;
     if (clipn_linear_prepare(l) != 0)
         return -1;
     const uintptr_t lo = (uintptr_t)l->weight, map_lo = (uintptr_t)m->map;
@@ -755,6 +826,70 @@ static int prepare_linears(clipn_model *m)
     return 0;
 }
 
+const char *clipn_precision_name(clipn_precision p)
+{
+    switch (p) {
+    case CLIPN_PRECISION_DEFAULT: return "default";
+    case CLIPN_PRECISION_FP32: return "fp32";
+    case CLIPN_PRECISION_BF16: return "bf16";
+    case CLIPN_PRECISION_INT8: return "int8";
+    }
+    return NULL;
+}
+
+const char *clipn_runtime_isa(void) { return clipn_kernels_isa(); }
+const char *clipn_runtime_int8_kernel(void) { return clipn_kernels_int8_kernel(); }
+
+clipn_precision clipn_model_precision(const clipn_model *model)
+{
+    return model ? model->precision : CLIPN_PRECISION_DEFAULT;
+}
+
+const char *clipn_model_precision_note(const clipn_model *model)
+{
+    return model ? model->precision_note : "";
+}
+
+/* What the model asks to run at: the caller's choice; else CLIPN_WEIGHTS (or the process
+ * default set through the kernels); else the file's own, from the dtype of the first
+ * block's weight. */
+static clipn_precision asked_precision(loader *L, const clipn_load_opts *opts)
+{
+    if (opts && opts->precision != CLIPN_PRECISION_DEFAULT)
+        return opts->precision;
+    const char *env = getenv("CLIPN_WEIGHTS");
+    const int process = clipn_kernels_default_weights();
+    if ((env && *env) || process != CLIPN_WEIGHTS_FP32)
+        return process == CLIPN_WEIGHTS_INT8   ? CLIPN_PRECISION_INT8
+             : process == CLIPN_WEIGHTS_BF16 ? CLIPN_PRECISION_BF16
+             : env && strcmp(env, "bf16") == 0 ? CLIPN_PRECISION_BF16 /* unsupported: noted */
+                                               : CLIPN_PRECISION_FP32;
+    const clipn_st_tensor *t =
+        clipn_st_find(&L->file, "visual.transformer.resblocks.0.attn.in_proj_weight");
+    return t && t->dtype == CLIPN_ST_BF16 ? CLIPN_PRECISION_BF16 : CLIPN_PRECISION_FP32;
+}
+
+/* After packing: what really runs (the first block's attention input projection speaks
+ * for every layer: all are prepared alike), and why when it is not what was asked. */
+static void settle_precision(clipn_model *m, clipn_precision asked)
+{
+    const clipn_linear *probe = m->visual.transformer.resblocks
+                                    ? &m->visual.transformer.resblocks[0].attn_in_proj
+                                    : &m->visual.patch_embed;
+    const int f = clipn_linear_format(probe);
+    m->precision = f == CLIPN_WEIGHTS_INT8   ? CLIPN_PRECISION_INT8
+                 : f == CLIPN_WEIGHTS_BF16 ? CLIPN_PRECISION_BF16
+                                           : CLIPN_PRECISION_FP32;
+    m->precision_note[0] = '\0';
+    if (m->precision != asked)
+        snprintf(m->precision_note, sizeof m->precision_note, "%s asked: %s; running %s",
+                 clipn_precision_name(asked),
+                 asked == CLIPN_PRECISION_BF16 && !clipn_kernels_bf16_native()
+                     ? "this CPU has no AVX512_BF16 (no fast BF16 instruction)"
+                     : "the selected GEMM backend cannot run it",
+                 clipn_precision_name(m->precision));
+}
+
 clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, clipn_model **out,
                               clipn_error *err)
 {
@@ -782,14 +917,28 @@ clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, cli
     /* the model owns the mapping from here on; clipn_model_free unmaps it */
     L.m->map = L.file.map;
     L.m->map_len = L.file.map_len;
+    L.m->file_dev = L.file.dev;
+    L.m->file_ino = L.file.ino;
     L.file.map = NULL;
 
     clipn_kernels_init();
-    s = read_metadata(&L);
-    if (s == CLIPN_OK)
+    clipn_precision asked = CLIPN_PRECISION_FP32;
+    if (opts && (opts->precision < CLIPN_PRECISION_DEFAULT ||
+                 opts->precision > CLIPN_PRECISION_INT8))
+        s = clipn_fail(err, CLIPN_E_INVALID_ARG, "%s: unknown precision %d", path,
+                       (int)opts->precision);
+    else
+        s = read_metadata(&L);
+    if (s == CLIPN_OK) {
+        asked = asked_precision(&L, opts);
+        /* prepare_linears packs what is asked; BF16 without the instruction packs fp32 */
+        L.m->precision = asked;
         s = bind_all(&L);
+    }
     if (s == CLIPN_OK && prepare_linears(L.m) != 0)
         s = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory packing weights", path);
+    if (s == CLIPN_OK)
+        settle_precision(L.m, asked);
     clipn_st_close(&L.file);
     if (s != CLIPN_OK) {
         clipn_model_free(L.m);
