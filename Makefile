@@ -88,9 +88,11 @@ define run_suites
 endef
 test-c: $(TESTS) $(BUILD)/clipn
 	$(call run_suites,$(BUILD),$(TESTS),,)
-# the CLI's exit status and one-line error on hostile files (tests/cli)
+# the CLI's exit status and one-line error on hostile files, and its data-safety
+# promises (tests/cli; about 3 s)
 test-cli: $(BUILD)/clipn
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
+	@sh tests/cli/test_cli_safety.sh $(BUILD)/clipn
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
 parity: all $(BUILD)/golden_parity
@@ -178,7 +180,7 @@ fuzz-build:
 	$(MAKE) CC=$(FUZZ_CC) BUILD=build/fuzz OPT=-O1 \
 	    EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libclipn.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c"; \
+	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c examples/cli/cli_output.c"; \
 	    echo "$(FUZZ_CC) ... -o build/fuzz/fuzz_$$t"; \
 	    $(FUZZ_CC) $(CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer -Itests/fuzz $$extra \
 	        -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build/fuzz/libclipn.a $(LDLIBS); \

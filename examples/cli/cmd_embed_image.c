@@ -96,6 +96,11 @@ int cmd_embed_image(int argc, char **argv)
             usage(stderr);
         return 2;
     }
+    const cli_path outs[] = {{"--out", out_path}};
+    const cli_path ins[] = {{"--model", model_path}, {"--pixels", pixels_path}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, 2)) ||
+        (st = cli_check_paths_list(cmd, outs, 1, "image", argv + first, (size_t)n_files)))
+        return st;
 
     clipn_model *model = cli_load_model(cmd, model_path);
     if (!model)

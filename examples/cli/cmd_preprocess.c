@@ -41,6 +41,11 @@ int cmd_preprocess(int argc, char **argv)
         return 2;
     }
 
+    const cli_path outs[] = {{"--out", out_path}}, ins[] = {{"--model", model_path}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, 1)) ||
+        (st = cli_check_paths_list(cmd, outs, 1, "image", argv + first, (size_t)n)))
+        return st;
+
     clipn_image_opts opts;
     clipn_image_opts_default(&opts);
     if (model_path) {
