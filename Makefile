@@ -1,5 +1,5 @@
 # libclipn build. Sources are found by wildcard, so a new module is just a new file:
-#   lib/*.c, kernels/*.c          -> build/libclipn.a, build/libclipn.so
+#   lib/**/*.c, kernels/**/*.c    -> build/libclipn.a, build/libclipn.so (any depth)
 #   kernels/*_avx2.c / *_avx512.c -> compiled with the matching -m flags only
 #   kernels/*_amx.c               -> with AMX-BF16 + AVX-512 flags (x86_64 only)
 #   kernels/*_neon.c              -> only when $(CC) targets aarch64 (make test-arm)
@@ -18,15 +18,18 @@ CHECK_LIBS := $(shell pkg-config --libs check)
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -Iinclude -Ilib -Ikernels \
+# -fvisibility=hidden: libclipn.so exports only the CLIPN_API functions of include/clipn.h
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fvisibility=hidden -pthread -Iinclude -Ilib -Ikernels \
            -I/usr/include/stb $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS += $(EXTRA_LDFLAGS)
 
 # the target's architecture, not the host's: right when cross-compiling (make test-arm)
 ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
-LIB_SRC    := $(wildcard lib/*.c)
-KERN_SRC   := $(wildcard kernels/*.c)
+# every .c under DIR, at any depth (lib/ is split into folders by pipeline stage)
+rwildcard   = $(foreach d,$(wildcard $(1:=/*)),$(call rwildcard,$(d),$(2)) $(filter $(2),$(d)))
+LIB_SRC    := $(sort $(call rwildcard,lib,%.c))
+KERN_SRC   := $(sort $(call rwildcard,kernels,%.c))
 ifneq ($(ARCH),x86_64)
 KERN_SRC   := $(filter-out %_avx2.c %_avx512.c %_amx.c,$(KERN_SRC))
 endif
@@ -42,21 +45,26 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-arm test-c test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
+.PHONY: FORCE all test test-arm test-c test-exports test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
 all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
 
-$(BUILD)/obj/%_avx2.o: %_avx2.c
+$(BUILD)/obj/%_avx2.o: %_avx2.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -mavx2 -mfma -MMD -MP -c $< -o $@
-$(BUILD)/obj/%_avx512.o: %_avx512.c
+$(BUILD)/obj/%_avx512.o: %_avx512.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -MMD -MP -c $< -o $@
-$(BUILD)/obj/kernels/%_amx.o: kernels/%_amx.c
+$(BUILD)/obj/kernels/%_amx.o: kernels/%_amx.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -mamx-tile -mamx-bf16 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -MMD -MP -c $< -o $@
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# objects are rebuilt when the flags change (e.g. a new -f option), not only their sources
+$(BUILD)/cflags: FORCE
+	@mkdir -p $(BUILD); echo '$(CC) $(CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS)' > $@
+FORCE:
 
 $(BUILD)/libclipn.a: $(LIB_OBJ)
 	@rm -f $@
@@ -75,7 +83,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-cli test-py parity example-pkgconfig e2e-scores
+test: all test-c test-exports test-cli test-py parity example-pkgconfig e2e-scores
 	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
 # run_suites(build dir, suites, runner prefix, extra env): each run gets a fresh TMPDIR for
 # the suites' scratch files, and a file left in it fails the run.
@@ -88,10 +96,15 @@ define run_suites
 endef
 test-c: $(TESTS) $(BUILD)/clipn
 	$(call run_suites,$(BUILD),$(TESTS),,)
-# the CLI's exit status and one-line error on hostile files, and its data-safety
-# promises (tests/cli; about 3 s)
+# libclipn.so exports exactly the public header's functions (nm; well under a second)
+test-exports: $(BUILD)/libclipn.so
+	@sh tests/check_exports.sh $(BUILD)/libclipn.so include/clipn.h
+# the CLI's exit status and one-line error on hostile files, its usability (image inputs,
+# warnings, tables, ROC plot rendered by rsvg-convert) and its data-safety promises
+# (atomic checked outputs, inputs never overwritten, bounded reads): tests/cli, about 6 s
 test-cli: $(BUILD)/clipn
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
+	@sh tests/cli/test_cli_ux.sh $(BUILD)/clipn
 	@sh tests/cli/test_cli_safety.sh $(BUILD)/clipn
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
@@ -99,20 +112,33 @@ parity: all $(BUILD)/golden_parity
 	@sh tests/golden/run_parity.sh $(PYTHON_TORCH) $(BUILD)/golden_parity
 $(BUILD)/golden_parity: tests/golden/parity.c $(BUILD)/libclipn.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
-# examples/classify_one.c against an installed copy, through pkg-config: shared, then
-# static (libclipn.so removed, so the .pc's private requirements must be complete).
+# examples/classify_one.c (the program docs/api.md shows, checked to be the same) against
+# an installed copy, through pkg-config: shared (run with LD_LIBRARY_PATH), then
+# `pkg-config --static` with libclipn.so installed next to the archive: the binary must not
+# need libclipn.so, and runs after it is removed. About 2 s.
 example-pkgconfig: all
 	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	sed -n '/^```c classify_one.c$$/,/^```$$/p' docs/api.md | sed '1d;$$d' >$$d/doc.c; \
+	cmp -s $$d/doc.c examples/classify_one.c || \
+	    { echo "docs/api.md's program differs from examples/classify_one.c"; exit 1; }; \
 	for kind in shared static; do \
 	    $(MAKE) --no-print-directory -s install BUILD=$(BUILD) PREFIX=$$d/$$kind >/dev/null; \
 	    export PKG_CONFIG_PATH=$$d/$$kind/lib/pkgconfig; \
-	    if [ $$kind = static ]; then rm -f $$d/$$kind/lib/libclipn.so*; flags=--static; \
-	    else flags=; fi; \
+	    if [ $$kind = static ]; then flags=--static; else flags=; fi; \
 	    $(CC) -std=c11 -Wall -Wextra -Werror -o $$d/classify_one_$$kind examples/classify_one.c \
 	        $$(pkg-config --cflags --libs $$flags clipn); \
 	    echo "== classify_one ($$kind)"; \
-	    LD_LIBRARY_PATH=$$d/$$kind/lib $$d/classify_one_$$kind tests/fixtures/model/tiny_clipn.safetensors \
-	        tests/fixtures/images/photo_chelsea_q80.jpg cat dog; \
+	    if [ $$kind = static ]; then \
+	        if readelf -d $$d/classify_one_static | grep -q 'NEEDED.*libclipn'; then \
+	            echo "pkg-config --static linked libclipn.so: $$(pkg-config --static --libs clipn)"; \
+	            exit 1; fi; \
+	        rm -f $$d/$$kind/lib/libclipn.so*; \
+	        env -u LD_LIBRARY_PATH $$d/classify_one_$$kind tests/fixtures/model/tiny_clipn.safetensors \
+	            tests/fixtures/images/photo_chelsea_q80.jpg cat dog; \
+	    else \
+	        LD_LIBRARY_PATH=$$d/$$kind/lib $$d/classify_one_$$kind tests/fixtures/model/tiny_clipn.safetensors \
+	            tests/fixtures/images/photo_chelsea_q80.jpg cat dog; \
+	    fi; \
 	done
 # clipn head/classify/eval end to end against the official scoring + metric code in PyTorch.
 e2e-scores: all
@@ -160,8 +186,10 @@ install: all
 	install -m 755 $(BUILD)/libclipn.so $(DESTDIR)$(PREFIX)/lib/libclipn.so.0
 	ln -sf libclipn.so.0 $(DESTDIR)$(PREFIX)/lib/libclipn.so
 	install -m 755 $(BUILD)/clipn $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' -e 's|@REQUIRES@|$(PKGS)|g' \
-	    clipn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/clipn.pc
+	for pc in clipn clipn-shared; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' -e 's|@REQUIRES@|$(PKGS)|g' \
+	        $$pc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -2,6 +2,7 @@
  * ViT-B-16 image-tower shapes (M = 197 tokens x batch 1 or 8), GFLOP/s, same run.
  * Usage: bench_amx [threads]   (default: all cores). Env BENCH_ROUNDS (default 7). */
 #include "kernels.h"
+#include "kernels_control.h"
 #include "gemm_amx.h"
 
 #include <cblas.h>

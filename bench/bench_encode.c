@@ -8,6 +8,7 @@
  * The last line is "RESULT key=value ..." for bench/run.sh. */
 #include "clipn.h"
 #include "kernels.h"
+#include "kernels_control.h"
 #include "bench_util.h"
 
 #include <cblas.h>

@@ -3,6 +3,7 @@
  * Usage: bench_kernels [threads]   (default: all cores)
  * Env BENCH_ROUNDS (default 12): interleaved rounds per measurement, best kept. */
 #include "kernels.h"
+#include "kernels_control.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* Per-prompt text encode time at real lengths: the 1000 ImageNet class names formatted with
  * one official template, through both towers,
  *   - batch 1 (one clipn_encode_text call per prompt),
- *   - one batch of all 1000 classes, with and without prefix sharing (lib/text.c).
+ *   - one batch of all 1000 classes, with and without prefix sharing (lib/nn/text_tower.c).
  * Writes the ids it used and its numbers to $BENCH_WORK (default build/bench-work) so that
  * bench/torch_text.py can run the same prompts in PyTorch and print the ratios.
  *
@@ -10,6 +10,7 @@
  * BENCH_TEXT_B1_ONLY=1: batch 1 only, best of 3 passes (quick runs; torch_text.py then
  * times batch 1 only too). BENCH_THREADS: kernel threads (default: all cores). */
 #include "internal.h"
+#include "kernels_control.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 #define N_SINGLE 100 /* prompts timed one at a time */
 
 /* Rows a prefix-sharing batch computes: sum of lengths minus prefixes shared with the
- * lexicographic predecessor (what lib/text.c does). */
+ * lexicographic predecessor (what lib/nn/text_tower.c does). */
 static const int32_t *sort_ids;
 static int sort_C;
 static int cmp_rows(const void *a, const void *b)

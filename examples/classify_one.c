@@ -5,15 +5,14 @@
  * Builds CLIPN class heads for a few class names, encodes one image and prints the
  * predicted class with its CTW / ATD scores and whether CLIPN says "none of these"
  * (out-of-distribution). Build it against an installed libclipn with
- *     cc classify_one.c $(pkg-config --cflags --libs clipn) */
+ *     cc classify_one.c $(pkg-config --cflags --libs clipn)            (libclipn.so)
+ *     cc classify_one.c $(pkg-config --cflags --libs --static clipn)   (libclipn.a) */
 #include <clipn.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 
 static const char *const default_classes[] = {"cat", "dog", "car", "flower"};
-static const char *const templates[] = {"a photo of a {}.", "a blurry photo of a {}.",
-                                        "a photo of the small {}."};
 
 static int fail(const char *what, const clipn_error *err)
 {
@@ -33,7 +32,9 @@ int main(int argc, char **argv)
         classes = (const char *const *)(argv + 3);
         n_classes = argc - 3;
     }
-    const int n_templates = (int)(sizeof templates / sizeof *templates);
+    /* the 128 official CLIPN templates, embedded in the library */
+    const char *const *templates = NULL;
+    const int n_templates = clipn_official_templates(CLIPN_TEMPLATES_OFFICIAL, &templates);
 
     clipn_error err;
     clipn_model *model = NULL;
@@ -49,7 +50,8 @@ int main(int argc, char **argv)
         rc = fail("context", &err);
         goto done;
     }
-    /* the same templates for the yes and the no tower, as the official learnable-prompt run */
+    /* the same templates for the yes and the no tower, as the official learnable-prompt run
+       (the hand-crafted variant passes CLIPN_TEMPLATES_NO_HANDCRAFTED as no_templates) */
     if (clipn_heads_build(ctx, classes, n_classes, templates, n_templates, NULL, 0, NULL, NULL,
                           &heads, &err) != CLIPN_OK) {
         rc = fail("heads", &err);

@@ -22,6 +22,14 @@
 extern "C" {
 #endif
 
+/* Marks the functions libclipn.so exports. The library is built with -fvisibility=hidden,
+ * so everything else stays internal (tests/check_exports.sh checks the two lists agree). */
+#if defined(__GNUC__)
+#define CLIPN_API __attribute__((visibility("default")))
+#else
+#define CLIPN_API
+#endif
+
 #define CLIPN_VERSION_STRING "0.1.0"
 #define CLIPN_FORMAT_VERSION 1
 
@@ -45,7 +53,7 @@ typedef struct clipn_error {
 } clipn_error;
 
 /* Static name of a status ("CLIPN_E_FORMAT", ...). */
-const char *clipn_status_name(clipn_status s);
+CLIPN_API const char *clipn_status_name(clipn_status s);
 
 /* ------------------------------------------------------------------------- model */
 
@@ -87,13 +95,13 @@ typedef struct clipn_load_opts {
 
 /* Load a libclipn model file (safetensors, see docs/model-format.md). The file is
  * memory-mapped; on any fault nothing is returned and *out stays NULL. opts may be NULL. */
-clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts,
+CLIPN_API clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts,
                               clipn_model **out, clipn_error *err);
-void clipn_model_free(clipn_model *model);
-const clipn_config *clipn_model_config(const clipn_model *model);
+CLIPN_API void clipn_model_free(clipn_model *model);
+CLIPN_API const clipn_config *clipn_model_config(const clipn_model *model);
 /* Write the config as a JSON object (NUL-terminated). Returns the length it needs
  * (excluding NUL), like snprintf. */
-size_t clipn_config_to_json(const clipn_config *cfg, char *buf, size_t cap);
+CLIPN_API size_t clipn_config_to_json(const clipn_config *cfg, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------- tokenizer */
 
@@ -101,11 +109,11 @@ size_t clipn_config_to_json(const clipn_config *cfg, char *buf, size_t cap);
 typedef struct clipn_tokenizer clipn_tokenizer;
 
 /* From the BPE merges embedded in the model file. */
-clipn_status clipn_tokenizer_from_model(const clipn_model *model, clipn_tokenizer **out,
+CLIPN_API clipn_status clipn_tokenizer_from_model(const clipn_model *model, clipn_tokenizer **out,
                                         clipn_error *err);
 /* From the official vocab file (bpe_simple_vocab_16e6.txt, plain or .gz). */
-clipn_status clipn_tokenizer_from_file(const char *path, clipn_tokenizer **out, clipn_error *err);
-void clipn_tokenizer_free(clipn_tokenizer *tok);
+CLIPN_API clipn_status clipn_tokenizer_from_file(const char *path, clipn_tokenizer **out, clipn_error *err);
+CLIPN_API void clipn_tokenizer_free(clipn_tokenizer *tok);
 
 #define CLIPN_DEFAULT_MAX_TEXT_BYTES (1u << 20)
 
@@ -113,7 +121,7 @@ void clipn_tokenizer_free(clipn_tokenizer *tok);
  * Python's errors='replace') to exactly context_length ids: <start_of_text> tokens
  * <end_of_text>, cut to context_length with <end_of_text> kept last, padded with 0.
  * Input longer than CLIPN_DEFAULT_MAX_TEXT_BYTES is refused with CLIPN_E_LIMIT. */
-clipn_status clipn_tokenize(clipn_tokenizer *tok, const char *text, size_t len,
+CLIPN_API clipn_status clipn_tokenize(clipn_tokenizer *tok, const char *text, size_t len,
                             int32_t *ids, int context_length, clipn_error *err);
 
 /* ------------------------------------------------------------------------- images */
@@ -121,25 +129,26 @@ clipn_status clipn_tokenize(clipn_tokenizer *tok, const char *text, size_t len,
 typedef struct clipn_image_opts {
     int image_size;             /* output is [3, image_size, image_size] */
     float mean[3], std[3];
-    uint64_t max_pixels;        /* refuse images with more pixels (checked before decoding) */
+    uint64_t max_pixels;        /* refuse images with more pixels (checked before decoding);
+                                   0 = CLIPN_DEFAULT_MAX_PIXELS */
 } clipn_image_opts;
 
 #define CLIPN_DEFAULT_MAX_PIXELS 178956970ull /* PIL's decompression-bomb error threshold */
 
 /* 224, OpenAI mean/std, CLIPN_DEFAULT_MAX_PIXELS. */
-void clipn_image_opts_default(clipn_image_opts *opts);
+CLIPN_API void clipn_image_opts_default(clipn_image_opts *opts);
 /* image_size, mean and std from the model's config; default limit. */
-void clipn_image_opts_from_model(const clipn_model *model, clipn_image_opts *opts);
+CLIPN_API void clipn_image_opts_from_model(const clipn_model *model, clipn_image_opts *opts);
 
 /* The official open_clip validation transform: PIL bicubic resize of the shorter side,
  * centre crop, RGB conversion, /255, normalise. `out` receives 3*S*S floats (CHW). */
-clipn_status clipn_preprocess_file(const char *path, const clipn_image_opts *opts, float *out,
+CLIPN_API clipn_status clipn_preprocess_file(const char *path, const clipn_image_opts *opts, float *out,
                                    clipn_error *err);
-clipn_status clipn_preprocess_memory(const void *data, size_t len, const clipn_image_opts *opts,
+CLIPN_API clipn_status clipn_preprocess_memory(const void *data, size_t len, const clipn_image_opts *opts,
                                      float *out, clipn_error *err);
 /* Pixels the caller holds: channels 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), 8 bits,
  * rows `stride` bytes apart (0 = width*channels). */
-clipn_status clipn_preprocess_pixels(const uint8_t *pixels, int width, int height, int channels,
+CLIPN_API clipn_status clipn_preprocess_pixels(const uint8_t *pixels, int width, int height, int channels,
                                      size_t stride, const clipn_image_opts *opts, float *out,
                                      clipn_error *err);
 
@@ -153,22 +162,22 @@ typedef struct clipn_ctx_opts {
 } clipn_ctx_opts;
 
 /* A context holds the scratch memory for one thread. opts may be NULL. */
-clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
+CLIPN_API clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
                            clipn_ctx **out, clipn_error *err);
-void clipn_ctx_free(clipn_ctx *ctx);
+CLIPN_API void clipn_ctx_free(clipn_ctx *ctx);
 
 /* pixels: [n, 3, S, S] with S the config's image_size. out: [n, embed_dim]. */
-clipn_status clipn_encode_image(clipn_ctx *ctx, const float *pixels, int n, float *out,
+CLIPN_API clipn_status clipn_encode_image(clipn_ctx *ctx, const float *pixels, int n, float *out,
                                 clipn_error *err);
 /* Same for another square input size (position embeddings interpolated bicubically, as the
  * official VisualTransformer does). size must be a multiple of patch_size. */
-clipn_status clipn_encode_image_sized(clipn_ctx *ctx, const float *pixels, int n, int size,
+CLIPN_API clipn_status clipn_encode_image_sized(clipn_ctx *ctx, const float *pixels, int n, int size,
                                       float *out, clipn_error *err);
 /* ids: [n, context_length] from clipn_tokenize. out: [n, embed_dim]. */
-clipn_status clipn_encode_text(clipn_ctx *ctx, const int32_t *ids, int n, float *out,
+CLIPN_API clipn_status clipn_encode_text(clipn_ctx *ctx, const int32_t *ids, int n, float *out,
                                clipn_error *err);
 /* The "no" tower (mean of prompt_no added when the model has it). */
-clipn_status clipn_encode_no_text(clipn_ctx *ctx, const int32_t *ids, int n, float *out,
+CLIPN_API clipn_status clipn_encode_no_text(clipn_ctx *ctx, const int32_t *ids, int n, float *out,
                                   clipn_error *err);
 
 /* ------------------------------------------------------------------------- class heads */
@@ -191,18 +200,31 @@ typedef int (*clipn_progress_fn)(void *user, size_t done, size_t total);
 /* For each class c: yes_c = normalize(sum_t normalize(encode_text(t.format(c)))), no_c the
  * same with the no tower over no_templates (NULL = the same templates). A template holds
  * "{}" where the class name goes (Python str.format with one positional field). */
-clipn_status clipn_heads_build(clipn_ctx *ctx, const char *const *classes, int n_classes,
+CLIPN_API clipn_status clipn_heads_build(clipn_ctx *ctx, const char *const *classes, int n_classes,
                                const char *const *templates, int n_templates,
                                const char *const *no_templates, int n_no_templates,
                                clipn_progress_fn progress, void *user, clipn_heads **out,
                                clipn_error *err);
-void clipn_heads_free(clipn_heads *heads);
+CLIPN_API void clipn_heads_free(clipn_heads *heads);
+
+/* The template tables shipped with CLIPN, embedded in the library (the same lines as
+ * data/clipn_templates_official.txt and data/clipn_templates_no_handcrafted.txt, quote
+ * marks kept as the official code formats the raw line). */
+typedef enum clipn_template_set {
+    CLIPN_TEMPLATES_OFFICIAL = 0,      /* the 128 official CLIPN templates (src/prompt/prompt.txt),
+                                          used for both towers by the official evaluation */
+    CLIPN_TEMPLATES_NO_HANDCRAFTED = 1 /* the 128 hand-crafted "no" templates ("a photo of no
+                                          {}."): no_templates of the hand-crafted variant */
+} clipn_template_set;
+/* Sets *templates (when not NULL) to a static array that is never freed, and returns its
+ * length; 0 and NULL for an unknown set. Pass the result straight to clipn_heads_build. */
+CLIPN_API int clipn_official_templates(clipn_template_set which, const char *const **templates);
 
 /* Python `tmpl.format(name)` with one positional argument: "{}", "{0}", "{!s}", "{0!s}",
  * "{{" and "}}". Anything Python would refuse (unbalanced braces, "{1}", "{}{}", mixed
  * numbering), and other fields or format specs, are refused with a message quoting the
  * template. *out is malloc'd and NUL-terminated. */
-clipn_status clipn_format_template(const char *tmpl, const char *name, char **out,
+CLIPN_API clipn_status clipn_format_template(const char *tmpl, const char *name, char **out,
                                    clipn_error *err);
 
 /* ------------------------------------------------------------------------- head files */
@@ -210,12 +232,12 @@ clipn_status clipn_format_template(const char *tmpl, const char *name, char **ou
 /* 16 lowercase hex digits of FNV-1a 64 over the model's config JSON and its projection
  * matrices (visual.proj, text_projection, text_projection_no): cheap, and different for any
  * fine-tune of the same architecture. See docs/head-format.md. */
-clipn_status clipn_model_fingerprint(const clipn_model *model, char out[17], clipn_error *err);
+CLIPN_API clipn_status clipn_model_fingerprint(const clipn_model *model, char out[17], clipn_error *err);
 
 /* Save heads as a small safetensors file (docs/head-format.md) recording the class names,
  * the templates (may be NULL/0 when unknown; no_templates NULL = same as templates) and
  * the fingerprint of `model`. */
-clipn_status clipn_heads_save(const char *path, const clipn_model *model,
+CLIPN_API clipn_status clipn_heads_save(const char *path, const clipn_model *model,
                               const clipn_heads *heads, const char *const *classes,
                               const char *const *templates, int n_templates,
                               const char *const *no_templates, int n_no_templates,
@@ -223,7 +245,7 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
 /* Load heads (with class_names). When model is not NULL, a file built from another model
  * (fingerprint or embed_dim mismatch) is refused with CLIPN_E_INVALID_ARG. The file is
  * treated as hostile: every size, offset and value is checked. */
-clipn_status clipn_heads_load(const char *path, const clipn_model *model, clipn_heads **out,
+CLIPN_API clipn_status clipn_heads_load(const char *path, const clipn_model *model, clipn_heads **out,
                               clipn_error *err);
 
 /* ------------------------------------------------------------------------- scores */
@@ -243,7 +265,7 @@ typedef struct clipn_scores {
 } clipn_scores;
 
 /* feature: one raw image feature [dim]. probs (optional, [n_classes]) gets softmax(logits). */
-clipn_status clipn_score(const clipn_heads *heads, const float *feature, float *probs,
+CLIPN_API clipn_status clipn_score(const clipn_heads *heads, const float *feature, float *probs,
                          clipn_scores *out, clipn_error *err);
 
 /* ------------------------------------------------------------------------- metrics */
@@ -256,9 +278,9 @@ typedef enum clipn_fpr95_mode {
 
 /* ID is the positive class; higher score = more ID. Both sets must be non-empty and finite
  * (CLIPN_E_INVALID_ARG otherwise). */
-clipn_status clipn_auroc(const float *id_scores, size_t n_id, const float *ood_scores,
+CLIPN_API clipn_status clipn_auroc(const float *id_scores, size_t n_id, const float *ood_scores,
                          size_t n_ood, double *auroc, clipn_error *err);
-clipn_status clipn_fpr95(const float *id_scores, size_t n_id, const float *ood_scores,
+CLIPN_API clipn_status clipn_fpr95(const float *id_scores, size_t n_id, const float *ood_scores,
                          size_t n_ood, clipn_fpr95_mode mode, double *fpr, clipn_error *err);
 
 #ifdef __cplusplus

@@ -6,9 +6,7 @@
  * clipn_kernels_note(); the library never prints. */
 #include "kernels_impl.h"
 
-#include <cblas.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,26 +133,6 @@ static void init_kernels(void)
 {
     detect_cpu();
     choose_from_env();
-}
-
-/* OpenBLAS's thread count follows the pool's, set when OpenBLAS is first about to run (or
- * by clipn_kernels_set_threads): a process that only runs the native GEMM leaves OpenBLAS
- * as the environment configured it (OPENBLAS_NUM_THREADS), since raising the count starts
- * OpenBLAS worker threads that each map a 128 MB buffer. */
-static pthread_mutex_t openblas_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_int openblas_threads; /* last count given to OpenBLAS; 0 = never */
-
-void clipn_openblas_sync_threads(void)
-{
-    const int n = clipn_pool_threads();
-    if (atomic_load_explicit(&openblas_threads, memory_order_acquire) == n)
-        return; /* every sgemm after the first: no lock */
-    pthread_mutex_lock(&openblas_lock);
-    if (atomic_load(&openblas_threads) != n) {
-        openblas_set_num_threads(n);
-        atomic_store_explicit(&openblas_threads, n, memory_order_release);
-    }
-    pthread_mutex_unlock(&openblas_lock);
 }
 
 const char *clipn_kernels_init(void)

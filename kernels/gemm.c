@@ -1,5 +1,5 @@
 /* Linear layers: weight packing at load and the BLIS-style GEMM driver around the
- * selected ISA's micro-kernel, with the OpenBLAS sgemm backend kept as an alternative.
+ * selected ISA's micro-kernel (the OpenBLAS sgemm backend: kernels/gemm_openblas.c).
  *
  * Loop nest per thread (the thread owns a contiguous range of NR-wide weight panels):
  *   for each KC slice of K            (few slices: C is read and written K/KC times)
@@ -21,7 +21,6 @@
 #include "kernels_impl.h"
 #include "gemm_amx.h" /* CLIPN_PACK_AMX on every arch; the AMX calls are x86_64-only */
 
-#include <cblas.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <stdint.h>
@@ -56,8 +55,42 @@ static int packed_format(const clipn_linear *lin)
     return lin->packed ? (int)*(const uint32_t *)lin->packed : 0;
 }
 
+/* ---- per-thread activation blocks: allocated once per thread, never per call.
+ * Pool workers allocate theirs when they start (the hook is registered with the key, at
+ * the first prepare or GEMM); any other thread on its first GEMM. The pthread key's
+ * destructor frees a thread's block when the thread exits. */
+#define SCRATCH_FLOATS ((size_t)GEMM_MC * GEMM_KC) /* 144 KiB; BF16 pairs need half */
+static pthread_key_t scratch_key;
+static int scratch_key_ok;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void worker_start(void) { clipn_gemm_thread_scratch(); } /* NULL: the stack block */
+
+static void make_scratch_key(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
+    clipn_pool_on_worker_start(worker_start);
+}
+
+float *clipn_gemm_thread_scratch(void)
+{
+    pthread_once(&scratch_once, make_scratch_key);
+    if (!scratch_key_ok)
+        return NULL;
+    float *buf = pthread_getspecific(scratch_key);
+    if (!buf) {
+        buf = aligned_alloc(64, SCRATCH_FLOATS * sizeof(float));
+        if (buf && pthread_setspecific(scratch_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
+
 int clipn_linear_prepare(clipn_linear *lin)
 {
+    pthread_once(&scratch_once, make_scratch_key); /* before the pool's first worker */
     lin->packed = NULL;
     lin->packed_bytes = 0;
     if (!lin->weight || lin->n_out <= 0 || lin->n_in <= 0)
@@ -116,61 +149,6 @@ void clipn_linear_release(clipn_linear *lin)
     free(lin->packed);
     lin->packed = NULL;
     lin->packed_bytes = 0;
-}
-
-/* ---- OpenBLAS backend: sgemm, then the epilogue in a second pass */
-static void forward_openblas(const clipn_linear *lin, const float *x, int m, float *y,
-                             clipn_epilogue epi)
-{
-    const int n = lin->n_out, k = lin->n_in;
-    float beta = epi == CLIPN_EPI_RESIDUAL ? 1.0f : 0.0f; /* accumulate onto y */
-    if (lin->bias) {
-        for (int i = 0; i < m; i++) {
-            float *yr = y + (size_t)i * n;
-            if (epi == CLIPN_EPI_RESIDUAL)
-                for (int j = 0; j < n; j++)
-                    yr[j] += lin->bias[j];
-            else
-                memcpy(yr, lin->bias, sizeof(float) * (size_t)n);
-        }
-        beta = 1.0f;
-    }
-    clipn_openblas_sync_threads();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, lin->weight, k,
-                beta, y, n);
-    if (epi == CLIPN_EPI_GELU)
-        clipn_gelu_erf(y, (size_t)m * n);
-    else if (epi == CLIPN_EPI_QUICKGELU)
-        clipn_quickgelu(y, (size_t)m * n);
-}
-
-/* ---- per-thread activation blocks: allocated once per thread, never per call.
- * Pool workers allocate theirs when they start; any other thread on its first GEMM. The
- * pthread key's destructor frees a thread's block when the thread exits. */
-#define SCRATCH_FLOATS ((size_t)GEMM_MC * GEMM_KC) /* 144 KiB; BF16 pairs need half */
-static pthread_key_t scratch_key;
-static int scratch_key_ok;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void make_scratch_key(void)
-{
-    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
-}
-
-float *clipn_gemm_thread_scratch(void)
-{
-    pthread_once(&scratch_once, make_scratch_key);
-    if (!scratch_key_ok)
-        return NULL;
-    float *buf = pthread_getspecific(scratch_key);
-    if (!buf) {
-        buf = aligned_alloc(64, SCRATCH_FLOATS * sizeof(float));
-        if (buf && pthread_setspecific(scratch_key, buf) != 0) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    return buf;
 }
 
 /* ---- native backend */
@@ -364,7 +342,7 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
      * without vdpbf16ps (a forced variant): always a correct fp32 answer */
     if (clipn_kernels_use_openblas() || !format || format == (int)CLIPN_PACK_AMX ||
         (format == PACK_BF16 && !ops->gemm_ukernel_bf16)) {
-        forward_openblas(lin, x, m, y, epi);
+        clipn_openblas_forward(lin, x, m, y, epi, ops);
         return;
     }
     gemm_job job = {

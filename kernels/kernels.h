@@ -1,10 +1,11 @@
 /*
- * Numeric kernels. One portable C version of each (kernels/kernels_portable.c, the
- * reference), plus ISA-specific versions (kernels/kernels_avx2.c, kernels_avx512.c; on
- * aarch64 kernels_neon.c) chosen once at run time by CPUID (kernels/dispatch.c). Set
- * CLIPN_ISA=portable|avx2|avx512|neon and CLIPN_GEMM=native|openblas to force a variant,
- * e.g. to test every variant against the same golden outputs. Kernels run on one
- * process-wide thread pool (kernels/threadpool.c). See docs/performance.md.
+ * Numeric kernels: the operations lib/ calls. One portable C version of each
+ * (kernels/kernels_portable.c, the reference), plus ISA-specific versions
+ * (kernels/kernels_avx2.c, kernels_avx512.c; on aarch64 kernels_neon.c) chosen once at run
+ * time by CPUID (kernels/dispatch.c); every operation here initialises the selection on
+ * first use. Choosing a variant, the thread count and the test hooks are in
+ * kernels_control.h. Kernels run on one process-wide thread pool (kernels/threadpool.c).
+ * See docs/kernels.md.
  */
 #ifndef CLIPN_KERNELS_H
 #define CLIPN_KERNELS_H
@@ -28,38 +29,6 @@ typedef enum clipn_epilogue {
     CLIPN_EPI_QUICKGELU = 2,   /* y = quickgelu(xW^T + b) */
     CLIPN_EPI_RESIDUAL = 3     /* y += xW^T + b  (y holds the residual stream) */
 } clipn_epilogue;
-
-/* Select kernels for this CPU (idempotent, thread-safe). Returns the ISA name chosen. */
-const char *clipn_kernels_init(void);
-const char *clipn_kernels_isa(void);          /* "portable", "avx2", "avx512", "neon" */
-const char *clipn_kernels_gemm_backend(void); /* "native" or "openblas" */
-/* Why an environment override was not honoured ("" when it was, or none was given),
- * e.g. "CLIPN_ISA=avx512 not supported by this CPU; using avx2". */
-const char *clipn_kernels_note(void);
-
-/* 1 if this CPU (and build) can run the named ISA variant, else 0. */
-int clipn_kernels_isa_available(const char *isa);
-/* Force a variant at run time (tests, benchmarks). isa or gemm may be NULL to keep the
- * current choice. Returns 0, or -1 (nothing changed) if a name is unknown or unavailable.
- * Not to be called while other threads run kernels. */
-int clipn_kernels_select(const char *isa, const char *gemm);
-/* Weight format for layers prepared from now on: "fp32" (default) or "bf16" (AVX512_BF16
- * CPUs only: weights and activations rounded to bf16, products summed in fp32; about 3
- * significant digits, see docs/performance.md). Env CLIPN_WEIGHTS sets the initial value.
- * Returns 0, or -1 (nothing changed) if unknown or unsupported. Layers already prepared
- * keep their format; a BF16 layer under an ISA without BF16 runs OpenBLAS in fp32. */
-int clipn_kernels_set_weights(const char *format);
-const char *clipn_kernels_weights(void);
-/* Choose again from CPUID and the environment, as at first use (tests). Same caveat. */
-void clipn_kernels_reset_from_env(void);
-
-/* Threads used by the kernels (one pool for the whole process; also sets OpenBLAS's
- * thread count). n <= 0 means all online cores. Safe to call at any time. */
-void clipn_kernels_set_threads(int n);
-int clipn_kernels_threads(void);
-
-/* Vectorised erf of the selected ISA (what the GELU epilogue uses), exposed for tests. */
-void clipn_erf(const float *x, float *y, size_t n);
 
 /* Prepare (pack) a linear layer's weights once at load. Returns 0 on success, -1 on
  * allocation failure or n_out/n_in <= 0 or weight NULL. The packed buffer (a copy of the

@@ -4,6 +4,8 @@
 #define CLIPN_KERNELS_IMPL_H
 
 #include "kernels.h"
+#include "kernels_control.h"
+#include "threadpool.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -70,23 +72,22 @@ extern const clipn_kernel_ops clipn_ops_neon; /* kernels/kernels_neon.c */
 /* The selected table (initialises on first use). */
 const clipn_kernel_ops *clipn_kernels_ops(void);
 int clipn_kernels_use_openblas(void);
+
+/* ---- OpenBLAS backend (kernels/gemm_openblas.c) */
+/* y (op)= x W^T + b with cblas_sgemm on lin->weight, then ops' activation. */
+void clipn_openblas_forward(const clipn_linear *lin, const float *x, int m, float *y,
+                            clipn_epilogue epi, const clipn_kernel_ops *ops);
 /* Give OpenBLAS the pool's thread count if it does not have it yet (before any sgemm). */
 void clipn_openblas_sync_threads(void);
 int clipn_kernels_weights_bf16(void); /* pack new layers as BF16 */
 
 /* This thread's GEMM activation block (GEMM_MC x GEMM_KC floats, 64-byte aligned),
- * allocated on the thread's first call and freed when it exits; NULL if that failed. */
+ * allocated on the thread's first call (pool workers: when they start) and freed when it
+ * exits; NULL if that failed. */
 float *clipn_gemm_thread_scratch(void);
 
 /* Scratch floats for one head: scores block plus K^T, 64-byte alignment slack included. */
 size_t clipn_attention_head_scratch(int L, int hd);
 #define CLIPN_ATTN_ROWS 4 /* query rows scored at once */
-
-/* Run fn(arg, t) for t in [0, n_tasks) on the pool; the caller takes part. When the pool
- * is already busy (another thread's region, or a nested call) the tasks run serially in
- * the calling thread, so concurrent callers never oversubscribe nor deadlock. */
-void clipn_parallel_for(int n_tasks, void (*fn)(void *arg, int t), void *arg);
-int clipn_pool_threads(void);
-void clipn_pool_set_threads(int n);
 
 #endif

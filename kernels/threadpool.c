@@ -11,7 +11,7 @@
  * text prompt runs ~60 regions of ~0.1-0.3 ms each, and waking a sleeping worker (a futex
  * wake, on a VM an idle vCPU's halt exit) cost 40-240 us per region here, as much as the
  * work. The spin is only a fast path: the mutex and condition variables decide. */
-#include "kernels_impl.h"
+#include "threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -47,6 +47,10 @@ static struct {
     .work_cv = PTHREAD_COND_INITIALIZER,
     .done_cv = PTHREAD_COND_INITIALIZER,
 };
+
+static void (*_Atomic worker_start_hook)(void);
+
+void clipn_pool_on_worker_start(void (*hook)(void)) { atomic_store(&worker_start_hook, hook); }
 
 static void run_tasks(void (*fn)(void *, int), void *arg, int n_tasks)
 {
@@ -101,7 +105,9 @@ static int spin_until(int (*ready)(unsigned long), unsigned long arg)
 static void *worker_main(void *p)
 {
     const int index = (int)(intptr_t)p;
-    clipn_gemm_thread_scratch(); /* GEMM block now, not in the first region (NULL: stack) */
+    void (*hook)(void) = atomic_load(&worker_start_hook);
+    if (hook)
+        hook(); /* e.g. the GEMM's per-thread block, now rather than in the first region */
     pthread_mutex_lock(&pool.lock);
     unsigned long seen = pool.born[index];
     for (;;) {

@@ -9,19 +9,45 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- errors (lib/error.c) */
+/* ---- errors (lib/core/error.c) */
 
 /* Sets err (if not NULL) and returns code, so callers can `return clipn_fail(...)`. */
 clipn_status clipn_fail(clipn_error *err, clipn_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void clipn_clear_error(clipn_error *err);
 
-/* ---- JSON (lib/json.c): cJSON_ParseWithLengthOpts under a process-wide lock, because
+/* ---- JSON (lib/core/json.c): cJSON_ParseWithLengthOpts under a process-wide lock, because
    every cJSON parse writes cJSON's global error position. Use it for all parsing. */
 struct cJSON;
 struct cJSON *clipn_json_parse(const char *text, size_t len, const char **end, int require_nul);
 
-/* ---- model (lib/model_load.c) */
+/* ---- files (lib/core/file_io.c) */
+
+/* Opens `path` for reading without blocking (O_NONBLOCK | O_CLOEXEC), and refuses it unless
+ * fstat says it is a regular file of at most max_bytes (CLIPN_E_IO / CLIPN_E_LIMIT). */
+clipn_status clipn_open_input(const char *path, uint64_t max_bytes, int *fd, uint64_t *size,
+                              clipn_error *err);
+/* The whole file (checked as above) in a malloc'd buffer with a NUL after the last byte. */
+clipn_status clipn_read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
+                             clipn_error *err);
+
+/* An output written to a fresh temporary file in the target's folder and renamed over the
+ * target by clipn_output_commit only when every write, the fsync and the close succeeded.
+ * On failure (or clipn_output_abort) the temporary file is removed and the target is
+ * untouched. A target that exists and is not a regular file is refused; a symlink to one
+ * is followed. Writes are checked; the first error is kept and reported by commit. */
+typedef struct clipn_output {
+    const char *path;                          /* as given, for messages */
+    char *target, *tmp;
+    int fd;
+    int error;                                 /* errno of the first failed write */
+} clipn_output;
+clipn_status clipn_output_begin(clipn_output *o, const char *path, clipn_error *err);
+void clipn_output_write(clipn_output *o, const void *data, size_t n);
+clipn_status clipn_output_commit(clipn_output *o, clipn_error *err);
+void clipn_output_abort(clipn_output *o);
+
+/* ---- model (lib/model/load.c) */
 
 /* One pre-norm residual block; names follow the checkpoint
  * (`transformer.resblocks.N.attn.in_proj_weight` -> attn_in_proj). */
@@ -75,6 +101,8 @@ struct clipn_model {
     /* storage */
     void *map;                                 /* mmap of the file */
     size_t map_len;
+    uint64_t file_dev, file_ino;               /* the file it was loaded from (st_dev/st_ino),
+                                                  so that no writer replaces it */
     void **owned;                              /* buffers the model allocated (converted
                                                   tensors, transposes, packed weights) */
     size_t n_owned, cap_owned;
@@ -83,7 +111,7 @@ struct clipn_model {
 /* Track a heap buffer for release in clipn_model_free. Returns 0 on success. */
 int clipn_model_own(clipn_model *m, void *p);
 
-/* ---- context (lib/context.c), towers (lib/vision.c, lib/text.c) */
+/* ---- context (lib/core/context.c), towers (lib/nn/vision_tower.c, lib/nn/text_tower.c) */
 
 /* Floats each scratch buffer holds. */
 typedef struct clipn_scratch_sizes {
@@ -117,9 +145,6 @@ clipn_status clipn_ctx_reserve(clipn_ctx *ctx, const clipn_scratch_sizes *need,
                                clipn_error *err);
 /* Raise `need` to what n images of side `size` take. 0 on size_t overflow. */
 int clipn_vision_need(const clipn_model *m, size_t n, int size, clipn_scratch_sizes *need);
-/* Run n_seq stacked sequences (seq_len[s] rows each) through t, in place in x. */
-void clipn_transformer_forward(clipn_ctx *ctx, const clipn_transformer *t, float *x,
-                               int n_seq, const int *seq_len, int causal);
 /* PyTorch F.interpolate(mode='bicubic', align_corners=False) of a [g_in, g_in, W] grid to
  * [g_out, g_out, W] (a = -0.75, border clamping, no antialias). */
 void clipn_bicubic_grid(const float *in, int g_in, float *out, int g_out, int W);
@@ -131,8 +156,14 @@ int clipn_text_pool_index(const int32_t *ids, int context_length);
 clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t *ids, int n,
                                      int share, float *out, clipn_error *err);
 
-/* ---- tokenizer internals, for tests and the CLI (lib/tokenizer.c) */
+/* ---- tokenizer internals, for tests and the CLI (lib/text/tokenizer.c) */
+/* Merges the tokenizer reads (the official merges[1:49152-256-2+1]); more are ignored, as
+ * the official code does with the vocab file, so a model file with more is refused. */
+#define CLIPN_TOK_MAX_MERGES (49152 - 256 - 2)
 clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,
                                          clipn_tokenizer **out, clipn_error *err);
+
+/* the shared residual block and layer loop */
+#include "nn/transformer.h"
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "../kernels/gemm_amx.h"
 #include "../kernels/kernels.h"
+#include "../kernels/kernels_control.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -5,11 +5,13 @@
  *   bad NAME ...             files that must be refused
  * and ref/NAME.png holds the whole crop for the edge cases (compared level by level). */
 #include "testutil.h"
-#include "image_internal.h"
+#include "image/image_internal.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define DIR "tests/fixtures/images/"
 #define MAX_LINES 128
@@ -406,6 +408,48 @@ START_TEST(test_invalid_arguments)
 }
 END_TEST
 
+/* Only regular files are read: a FIFO blocked forever in open(), /dev/zero read on. */
+START_TEST(test_special_files_refused)
+{
+    clipn_image_opts o;
+    clipn_image_opts_default(&o);
+    o.image_size = 8;
+    float out[3 * 8 * 8];
+    clipn_error err;
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/clipn_image_fifo_%ld.png", test_tmp_dir(), (long)getpid());
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    alarm(10); /* a regression blocks: fail instead of hanging */
+    clipn_status st = clipn_preprocess_file(fifo, &o, out, &err);
+    alarm(0);
+    unlink(fifo);
+    ck_assert_int_eq(st, CLIPN_E_IO);
+    ck_assert_ptr_nonnull(strstr(err.message, "not a regular file"));
+    ck_assert_int_eq(clipn_preprocess_file("/dev/zero", &o, out, &err), CLIPN_E_IO);
+    ck_assert_int_eq(clipn_preprocess_file(DIR, &o, out, &err), CLIPN_E_IO);
+}
+END_TEST
+
+/* max_pixels = 0 means the default, as 0 does in clipn_load_opts (it refused every image). */
+START_TEST(test_max_pixels_zero_is_default)
+{
+    clipn_image_opts o;
+    clipn_image_opts_default(&o);
+    o.image_size = 8;
+    o.max_pixels = 0;
+    float a[3 * 8 * 8], b[3 * 8 * 8];
+    uint8_t px[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    clipn_error err;
+    ck_assert_int_eq(clipn_preprocess_file(DIR "edge_2x3.png", &o, a, &err), CLIPN_OK);
+    ck_assert_int_eq(clipn_preprocess_pixels(px, 2, 2, 3, 0, &o, b, &err), CLIPN_OK);
+    ck_assert_int_eq(clipn_preprocess_file(DIR "bad_huge_100000x100000.png", &o, a, &err),
+                     CLIPN_E_LIMIT);
+    o.max_pixels = CLIPN_DEFAULT_MAX_PIXELS;
+    ck_assert_int_eq(clipn_preprocess_file(DIR "edge_2x3.png", &o, b, &err), CLIPN_OK);
+    ck_assert_mem_eq(a, b, sizeof a);
+}
+END_TEST
+
 /* Preprocessing shares nothing between calls: threads give the serial results. */
 static const char *const thread_files[] = {
     DIR "photo_china_q90.jpg", DIR "photo_china_progressive.jpg", DIR "edge_rgba.png",
@@ -525,6 +569,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_tail_truncations_pil_accepts);
     tcase_add_test(tc, test_memory_and_pixels_apis_agree);
     tcase_add_test(tc, test_invalid_arguments);
+    tcase_add_test(tc, test_special_files_refused);
+    tcase_add_test(tc, test_max_pixels_zero_is_default);
     tcase_add_test(tc, test_threads_match_serial);
     tcase_add_test(tc, test_measure_stb_jpeg);
     suite_add_tcase(s, tc);

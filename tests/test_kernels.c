@@ -12,6 +12,7 @@
 #include "testutil.h"
 
 #include "../kernels/kernels.h"
+#include "../kernels/kernels_control.h"
 #include "clipn.h"
 
 #include <math.h>

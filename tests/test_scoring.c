@@ -3,8 +3,12 @@
 #include "testutil.h"
 #include "internal.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SCORES FIXTURE("scoring/scores_cases.txt")
@@ -187,6 +191,14 @@ static clipn_heads *make_heads(void)
         h->yes[i] = 0.5f * (float)((i % 3) - 1);
         h->no[i] = 0.25f * (float)(i % 5);
     }
+    for (int c = 0; c < 3; c++) /* head rows are unit vectors */
+        for (float *x = h->yes; x; x = x == h->yes ? h->no : NULL) {
+            double ss = 0;
+            for (int d = 0; d < E; d++)
+                ss += (double)x[c * E + d] * x[c * E + d];
+            for (int d = 0; d < E; d++)
+                x[c * E + d] = (float)(x[c * E + d] / sqrt(ss));
+        }
     return h;
 }
 
@@ -373,6 +385,223 @@ START_TEST(test_head_damaged_refused)
 }
 END_TEST
 
+/* clipn_heads_save writes a temporary file beside the target and renames it into place:
+ * a failed save leaves what was there, removes only its own temporary file, and never
+ * replaces something that is not a regular file. */
+static size_t count_dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+START_TEST(test_head_save_atomic)
+{
+    fake_model fm;
+    fake_model_init(&fm);
+    clipn_heads *h = make_heads(), *back = NULL;
+    clipn_error err;
+    char dir[256], path[300], link[300], fifo[300];
+    snprintf(dir, sizeof dir, "%s/clipn_heads_atomic_%ld", test_tmp_dir(), (long)getpid());
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/heads.safetensors", dir);
+    const char old[] = "precious data, not a head file";
+    spit(path, old, sizeof old);
+
+    /* a write that fails half way (RLIMIT_FSIZE, SIGXFSZ ignored: EFBIG): old file kept,
+       no temporary file left (before: the target was truncated, then unlinked) */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit keep, small = {.rlim_cur = 64, .rlim_max = RLIM_INFINITY};
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &keep), 0);
+    small.rlim_max = keep.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                     CLIPN_E_IO);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &keep), 0);
+    ck_assert_ptr_nonnull(strstr(err.message, path));
+    size_t len;
+    unsigned char *now = slurp(path, &len);
+    ck_assert_uint_eq(len, sizeof old);
+    ck_assert_mem_eq(now, old, sizeof old);
+    free(now);
+    ck_assert_uint_eq(count_dir_entries(dir), 1);
+
+    /* success replaces it */
+    ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                     CLIPN_OK);
+    ck_assert_int_eq(clipn_heads_load(path, &fm.m, &back, &err), CLIPN_OK);
+    clipn_heads_free(back);
+    ck_assert_uint_eq(count_dir_entries(dir), 1);
+
+    /* through a symlink: the file it points to is replaced, the link stays a link */
+    snprintf(link, sizeof link, "%s/link.safetensors", dir);
+    ck_assert_int_eq(symlink("heads.safetensors", link), 0);
+    spit(path, old, sizeof old);
+    ck_assert_int_eq(clipn_heads_save(link, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                     CLIPN_OK);
+    struct stat st;
+    ck_assert_int_eq(lstat(link, &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    ck_assert_int_eq(clipn_heads_load(path, &fm.m, &back, &err), CLIPN_OK);
+    clipn_heads_free(back);
+    ck_assert_uint_eq(count_dir_entries(dir), 2);
+
+    /* not a regular file (a FIFO here; a device node alike): refused, left in place */
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(clipn_heads_save(fifo, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                     CLIPN_E_IO);
+    ck_assert_ptr_nonnull(strstr(err.message, "not a regular file"));
+    ck_assert_int_eq(lstat(fifo, &st), 0);
+    ck_assert(S_ISFIFO(st.st_mode));
+    /* and heads are never read from one (it would block forever) */
+    ck_assert_int_eq(clipn_heads_load(fifo, NULL, &back, &err), CLIPN_E_IO);
+    ck_assert_ptr_null(back);
+    ck_assert_int_eq(clipn_heads_save("/dev/null", &fm.m, h, classes, templates, 2, NULL, 0,
+                                      &err),
+                     CLIPN_E_IO);
+    ck_assert_int_eq(lstat("/dev/null", &st), 0);
+    ck_assert(S_ISCHR(st.st_mode));
+    /* a missing folder */
+    char missing[320];
+    snprintf(missing, sizeof missing, "%s/no/such/dir/h.safetensors", dir);
+    ck_assert_int_eq(clipn_heads_save(missing, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                     CLIPN_E_IO);
+    ck_assert_uint_eq(count_dir_entries(dir), 3);
+
+    unlink(fifo);
+    unlink(link);
+    unlink(path);
+    rmdir(dir);
+    clipn_heads_free(h);
+}
+END_TEST
+
+/* `clipn head --out <the model>` left a 3 KB file where the model was (and died of SIGBUS
+ * reading the mapping it had truncated). */
+START_TEST(test_head_save_refuses_model_file)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/clipn_model_%ld.safetensors", test_tmp_dir(),
+             (long)getpid());
+    size_t len;
+    unsigned char *model_bytes = slurp(FIXTURE("model/tiny_clipn.safetensors"), &len);
+    spit(path, model_bytes, len);
+    clipn_model *m = NULL;
+    clipn_error err;
+    ck_assert_int_eq(clipn_model_load(path, NULL, &m, &err), CLIPN_OK);
+    clipn_heads *h = calloc(1, sizeof *h);
+    h->n_classes = 1;
+    h->dim = clipn_model_config(m)->embed_dim;
+    h->yes = calloc((size_t)h->dim, sizeof(float));
+    h->no = calloc((size_t)h->dim, sizeof(float));
+    h->yes[0] = h->no[1] = 1.0f;
+    const char *one[] = {"cat"};
+    ck_assert_int_eq(clipn_heads_save(path, m, h, one, NULL, 0, NULL, 0, &err),
+                     CLIPN_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(err.message, "model file"));
+    size_t len2;
+    unsigned char *after = slurp(path, &len2);
+    ck_assert_uint_eq(len2, len);
+    ck_assert_mem_eq(after, model_bytes, len);
+    free(after);
+    clipn_heads_free(h);
+    clipn_model_free(m);
+    free(model_bytes);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_head_save_refuses_null_entries)
+{
+    fake_model fm;
+    fake_model_init(&fm);
+    clipn_heads *h = make_heads();
+    clipn_error err;
+    char path_buf[256];
+    const char *path = tmp_path(path_buf, "null");
+    const char *bad_classes[3] = {"a", NULL, "c"};
+    const char *bad_templates[2] = {"{}", NULL};
+    /* before: strlen(NULL) in the prompts fingerprint (SIGSEGV) */
+    ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, bad_classes, templates, 2, NULL, 0, &err),
+                     CLIPN_E_INVALID_ARG);
+    ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, bad_templates, 2, NULL, 0, &err),
+                     CLIPN_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(err.message, "templates entry 1 is NULL"));
+    ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, bad_templates, 2,
+                                      &err),
+                     CLIPN_E_INVALID_ARG);
+    ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, -1, &err),
+                     CLIPN_OK); /* no_templates NULL: the count is not read */
+    ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, templates, -1,
+                                      &err),
+                     CLIPN_E_INVALID_ARG);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    unlink(path);
+    clipn_heads_free(h);
+}
+END_TEST
+
+/* Heads with a zero, non-finite or unnormalised row are refused on save and on load. */
+START_TEST(test_head_rows_must_be_unit)
+{
+    fake_model fm;
+    fake_model_init(&fm);
+    clipn_heads *h = make_heads(), *back = NULL;
+    clipn_error err;
+    char path_buf[256];
+    const char *path = tmp_path(path_buf, "rows");
+    float *rows[2] = {h->yes, h->no};
+    for (int k = 0; k < 2; k++) {
+        float keep[E];
+        memcpy(keep, rows[k] + E, sizeof keep);
+        memset(rows[k] + E, 0, sizeof keep);
+        ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                         CLIPN_E_FORMAT);
+        ck_assert_ptr_nonnull(strstr(err.message, "row 1 is zero"));
+        rows[k][E] = NAN;
+        ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                         CLIPN_E_FORMAT);
+        ck_assert_ptr_nonnull(strstr(err.message, "non-finite"));
+        memcpy(rows[k] + E, keep, sizeof keep);
+        rows[k][E + 3] += 0.1f;
+        ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                         CLIPN_E_FORMAT);
+        ck_assert_ptr_nonnull(strstr(err.message, "unit"));
+        memcpy(rows[k] + E, keep, sizeof keep);
+    }
+    ck_assert_int_eq(clipn_heads_save(path, &fm.m, h, classes, templates, 2, NULL, 0, &err),
+                     CLIPN_OK);
+    /* on load: the same file with a row of heads.no scaled, then zeroed */
+    size_t len;
+    unsigned char *orig = slurp(path, &len);
+    unsigned char *b = malloc(len);
+    for (int zero = 0; zero < 2; zero++) {
+        memcpy(b, orig, len);
+        float *last = (float *)(void *)(b + len - sizeof(float) * E);
+        for (int d = 0; d < E; d++) {
+            float v;
+            memcpy(&v, &last[d], 4);
+            v = zero ? 0.0f : v * 0.9f;
+            memcpy(&last[d], &v, 4);
+        }
+        spit(path, b, len);
+        ck_assert_int_eq(clipn_heads_load(path, &fm.m, &back, &err), CLIPN_E_FORMAT);
+        ck_assert_ptr_null(back);
+        ck_assert_ptr_nonnull(strstr(err.message, zero ? "heads.no row 2 is zero"
+                                                       : "heads.no row 2 has norm"));
+    }
+    free(b);
+    free(orig);
+    unlink(path);
+    clipn_heads_free(h);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ heads on a real model */
 
 #define TINY_MODEL FIXTURE("model/tiny_clipn.safetensors")
@@ -513,6 +742,41 @@ START_TEST(test_heads_build_plain_clip)
 }
 END_TEST
 
+/* The embedded template tables equal the data/ files line for line (CR/LF stripped). */
+static void check_table(clipn_template_set which, const char *path)
+{
+    const char *const *t = NULL;
+    int n = clipn_official_templates(which, &t);
+    ck_assert_int_eq(n, 128);
+    ck_assert_ptr_nonnull(t);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    char line[256];
+    int k = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0])
+            continue;
+        ck_assert_int_lt(k, n);
+        ck_assert_str_eq(t[k], line);
+        ck_assert_ptr_nonnull(strstr(t[k], "{}"));
+        k++;
+    }
+    fclose(f);
+    ck_assert_int_eq(k, n);
+}
+
+START_TEST(test_official_templates)
+{
+    check_table(CLIPN_TEMPLATES_OFFICIAL, "data/clipn_templates_official.txt");
+    check_table(CLIPN_TEMPLATES_NO_HANDCRAFTED, "data/clipn_templates_no_handcrafted.txt");
+    const char *const *t = (const char *const *)1;
+    ck_assert_int_eq(clipn_official_templates((clipn_template_set)7, &t), 0);
+    ck_assert_ptr_null(t);
+    ck_assert_int_eq(clipn_official_templates(CLIPN_TEMPLATES_OFFICIAL, NULL), 128);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("scoring");
@@ -521,12 +785,17 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_scores_without_no_tower);
     tcase_add_test(tc, test_score_refuses);
     tcase_add_test(tc, test_templates);
+    tcase_add_test(tc, test_official_templates);
     suite_add_tcase(s, tc);
     TCase *hf = tcase_create("head_file");
     tcase_set_timeout(hf, 60);
     tcase_add_test(hf, test_head_round_trip);
     tcase_add_test(hf, test_head_other_model_refused);
     tcase_add_test(hf, test_head_damaged_refused);
+    tcase_add_test(hf, test_head_save_atomic);
+    tcase_add_test(hf, test_head_save_refuses_model_file);
+    tcase_add_test(hf, test_head_save_refuses_null_entries);
+    tcase_add_test(hf, test_head_rows_must_be_unit);
     suite_add_tcase(s, hf);
     TCase *hb = tcase_create("heads_build");
     tcase_set_timeout(hb, 60);

@@ -1,6 +1,6 @@
 /* Many threads, one shared model: contexts created and freed over and over, images and
  * texts encoded, heads built and scored, while other threads load and free models and
- * head files (cJSON parsing in parallel: lib/json.c). Results must equal a single-threaded
+ * head files (cJSON parsing in parallel: lib/core/json.c). Results must equal a single-threaded
  * run. Run under ThreadSanitizer by `make test-tsan`; also part of the normal suite. */
 #include "testutil.h"
 

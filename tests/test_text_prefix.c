@@ -1,4 +1,4 @@
-/* Prefix sharing in the text towers (lib/text.c): a batch whose prompts share leading
+/* Prefix sharing in the text towers (lib/nn/text_tower.c): a batch whose prompts share leading
  * tokens computes those rows once. The result must equal running every prompt alone.
  *
  * Tolerance: exact (bit-identical). Every row of the native GEMM and of the attention
@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include "internal.h"
+#include "kernels_control.h"
 
 #include <math.h>
 

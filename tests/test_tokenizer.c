@@ -6,6 +6,8 @@
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define VOCAB "weights_tools/bpe_simple_vocab_16e6.txt.gz"
@@ -241,12 +243,36 @@ START_TEST(test_sources_agree)
 }
 END_TEST
 
+/* The vocab file is read only if it is a regular file of at most 64 MiB: a FIFO blocked
+ * forever in gzopen. */
+START_TEST(test_vocab_special_files_refused)
+{
+    clipn_tokenizer *tok = (clipn_tokenizer *)1;
+    clipn_error err;
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/clipn_vocab_fifo_%ld.txt", test_tmp_dir(), (long)getpid());
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    alarm(10);
+    clipn_status st = clipn_tokenizer_from_file(fifo, &tok, &err);
+    alarm(0);
+    unlink(fifo);
+    ck_assert_int_eq(st, CLIPN_E_IO);
+    ck_assert_ptr_null(tok);
+    ck_assert_ptr_nonnull(strstr(err.message, "not a regular file"));
+    ck_assert_int_eq(clipn_tokenizer_from_file("/dev/zero", &tok, &err), CLIPN_E_IO);
+    ck_assert_int_eq(clipn_tokenizer_from_file("tests", &tok, &err), CLIPN_E_IO);
+    ck_assert_int_eq(clipn_tokenizer_from_file("/nonexistent/vocab.txt", &tok, &err), CLIPN_E_IO);
+    ck_assert_ptr_nonnull(strstr(err.message, "/nonexistent/vocab.txt"));
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("tokenizer");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_corpus_matches_official);
+    tcase_add_test(tc, test_vocab_special_files_refused);
     tcase_add_test(tc, test_mojibake_not_repaired);
     tcase_add_test(tc, test_known_ids);
     tcase_add_test(tc, test_truncation_and_context_lengths);

@@ -1,14 +1,11 @@
-/* Heads, progress and image lists for the head/classify/eval subcommands. */
+/* Heads and progress for the head/classify/eval subcommands. */
 #include "cli_heads.h"
-#include "official_templates.h"
+#include "cli_backend.h"
+#include "cli_text.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,23 +56,149 @@ void cli_progress_end(void)
 
 /* ------------------------------------------------------------------ heads */
 
+int cli_head_args_check(const char *cmd, const cli_head_args *a)
+{
+    if (a->head && a->classes)
+        return cli_fail(cmd, "give --head H or --classes FILE, not both"), 2;
+    if (!a->head && !a->classes)
+        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
+    if (a->head && (a->templates || a->no_templates))
+        return cli_fail(cmd, "%s does nothing with --head H (the heads were built with their "
+                             "own templates): drop it, or build heads with --classes",
+                        a->templates ? "--templates" : "--no-templates"),
+               2;
+    return 0;
+}
+
+int cli_require_model(const char *cmd, const char *model_path)
+{
+    if (!model_path)
+        return cli_fail(cmd, "--model M is required (see --help)"), 2;
+    return 0;
+}
+
+static int cmp_str_index(const void *a, const void *b, void *lines)
+{
+    char **l = lines;
+    int x = *(const int *)a, y = *(const int *)b;
+    int c = strcmp(l[x], l[y]);
+    return c ? c : (x > y) - (x < y);
+}
+
+int cli_read_classes(const char *cmd, const char *path, char ***lines)
+{
+    int n = cli_read_lines(cmd, path, lines);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        free(*lines);
+        *lines = NULL;
+        return cli_fail(cmd, "%s: no class names in the file", path), -1;
+    }
+    for (int c = 0; c < n; c++)
+        if (!(*lines)[c][strspn((*lines)[c], " \t\f\v")]) {
+            free(*lines);
+            *lines = NULL;
+            return cli_fail(cmd, "%s: class %d is blank (a line of spaces only)", path, c + 1),
+                   -1;
+        }
+    /* duplicates: sort the indices by name, warn once per repeated name */
+    int *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx)
+        return n; /* the warning is only advice */
+    for (int c = 0; c < n; c++)
+        idx[c] = c;
+    qsort_r(idx, (size_t)n, sizeof *idx, cmp_str_index, *lines);
+    for (int i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && !strcmp((*lines)[idx[i]], (*lines)[idx[j]]); j++)
+            ;
+        if (j - i > 1) {
+            fprintf(stderr, "clipn %s: warning: class '", cmd);
+            cli_print_text(stderr, (*lines)[idx[i]]);
+            fprintf(stderr, "' appears %d times in %s (first as class %d): the copies get the "
+                            "same heads and share its probability\n", j - i, path, idx[i] + 1);
+        }
+    }
+    free(idx);
+    return n;
+}
+
 int cli_get_templates(const char *cmd, const char *path, const char *const **templates,
                       char ***owned)
 {
     *owned = NULL;
-    if (!path) {
-        *templates = clipn_official_templates;
-        return clipn_n_official_templates;
-    }
+    if (!path)
+        return clipn_official_templates(CLIPN_TEMPLATES_OFFICIAL, templates);
     int n = cli_read_lines(cmd, path, owned);
-    if (n == 0) {
+    if (n == 0)
+        cli_fail(cmd, "%s: no templates in the file", path);
+    for (int t = 0; t < n; t++) {
+        /* format with a marker: a template without a field gives every class the same text */
+        char *out = NULL;
+        clipn_error err;
+        if (clipn_format_template((*owned)[t], "\x01", &out, &err) != CLIPN_OK) {
+            cli_fail(cmd, "%s: %s", path, err.message);
+            n = -1;
+        } else if (!strchr(out, '\x01')) {
+            fprintf(stderr, "clipn %s: %s: template %d '", cmd, path, t + 1);
+            cli_print_text(stderr, (*owned)[t]);
+            fprintf(stderr, "' has no {} field for the class name\n");
+            n = -1;
+        }
+        free(out);
+    }
+    if (n <= 0) {
         free(*owned);
         *owned = NULL;
-        cli_fail(cmd, "%s: no templates in the file", path);
         return -1;
     }
     *templates = (const char *const *)*owned;
     return n;
+}
+
+/* Warn, one line per class, when prompts of that class exceed the context length: the
+ * tokenizer cuts them (keeping <end_of_text>), as the official code does. */
+static void warn_cut_prompts(const char *cmd, const clipn_model *model, char **classes,
+                             int n_classes, const char *const *tmpl, int n_tmpl,
+                             const char *tower)
+{
+    const clipn_config *cfg = clipn_model_config(model);
+    clipn_tokenizer *tok = NULL;
+    clipn_error err;
+    int L = cfg->context_length, shown = 0, affected = 0;
+    int32_t *ids = malloc((size_t)(L + 1) * sizeof *ids);
+    if (!ids || clipn_tokenizer_from_model(model, &tok, &err) != CLIPN_OK) {
+        free(ids);
+        return; /* advice only; building the heads reports real errors */
+    }
+    for (int c = 0; c < n_classes; c++) {
+        int cut = 0;
+        for (int t = 0; t < n_tmpl; t++) {
+            char *text = NULL;
+            if (clipn_format_template(tmpl[t], classes[c], &text, &err) != CLIPN_OK)
+                continue;
+            /* one id more than the context: non-zero there = the prompt does not fit */
+            if (clipn_tokenize(tok, text, strlen(text), ids, L + 1, &err) == CLIPN_OK &&
+                ids[L] != 0)
+                cut++;
+            free(text);
+        }
+        if (!cut)
+            continue;
+        affected++;
+        if (shown < 20) {
+            shown++;
+            fprintf(stderr, "clipn %s: warning: class '", cmd);
+            cli_print_text(stderr, classes[c]);
+            fprintf(stderr, "': %d of %d %sprompts exceed %d tokens and are cut\n", cut, n_tmpl,
+                    tower, L);
+        }
+    }
+    if (affected > shown)
+        fprintf(stderr, "clipn %s: warning: ... and %d more classes with cut %sprompts\n", cmd,
+                affected - shown, tower);
+    clipn_tokenizer_free(tok);
+    free(ids);
 }
 
 clipn_heads *cli_get_heads(const char *cmd, const clipn_model *model, clipn_ctx *ctx,
@@ -83,10 +206,8 @@ clipn_heads *cli_get_heads(const char *cmd, const clipn_model *model, clipn_ctx 
 {
     clipn_error err;
     clipn_heads *heads = NULL;
-    if (a->head && a->classes) {
-        cli_fail(cmd, "give --head or --classes, not both");
+    if (cli_head_args_check(cmd, a))
         return NULL;
-    }
     if (a->head) {
         if (clipn_heads_load(a->head, model, &heads, &err) != CLIPN_OK) {
             cli_fail_err(cmd, &err);
@@ -94,23 +215,20 @@ clipn_heads *cli_get_heads(const char *cmd, const clipn_model *model, clipn_ctx 
         }
         return heads;
     }
-    if (!a->classes) {
-        cli_fail(cmd, "--classes FILE or --head H is required");
-        return NULL;
-    }
     char **classes = NULL, **tmpl_owned = NULL, **no_owned = NULL;
     const char *const *tmpl = NULL, *const *no_tmpl = NULL;
-    int n_classes = cli_read_lines(cmd, a->classes, &classes), n_tmpl = -1, n_no = 0;
-    if (n_classes == 0)
-        cli_fail(cmd, "%s: no class names in the file", a->classes);
+    int n_classes = cli_read_classes(cmd, a->classes, &classes), n_tmpl = -1, n_no = 0;
     if (n_classes > 0)
         n_tmpl = cli_get_templates(cmd, a->templates, &tmpl, &tmpl_owned);
     if (n_tmpl > 0 && a->no_templates)
         n_no = cli_get_templates(cmd, a->no_templates, &no_tmpl, &no_owned);
     if (n_classes > 0 && n_tmpl > 0 && n_no >= 0) {
-        if (clipn_heads_build(ctx, (const char *const *)classes, n_classes, tmpl, n_tmpl,
-                              no_tmpl, n_no, cli_progress, "class heads", &heads,
-                              &err) != CLIPN_OK) {
+        warn_cut_prompts(cmd, model, classes, n_classes, tmpl, n_tmpl, no_tmpl ? "yes " : "");
+        if (no_tmpl && clipn_model_config(model)->has_no_tower)
+            warn_cut_prompts(cmd, model, classes, n_classes, no_tmpl, n_no, "no ");
+        if (cli_backend_active->build_heads(ctx, (const char *const *)classes, n_classes, tmpl,
+                                            n_tmpl, no_tmpl, n_no, cli_progress, "class heads",
+                                            &heads, &err) != CLIPN_OK) {
             cli_progress_end();
             cli_fail(cmd, "building class heads: %s", err.message);
             heads = NULL;
@@ -158,160 +276,4 @@ int cli_class_index(const clipn_heads *heads, const char *label)
             return c;
     }
     return -1;
-}
-
-/* ------------------------------------------------------------------ image lists */
-
-static int list_push(cli_image_list *l, size_t *cap, const char *path, const char *label)
-{
-    if (l->n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 256;
-        char **p = realloc(l->paths, nc * sizeof *p);
-        if (!p)
-            return -1;
-        l->paths = p;
-        char **q = realloc(l->labels, nc * sizeof *q);
-        if (!q)
-            return -1;
-        l->labels = q;
-        *cap = nc;
-    }
-    l->paths[l->n] = strdup(path);
-    l->labels[l->n] = label ? strdup(label) : NULL;
-    if (!l->paths[l->n] || (label && !l->labels[l->n])) {
-        free(l->paths[l->n]);
-        free(l->labels[l->n]);
-        return -1;
-    }
-    l->n++;
-    return 0;
-}
-
-static int is_image_name(const char *path)
-{
-    static const char *ext[] = {"jpg", "jpeg", "png", "bmp", "gif", "ppm", "pgm",
-                                "pnm", "tga", "psd", "hdr", "pic", "webp", "tif", "tiff"};
-    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
-    if (!dot || (slash && dot < slash))
-        return 0;
-    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
-        if (!strcasecmp(dot + 1, ext[i]))
-            return 1;
-    return 0;
-}
-
-/* nftw has no user pointer: the walk is single-threaded, so statics are fine. */
-static cli_image_list *walk_list;
-static size_t walk_cap;
-static int walk_failed;
-
-static int walk_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (type != FTW_F || !is_image_name(path))
-        return 0;
-    /* label = name of the parent folder */
-    const char *end = strrchr(path, '/');
-    char label[256] = "";
-    if (end) {
-        const char *start = end;
-        while (start > path && start[-1] != '/')
-            start--;
-        size_t n = (size_t)(end - start);
-        if (n < sizeof label) {
-            memcpy(label, start, n);
-            label[n] = '\0';
-        }
-    }
-    if (list_push(walk_list, &walk_cap, path, label[0] ? label : NULL)) {
-        walk_failed = 1;
-        return 1;
-    }
-    return 0;
-}
-
-static int cmp_index_by_path(const void *a, const void *b, void *list)
-{
-    const cli_image_list *l = list;
-    return strcmp(l->paths[*(const size_t *)a], l->paths[*(const size_t *)b]);
-}
-
-int cli_image_list_read(const char *cmd, const char *spec, cli_image_list *list)
-{
-    memset(list, 0, sizeof *list);
-    struct stat st;
-    if (stat(spec, &st) != 0) {
-        cli_fail(cmd, "%s: %s", spec, strerror(errno));
-        return -1;
-    }
-    size_t cap = 0;
-    if (S_ISDIR(st.st_mode)) {
-        walk_list = list;
-        walk_cap = 0;
-        walk_failed = 0;
-        int rc = nftw(spec, walk_visit, 32, 0); /* follows symlinks: datasets often use them */
-        if (rc != 0 || walk_failed) {
-            cli_image_list_free(list);
-            cli_fail(cmd, "%s: %s", spec, walk_failed ? "out of memory" : "cannot walk the folder");
-            return -1;
-        }
-        /* sort by path so runs are reproducible */
-        size_t *idx = malloc((list->n ? list->n : 1) * sizeof *idx);
-        char **p = malloc((list->n ? list->n : 1) * sizeof *p);
-        char **q = malloc((list->n ? list->n : 1) * sizeof *q);
-        if (!idx || !p || !q) {
-            free(idx);
-            free(p);
-            free(q);
-            cli_image_list_free(list);
-            cli_fail(cmd, "out of memory");
-            return -1;
-        }
-        for (size_t i = 0; i < list->n; i++)
-            idx[i] = i;
-        qsort_r(idx, list->n, sizeof *idx, cmp_index_by_path, list);
-        for (size_t i = 0; i < list->n; i++) {
-            p[i] = list->paths[idx[i]];
-            q[i] = list->labels[idx[i]];
-        }
-        free(list->paths);
-        free(list->labels);
-        list->paths = p;
-        list->labels = q;
-        free(idx);
-    } else {
-        char **lines = NULL;
-        int n = cli_read_lines(cmd, spec, &lines);
-        if (n < 0)
-            return -1;
-        for (int i = 0; i < n; i++) {
-            char *comma = strrchr(lines[i], ',');
-            if (comma)
-                *comma = '\0';
-            if (list_push(list, &cap, lines[i], comma ? comma + 1 : NULL)) {
-                free(lines);
-                cli_image_list_free(list);
-                cli_fail(cmd, "out of memory");
-                return -1;
-            }
-        }
-        free(lines);
-    }
-    if (list->n == 0) {
-        cli_fail(cmd, "%s: no images found", spec);
-        return -1;
-    }
-    return (int)(list->n > 0x7fffffff ? 0x7fffffff : list->n);
-}
-
-void cli_image_list_free(cli_image_list *list)
-{
-    for (size_t i = 0; i < list->n; i++) {
-        free(list->paths[i]);
-        free(list->labels[i]);
-    }
-    free(list->paths);
-    free(list->labels);
-    memset(list, 0, sizeof *list);
 }

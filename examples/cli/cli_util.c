@@ -1,5 +1,6 @@
 /* Helpers shared by the CLI subcommands. */
 #include "cli.h"
+#include "cli_backend.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -110,6 +111,7 @@ clipn_model *cli_load_model(const char *cmd, const char *path)
         cli_fail_err(cmd, &err);
         return NULL;
     }
+    cli_backend_model_path = path;
     return m;
 }
 

@@ -1,5 +1,7 @@
 /* clipn classify: zero-shot classes plus CLIPN's OOD verdicts for each image. */
+#include "cli_backend.h"
 #include "cli_heads.h"
+#include "cli_text.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -10,7 +12,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipn classify --model M (--classes FILE | --head H) [--templates FILE]\n"
-            "                      [--no-templates FILE] [--top K] [--json] [--threads N] IMAGE...\n\n"
+            "                      [--no-templates FILE] [--top K] [--json] [--threads N]\n"
+            "                      (IMAGE... | --list FILE)\n\n"
             "Classify each image among the classes and say whether CLIPN thinks it is\n"
             "out-of-distribution: CTW (the \"no\" prompt of the predicted class wins) and ATD\n"
             "(the implicit OOD class beats every known class).\n\n"
@@ -23,8 +26,10 @@ static void usage(FILE *f)
             "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\"},\n"
             "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (null without a no tower)\n"
             "  --threads N      compute threads (default: all cores)\n"
-            "An unreadable image is reported on stderr and skipped; the others are still\n"
-            "classified and printed, and the exit status is then 1.\n");
+            CLI_INPUTS_HELP
+            "Images are reported in that order. An unreadable image is reported on stderr and\n"
+            "skipped; the others are still classified and printed, and the exit status is\n"
+            "then 1.\n");
 }
 
 static cJSON *number_or_null(double v)
@@ -119,53 +124,129 @@ static int print_json(const char *path, const clipn_heads *h, const float *probs
     return 0;
 }
 
-static void print_table(const char *path, const clipn_heads *h, const float *probs,
-                        const int *top, int k, const clipn_scores *s)
+/* max_c p_c * p_yes_c, what ATD compares p_ood = 1 - atd with (the official formulas:
+ * p_yes_c = sigmoid(logits_c - logits_no_c), logits = 100 cos). */
+static double best_known(const clipn_heads *h, const float *feat, const float *probs)
 {
-    printf("%s\n", path);
-    for (int j = 0; j < k; j++)
-        printf("  %2d. %-40.40s %7.3f%%\n", j + 1, h->class_names[top[j]], 100.0 * probs[top[j]]);
+    double nn = 0, best = 0;
+    for (int i = 0; i < h->dim; i++)
+        nn += (double)feat[i] * feat[i];
+    nn = nn > 1e-24 ? sqrt(nn) : 1e-12;
+    for (int c = 0; c < h->n_classes; c++) {
+        double y = 0, n = 0;
+        for (int i = 0; i < h->dim; i++) {
+            y += (double)feat[i] * h->yes[(size_t)c * h->dim + i];
+            n += (double)feat[i] * h->no[(size_t)c * h->dim + i];
+        }
+        double d = CLIPN_LOGIT_SCALE * (y - n) / nn;
+        double p_yes = d >= 0 ? 1 / (1 + exp(-d)) : exp(d) / (1 + exp(d));
+        double v = probs[c] * p_yes;
+        best = v > best ? v : best;
+    }
+    return best;
+}
+
+/* Class names in 40 display columns (cut with an ellipsis), control characters shown as
+ * escapes; each verdict with the values it compared. */
+static void print_table(const char *path, const clipn_heads *h, const float *feat,
+                        const float *probs, const int *top, int k, const clipn_scores *s)
+{
+    cli_print_text(stdout, path);
+    putchar('\n');
+    for (int j = 0; j < k; j++) {
+        printf("  %2d. ", j + 1);
+        cli_print_cell(stdout, h->class_names[top[j]], 40);
+        printf(" %7.3f%%\n", 100.0 * probs[top[j]]);
+    }
     if (h->no) {
-        printf("  CTW: %-18s (p_yes at \"%s\" = %.4f)\n", s->ood_ctw ? "OUT-OF-DISTRIBUTION" : "in-distribution",
-               h->class_names[s->pred], s->ctw);
-        printf("  ATD: %-18s (1 - ATD = %.4f)\n", s->ood_atd ? "OUT-OF-DISTRIBUTION" : "in-distribution",
-               1.0 - s->atd);
+        char name[256];
+        cli_text_fit(h->class_names[s->pred], 40, name, sizeof name);
+        double p_no = 1.0 - (double)s->ctw, p_ood = 1.0 - (double)s->atd;
+        printf("  CTW: %-19s p_no %.4f %s 0.5 at \"%s\"\n",
+               s->ood_ctw ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_no,
+               s->ood_ctw ? ">" : "<=", name);
+        printf("  ATD: %-19s p_ood %.4f %s %.4f = max_c p_c * p_yes_c\n",
+               s->ood_atd ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_ood,
+               s->ood_atd ? ">" : "<=", best_known(h, feat, probs));
     } else {
         printf("  CTW/ATD: n/a (the model has no \"no\" text tower)\n");
     }
-    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f\n\n", s->msp, s->maxlogit,
-           s->energy, s->mcm);
+    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f  (higher = more in-distribution)\n\n",
+           s->msp, s->maxlogit, s->energy, s->mcm);
+}
+
+/* Scores and prints one image as the backend delivers it, in input order. */
+typedef struct classify_out {
+    const char *cmd;
+    char **images;
+    const clipn_heads *heads;
+    float *probs;
+    int *top_idx;
+    int top, json, failed;
+} classify_out;
+
+static int classify_one(void *user, size_t i, const float *feat, const char *error)
+{
+    classify_out *o = user;
+    clipn_scores s;
+    clipn_error err;
+    if (!feat) {
+        cli_fail(o->cmd, "%s (skipped)", error); /* the message names the file */
+        o->failed++;
+        return 0;
+    }
+    if (clipn_score(o->heads, feat, o->probs, &s, &err) != CLIPN_OK) {
+        cli_fail(o->cmd, "%s: %s (skipped)", o->images[i], err.message);
+        o->failed++;
+        return 0;
+    }
+    top_k(o->probs, o->heads->n_classes, o->top, o->top_idx);
+    if (o->json) {
+        if (print_json(o->images[i], o->heads, o->probs, o->top_idx, o->top, &s))
+            return cli_fail(o->cmd, "out of memory");
+    } else {
+        print_table(o->images[i], o->heads, feat, o->probs, o->top_idx, o->top, &s);
+    }
+    if (fflush(stdout) != 0 || cli_stdout_failed())
+        return 1; /* stop: main reports the write error once, with its reason */
+    return 0;
 }
 
 int cmd_classify(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL;
     cli_head_args a = {0};
-    int top = 5, json = 0, threads = 0, n_images;
+    const char *list_file = NULL;
+    int top = 5, json = 0, threads = 0, n_pos;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
         CLI_HEAD_OPTIONS(a),
         CLI_INT("--top", &top, 1, 1000000),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
         CLI_FLAG("--json", &json),
+        CLI_LIST_OPTION(list_file),
     };
-    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_images);
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_pos);
     if (st != CLI_ARGS_OK)
         return st == CLI_ARGS_HELP ? 0 : st;
-    if (n_images == 0)
-        return cli_fail(cmd, "no IMAGE given (see --help)"), 2;
-    if (!a.head && !a.classes)
-        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
-    char **images = argv + 1;
+    if ((st = cli_require_model(cmd, model_path)) || (st = cli_head_args_check(cmd, &a)))
+        return st;
+    cli_image_list inputs;
+    if ((st = cli_inputs_gather(cmd, argv + 1, n_pos, list_file, CLI_NO_LABELS, &inputs)))
+        return st;
+    char **images = inputs.paths;
+    size_t n_images = inputs.n;
     clipn_model *model = cli_load_model(cmd, model_path);
-    if (!model)
+    if (!model) {
+        cli_image_list_free(&inputs);
         return 1;
-    int rc = 1, failed = 0;
+    }
+    int rc = 1;
     clipn_error err;
     clipn_ctx *ctx = NULL;
     clipn_ctx_opts opts = {.max_batch = 8, .threads = threads};
     clipn_heads *heads = NULL;
-    float *pixels = NULL, *feat = NULL, *probs = NULL;
+    float *probs = NULL;
     int *top_idx = NULL;
     if (clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK) {
         cli_fail_err(cmd, &err);
@@ -173,52 +254,28 @@ int cmd_classify(int argc, char **argv)
     }
     if (!(heads = cli_get_heads(cmd, model, ctx, &a)))
         goto done;
-    clipn_image_opts io;
-    clipn_image_opts_from_model(model, &io);
-    size_t S = (size_t)io.image_size, D = (size_t)heads->dim;
     if (top > heads->n_classes)
         top = heads->n_classes;
-    pixels = malloc(3 * S * S * sizeof *pixels);
-    feat = malloc(D * sizeof *feat);
     probs = malloc((size_t)heads->n_classes * sizeof *probs);
     top_idx = malloc((size_t)top * sizeof *top_idx);
-    if (!pixels || !feat || !probs || !top_idx) {
+    if (!probs || !top_idx) {
         cli_fail(cmd, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n_images; i++) {
-        clipn_scores s;
-        if (clipn_preprocess_file(images[i], &io, pixels, &err) != CLIPN_OK) {
-            cli_fail(cmd, "%s (skipped)", err.message); /* the message names the file */
-            failed++;
-            continue;
-        }
-        if (clipn_encode_image(ctx, pixels, 1, feat, &err) != CLIPN_OK ||
-            clipn_score(heads, feat, probs, &s, &err) != CLIPN_OK) {
-            cli_fail(cmd, "%s: %s (skipped)", images[i], err.message);
-            failed++;
-            continue;
-        }
-        top_k(probs, heads->n_classes, top, top_idx);
-        if (json) {
-            if (print_json(images[i], heads, probs, top_idx, top, &s)) {
-                cli_fail(cmd, "out of memory");
-                goto done;
-            }
-        } else {
-            print_table(images[i], heads, probs, top_idx, top, &s);
-        }
-        if (fflush(stdout) != 0 || cli_stdout_failed())
-            goto done; /* reported once, by main, with the reason */
-    }
-    rc = failed ? 1 : 0;
+    classify_out out = {cmd, images, heads, probs, top_idx, top, json, 0};
+    const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = images,
+                               .n = n_images, .batch = opts.max_batch,
+                               .encoder = CLI_ENC_FEATURE, .on_image = classify_one,
+                               .user = &out};
+    if (cli_backend_active->encode_images(&job))
+        goto done;
+    rc = out.failed ? 1 : 0;
 done:
-    free(pixels);
-    free(feat);
     free(probs);
     free(top_idx);
     clipn_heads_free(heads);
     clipn_ctx_free(ctx);
     clipn_model_free(model);
+    cli_image_list_free(&inputs);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* clipn embed-image: images (or preprocessed pixels) -> raw image features [N, D] .npy. */
-#include "cli.h"
+#include "cli_backend.h"
+#include "cli_inputs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +9,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: clipn embed-image --model M --out F.npy (IMAGE... | --pixels P.npy)\n"
-            "                         [--batch N]\n"
+            "usage: clipn embed-image --model M --out F.npy\n"
+            "                         (IMAGE... | --list FILE | --pixels P.npy) [--batch N]\n"
             "\n"
             "Encode images with the image tower. Writes the raw (not normalised) features\n"
             "as float32 [N, embed_dim].\n"
@@ -18,7 +19,9 @@ static void usage(FILE *f)
             "  --out F.npy     output file (required)\n"
             "  --pixels P.npy  float32 [N, 3, S, S] already preprocessed (clipn preprocess);\n"
             "                  S other than the model's size interpolates the positions\n"
-            "  --batch N       images per forward pass (default 8)\n");
+            "  --batch N       images per forward pass (default 8)\n"
+            CLI_INPUTS_HELP
+            "Rows follow the order of the images.\n");
 }
 
 /* Encode --pixels: [N, 3, S, S] at any multiple of the patch size. */
@@ -47,70 +50,75 @@ static int embed_pixels(const char *cmd, clipn_ctx *ctx, const clipn_config *c,
     return s == CLIPN_OK ? 0 : cli_fail_err(cmd, &err);
 }
 
-/* Encode image files, preprocessing `batch` at a time. */
-static int embed_files(const char *cmd, const clipn_model *model, clipn_ctx *ctx, int batch,
-                       char **files, int n, float *feats)
+/* Encode image files, `batch` at a time; the first unreadable one stops it. */
+typedef struct feature_rows {
+    const char *cmd;
+    float *feats;
+    size_t dim;
+} feature_rows;
+
+static int keep_feature(void *user, size_t i, const float *feature, const char *error)
 {
-    clipn_image_opts opts;
-    clipn_image_opts_from_model(model, &opts);
-    const clipn_config *c = clipn_model_config(model);
-    const size_t per = (size_t)3 * opts.image_size * opts.image_size;
-    float *px = malloc((size_t)batch * per * sizeof(float));
-    if (!px)
-        return cli_fail(cmd, "out of memory for a batch of %d images", batch);
-    clipn_error err;
-    for (int done = 0; done < n; done += batch) {
-        const int k = n - done < batch ? n - done : batch;
-        for (int i = 0; i < k; i++)
-            if (clipn_preprocess_file(files[done + i], &opts, px + (size_t)i * per, &err) !=
-                CLIPN_OK)
-                goto fail;
-        if (clipn_encode_image(ctx, px, k, feats + (size_t)done * c->embed_dim, &err) != CLIPN_OK)
-            goto fail;
-    }
-    free(px);
+    feature_rows *r = user;
+    if (!feature)
+        return cli_fail(r->cmd, "%s", error);
+    memcpy(r->feats + i * r->dim, feature, r->dim * sizeof *feature);
     return 0;
-fail:
-    free(px);
-    return cli_fail_err(cmd, &err);
+}
+
+static int embed_files(const char *cmd, const clipn_model *model, clipn_ctx *ctx, int batch,
+                       char **files, size_t n, float *feats)
+{
+    feature_rows rows = {cmd, feats, (size_t)clipn_model_config(model)->embed_dim};
+    const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = files,
+                               .n = n, .batch = batch, .encoder = CLI_ENC_FEATURE,
+                               .on_image = keep_feature, .user = &rows};
+    return cli_backend_active->encode_images(&job);
 }
 
 int cmd_embed_image(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out_path = NULL, *pixels_path = NULL;
-    int batch = 8, n_files;
+    const char *list_file = NULL;
+    int batch = 8, n_pos;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
         CLI_STRING("--out", &out_path),
         CLI_STRING("--pixels", &pixels_path),
         CLI_INT("--batch", &batch, 1, 4096),
+        CLI_LIST_OPTION(list_file),
     };
-    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_files);
+    int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_pos);
     if (st != CLI_ARGS_OK)
         return st == CLI_ARGS_HELP ? 0 : st;
-    const int first = 1;
-    if (!model_path || !out_path || (n_files > 0) == (pixels_path != NULL)) {
-        if (model_path && out_path)
-            cli_fail(cmd, "give image files or --pixels, not both (see --help)");
-        else
-            usage(stderr);
-        return 2;
-    }
-    const cli_path outs[] = {{"--out", out_path}};
-    const cli_path ins[] = {{"--model", model_path}, {"--pixels", pixels_path}};
-    if ((st = cli_check_paths(cmd, outs, 1, ins, 2)) ||
-        (st = cli_check_paths_list(cmd, outs, 1, "image", argv + first, (size_t)n_files)))
+    if (!model_path || !out_path)
+        return cli_fail(cmd, "--model M and --out F.npy are required (see --help)"), 2;
+    if (pixels_path && (n_pos > 0 || list_file))
+        return cli_fail(cmd, "give images or --pixels, not both (see --help)"), 2;
+    cli_image_list inputs = {0};
+    if (!pixels_path &&
+        (st = cli_inputs_gather(cmd, argv + 1, n_pos, list_file, CLI_NO_LABELS, &inputs)))
         return st;
+    const cli_path outs[] = {{"--out", out_path}};
+    const cli_path ins[] = {{"--model", model_path}, {"--pixels", pixels_path},
+                            {"--list", list_file}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, 3)) ||
+        (st = cli_check_paths_list(cmd, outs, 1, "image", inputs.paths, inputs.n))) {
+        cli_image_list_free(&inputs);
+        return st;
+    }
 
     clipn_model *model = cli_load_model(cmd, model_path);
-    if (!model)
+    if (!model) {
+        cli_image_list_free(&inputs);
         return 1;
+    }
     const clipn_config *c = clipn_model_config(model);
     clipn_ctx *ctx = NULL;
     clipn_error err;
     clipn_ctx_opts opts = {.max_batch = batch, .threads = 0};
     float *feats = NULL;
-    size_t n = (size_t)n_files;
+    size_t n = inputs.n;
     int rc;
     if (clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK) {
         rc = cli_fail_err(cmd, &err);
@@ -118,8 +126,8 @@ int cmd_embed_image(int argc, char **argv)
         rc = embed_pixels(cmd, ctx, c, pixels_path, &feats, &n);
     } else {
         feats = malloc(n * (size_t)c->embed_dim * sizeof(float));
-        rc = feats ? embed_files(cmd, model, ctx, batch, argv + first, n_files, feats)
-                   : cli_fail(cmd, "out of memory for %d features", n_files);
+        rc = feats ? embed_files(cmd, model, ctx, batch, inputs.paths, n, feats)
+                   : cli_fail(cmd, "out of memory for %zu features", n);
     }
     if (rc == 0) {
         size_t shape[2] = {n, (size_t)c->embed_dim};
@@ -128,5 +136,6 @@ int cmd_embed_image(int argc, char **argv)
     free(feats);
     clipn_ctx_free(ctx);
     clipn_model_free(model);
+    cli_image_list_free(&inputs);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* clipn embed-text: texts -> raw text features [N, D] .npy from the yes or the no tower. */
 #include "cli.h"
+#include "cli_backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,26 +68,19 @@ int cmd_embed_text(int argc, char **argv)
         return 1;
     }
     const clipn_config *c = clipn_model_config(model);
-    const size_t C = (size_t)c->context_length;
     clipn_tokenizer *tok = NULL;
     clipn_ctx *ctx = NULL;
     clipn_error err;
     clipn_ctx_opts opts = {.max_batch = batch, .threads = 0};
-    int32_t *ids = malloc((size_t)n * C * sizeof *ids);
     float *feats = malloc((size_t)n * c->embed_dim * sizeof(float));
     int rc = 1;
-    if (!ids || !feats) {
+    if (!feats) {
         rc = cli_fail(cmd, "out of memory for %d texts", n);
         goto done;
     }
     if (clipn_tokenizer_from_model(model, &tok, &err) != CLIPN_OK ||
-        clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK)
-        goto fail;
-    for (int i = 0; i < n; i++)
-        if (clipn_tokenize(tok, texts[i], strlen(texts[i]), ids + (size_t)i * C, (int)C, &err) !=
-            CLIPN_OK)
-            goto fail;
-    if ((no ? clipn_encode_no_text : clipn_encode_text)(ctx, ids, n, feats, &err) != CLIPN_OK)
+        clipn_ctx_new(model, &opts, &ctx, &err) != CLIPN_OK ||
+        cli_backend_active->encode_texts(model, ctx, tok, no, texts, n, feats, &err) != CLIPN_OK)
         goto fail;
     size_t shape[2] = {(size_t)n, (size_t)c->embed_dim};
     rc = cli_write_npy_f32(cmd, out_path, feats, 2, shape);
@@ -94,7 +88,6 @@ int cmd_embed_text(int argc, char **argv)
 fail:
     rc = cli_fail_err(cmd, &err);
 done:
-    free(ids);
     free(feats);
     clipn_tokenizer_free(tok);
     clipn_ctx_free(ctx);

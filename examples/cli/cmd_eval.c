@@ -1,11 +1,13 @@
 /* clipn eval: AUROC and FPR95 of every score on ID vs OOD image sets, as the official
  * zero_shot_infer.py reports them, plus ID accuracy, CSVs and an SVG ROC plot.
- * A producer thread decodes and preprocesses the next batch while this one is encoded. */
+ * Images are encoded through the CLI backend (cli_backend.h). */
+#include "cli_backend.h"
 #include "cli_heads.h"
+#include "cli_plot.h"
+#include "cli_text.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +25,9 @@ static void usage(FILE *f)
             "Score every image and report, per OOD set and per score (ctw, atd, msp, maxlogit,\n"
             "energy, mcm; higher = more in-distribution), AUROC and FPR at 95%% TPR as fractions,\n"
             "with ID as the positive class, exactly as the official CLIPN evaluation.\n\n"
-            "  LIST               a folder (searched recursively for images) or a text file\n"
-            "                     of image paths, one per line, optionally \"path,label\"\n"
+            "  LIST               a folder (searched recursively for images, sorted by path)\n"
+            "                     or a text file of image paths (\"-\" = stdin), one per line,\n"
+            "                     optionally \"path,label\"\n"
             "  --id LIST          in-distribution images; ID accuracy is reported for images\n"
             "                     whose label (\"path,label\" or the parent folder's name)\n"
             "                     is a class name\n"
@@ -56,153 +59,34 @@ typedef struct eval_set {
     size_t first;       /* index of its first image in the flat list */
 } eval_set;
 
-/* ------------------------------------------------------------------ producer/consumer */
-
-typedef struct batch {
-    float *pixels;      /* [B, 3, S, S] */
-    size_t *index;      /* [B] flat image index of each row */
-    int n;
-    int full;
-} batch;
+/* ------------------------------------------------------------------ scoring */
 
 typedef struct pipeline {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    batch slot[2];
-    int producer_done, stop;
     const char *cmd;
     char **paths;       /* flat list */
     size_t n_images;
     image_result *res;
-    clipn_image_opts io;
-    int batch_size;
-    size_t n_failed;
+    const clipn_heads *heads;
 } pipeline;
 
-static void *producer(void *arg)
+/* Scores one image as the backend delivers it (in order); unreadable ones are skipped. */
+static int score_image(void *user, size_t i, const float *feat, const char *error)
 {
-    pipeline *p = arg;
-    size_t per_image = 3 * (size_t)p->io.image_size * (size_t)p->io.image_size;
-    size_t next = 0;
-    for (int k = 0; next < p->n_images; k ^= 1) {
-        batch *b = &p->slot[k];
-        pthread_mutex_lock(&p->mu);
-        while (b->full && !p->stop)
-            pthread_cond_wait(&p->cv, &p->mu);
-        int stop = p->stop;
-        pthread_mutex_unlock(&p->mu);
-        if (stop)
-            break;
-        b->n = 0;
-        while (b->n < p->batch_size && next < p->n_images) {
-            clipn_error err;
-            size_t i = next++;
-            if (clipn_preprocess_file(p->paths[i], &p->io, b->pixels + (size_t)b->n * per_image,
-                                      &err) != CLIPN_OK) {
-                cli_fail(p->cmd, "%s (skipped)", err.message); /* it names the file */
-                pthread_mutex_lock(&p->mu);
-                p->n_failed++;
-                pthread_mutex_unlock(&p->mu);
-                continue;
-            }
-            b->index[b->n++] = i;
-        }
-        pthread_mutex_lock(&p->mu);
-        b->full = 1;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
+    pipeline *p = user;
+    clipn_scores s;
+    clipn_error err;
+    image_result *r = &p->res[i];
+    if (!feat) {
+        cli_fail(p->cmd, "%s (skipped)", error); /* it names the file */
+    } else if (clipn_score(p->heads, feat, NULL, &s, &err) != CLIPN_OK) {
+        cli_fail(p->cmd, "%s: %s (skipped)", p->paths[i], err.message);
+    } else {
+        float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm};
+        memcpy(r->score, v, sizeof v);
+        r->pred = s.pred;
+        r->ok = 1;
     }
-    pthread_mutex_lock(&p->mu);
-    p->producer_done = 1;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* Encodes and scores every batch the producer hands over. Returns 0 or 1 (printed). */
-static int consume(pipeline *p, clipn_ctx *ctx, const clipn_heads *heads, float *feats)
-{
-    size_t done = 0;
-    for (int k = 0;; k ^= 1) {
-        batch *b = &p->slot[k];
-        pthread_mutex_lock(&p->mu);
-        while (!b->full && !p->producer_done)
-            pthread_cond_wait(&p->cv, &p->mu);
-        int have = b->full;
-        pthread_mutex_unlock(&p->mu);
-        if (!have)
-            return 0;
-        clipn_error err;
-        if (b->n > 0 && clipn_encode_image(ctx, b->pixels, b->n, feats, &err) != CLIPN_OK) {
-            cli_fail(p->cmd, "encoding images: %s", err.message);
-            return 1;
-        }
-        for (int j = 0; j < b->n; j++) {
-            clipn_scores s;
-            image_result *r = &p->res[b->index[j]];
-            if (clipn_score(heads, feats + (size_t)j * heads->dim, NULL, &s, &err) != CLIPN_OK) {
-                cli_fail(p->cmd, "%s: %s (skipped)", p->paths[b->index[j]], err.message);
-                continue;
-            }
-            float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm};
-            memcpy(r->score, v, sizeof v);
-            r->pred = s.pred;
-            r->ok = 1;
-        }
-        if (b->n > 0)
-            done = b->index[b->n - 1] + 1;
-        cli_progress("images", done, p->n_images);
-        pthread_mutex_lock(&p->mu);
-        b->full = 0;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
-}
-
-/* ------------------------------------------------------------------ ROC points for output */
-
-static int cmp_desc(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
-}
-
-/* Full ROC curve (one point per distinct threshold, starting at (0,0)); 0 or -1 (no mem). */
-static int roc_points(const float *id, size_t n_id, const float *ood, size_t n_ood,
-                      double **fpr, double **tpr, float **thr, size_t *n)
-{
-    float *a = malloc(n_id * sizeof *a), *b = malloc(n_ood * sizeof *b);
-    *fpr = malloc((n_id + n_ood + 1) * sizeof **fpr);
-    *tpr = malloc((n_id + n_ood + 1) * sizeof **tpr);
-    *thr = malloc((n_id + n_ood + 1) * sizeof **thr);
-    if (!a || !b || !*fpr || !*tpr || !*thr) {
-        free(a);
-        free(b);
-        free(*fpr);
-        free(*tpr);
-        free(*thr);
-        return -1;
-    }
-    memcpy(a, id, n_id * sizeof *a);
-    memcpy(b, ood, n_ood * sizeof *b);
-    qsort(a, n_id, sizeof *a, cmp_desc);
-    qsort(b, n_ood, sizeof *b, cmp_desc);
-    size_t i = 0, j = 0, k = 0;
-    (*fpr)[k] = (*tpr)[k] = 0;
-    (*thr)[k++] = INFINITY;
-    while (i < n_id || j < n_ood) {
-        float t = (j >= n_ood || (i < n_id && a[i] >= b[j])) ? a[i] : b[j];
-        while (i < n_id && a[i] == t)
-            i++;
-        while (j < n_ood && b[j] == t)
-            j++;
-        (*fpr)[k] = (double)j / (double)n_ood;
-        (*tpr)[k] = (double)i / (double)n_id;
-        (*thr)[k++] = t;
-    }
-    free(a);
-    free(b);
-    *n = k;
+    cli_progress("images", i + 1, p->n_images);
     return 0;
 }
 
@@ -265,9 +149,6 @@ static size_t gather(const pipeline *p, int set, int score, float *out)
     return n;
 }
 
-static const char *colors[N_SCORES] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
-                                       "#8c564b"};
-
 typedef struct metric {
     double auroc, fpr95;
     int valid;
@@ -275,13 +156,10 @@ typedef struct metric {
 
 static int write_plots(const char *cmd, const char *svg_path, const char *roc_csv,
                        const pipeline *p, const eval_set *sets, int n_sets, int has_no,
-                       metric m[][N_SCORES], float *buf_id, float *buf_ood)
+                       metric m[][N_SCORES], float *buf_id, float *buf_ood, const char *conv)
 {
     FILE *svg = NULL, *csv = NULL;
     cli_out *svg_out = NULL, *csv_out = NULL;
-    /* one panel per OOD set: the plot square, then the legend below it */
-    const int panel = 380, margin = 50, size = panel - 2 * margin;
-    const int height = margin + size + 50 + 14 * N_SCORES + 10;
     if (svg_path && !(svg_out = cli_out_open(cmd, svg_path)))
         return 1;
     if (roc_csv && !(csv_out = cli_out_open(cmd, roc_csv))) {
@@ -292,39 +170,13 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
     csv = csv_out ? cli_out_file(csv_out) : NULL;
     if (csv)
         fprintf(csv, "set,score,threshold,fpr,tpr\n");
-    if (svg) {
-        fprintf(svg,
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-                "font-family=\"sans-serif\" font-size=\"11\">\n"
-                "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-                panel * (n_sets - 1), height);
-    }
+    cli_roc_plot plot;
+    if (svg)
+        cli_plot_begin(&plot, svg, n_sets - 1, N_SCORES, conv);
     int rc = 0;
     for (int o = 1; o < n_sets && !rc; o++) {
-        int x0 = (o - 1) * panel + margin, y0 = margin;
-        if (svg) {
-            fprintf(svg, "<g>\n<text x=\"%d\" y=\"%d\" font-size=\"13\" font-weight=\"bold\">"
-                         "ROC: ID vs %s</text>\n", x0, y0 - 20, sets[o].name);
-            fprintf(svg, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
-                         "stroke=\"black\"/>\n", x0, y0, size, size);
-            fprintf(svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#999\" "
-                         "stroke-dasharray=\"4 3\"/>\n", x0, y0 + size, x0 + size, y0);
-            for (int t = 0; t <= 4; t++) {
-                double v = t / 4.0;
-                fprintf(svg, "<text x=\"%g\" y=\"%d\" text-anchor=\"middle\">%.2g</text>\n",
-                        x0 + v * size, y0 + size + 14, v);
-                fprintf(svg, "<text x=\"%d\" y=\"%g\" text-anchor=\"end\">%.2g</text>\n",
-                        x0 - 4, y0 + size - v * size + 4, v);
-            }
-            fprintf(svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">FPR (OOD accepted)</text>\n",
-                    x0 + size / 2, y0 + size + 30);
-            fprintf(svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 "
-                         "%d %d)\">TPR (ID accepted)</text>\n",
-                    x0 - 32, y0 + size / 2, x0 - 32, y0 + size / 2);
-            fprintf(svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#ccc\"/>\n", x0,
-                    y0 + (int)(0.05 * size), x0 + size, y0 + (int)(0.05 * size));
-        }
-        int legend = 0;
+        if (svg)
+            cli_plot_panel(&plot, sets[o].name);
         for (int s = 0; s < N_SCORES; s++) {
             if (s < 2 && !has_no)
                 continue;
@@ -334,7 +186,7 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
             double *fpr, *tpr;
             float *thr;
             size_t n;
-            if (roc_points(buf_id, ni, buf_ood, no, &fpr, &tpr, &thr, &n)) {
+            if (cli_roc_points(buf_id, ni, buf_ood, no, &fpr, &tpr, &thr, &n)) {
                 rc = cli_fail(cmd, "out of memory");
                 break;
             }
@@ -343,28 +195,16 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
                 fprintf(csv, ",%s,%.9g,%.17g,%.17g\n", score_names[s], (double)thr[k], fpr[k],
                         tpr[k]);
             }
-            if (svg) {
-                fprintf(svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
-                        colors[s]);
-                for (size_t k = 0; k < n; k++)
-                    fprintf(svg, "%.1f,%.1f ", x0 + fpr[k] * size, y0 + size - tpr[k] * size);
-                fprintf(svg, "\"/>\n");
-                int ly = y0 + size + 56 + 14 * legend;
-                fprintf(svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" "
-                             "stroke-width=\"2\"/>\n", x0, ly - 4, x0 + 18, ly - 4, colors[s]);
-                fprintf(svg, "<text x=\"%d\" y=\"%d\">%-8s AUROC %.4f  FPR95 %.4f</text>\n",
-                        x0 + 24, ly, score_names[s], m[o][s].auroc, m[o][s].fpr95);
-                legend++;
-            }
+            if (svg)
+                cli_plot_curve(&plot, s, score_names[s], fpr, tpr, n, m[o][s].auroc,
+                               m[o][s].fpr95);
             free(fpr);
             free(tpr);
             free(thr);
         }
-        if (svg)
-            fprintf(svg, "</g>\n");
     }
     if (svg)
-        fprintf(svg, "</svg>\n");
+        cli_plot_end(&plot);
     if (rc) { /* out of memory: what was written is incomplete, keep the old files */
         cli_out_discard(svg_out);
         cli_out_discard(csv_out);
@@ -380,6 +220,43 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
 static cJSON *num_or_null(double v, int valid)
 {
     return valid && isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
+
+static int cmp_label(const void *a, const void *b, void *labels)
+{
+    char **l = labels;
+    return strcmp(l[*(const size_t *)a], l[*(const size_t *)b]);
+}
+
+/* A label that names no class (a typo, or a folder that is not a class) leaves its images
+ * out of the accuracy: say so, one line per label with its count. */
+static void warn_unmatched_labels(const char *cmd, const clipn_heads *heads,
+                                  const image_result *res, char **labels, size_t n_images)
+{
+    size_t n = 0, *idx = malloc((n_images ? n_images : 1) * sizeof *idx);
+    if (!idx)
+        return;
+    for (size_t i = 0; i < n_images; i++)
+        if (res[i].set == 0 && res[i].ok && labels[i] && cli_class_index(heads, labels[i]) < 0)
+            idx[n++] = i;
+    qsort_r(idx, n, sizeof *idx, cmp_label, labels);
+    size_t shown = 0, distinct = 0;
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && !strcmp(labels[idx[i]], labels[idx[j]]); j++)
+            ;
+        distinct++;
+        if (shown < 20) {
+            shown++;
+            fprintf(stderr, "clipn %s: warning: label '", cmd);
+            cli_print_text(stderr, labels[idx[i]]);
+            fprintf(stderr, "' (%zu ID image%s) matches no class: not counted in the accuracy\n",
+                    j - i, j - i == 1 ? "" : "s");
+        }
+    }
+    if (distinct > shown)
+        fprintf(stderr, "clipn %s: warning: ... and %zu more labels that match no class\n", cmd,
+                distinct - 20);
+    free(idx);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -459,9 +336,14 @@ int cmd_eval(int argc, char **argv)
         return cli_fail(cmd,
                         "--id LIST and at least one --ood NAME=LIST are required (see --help)"),
                2;
-    if (!a.head && !a.classes)
-        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
+    if ((st = cli_require_model(cmd, model_path)) || (st = cli_head_args_check(cmd, &a)))
+        return st;
     ood_specs[0] = id_spec;
+    int n_stdin = 0;
+    for (int s = 0; s < n_sets; s++)
+        n_stdin += !strcmp(ood_specs[s], "-");
+    if (n_stdin > 1)
+        return cli_fail(cmd, "only one LIST can be '-' (standard input)"), 2;
 
     /* Outputs checked and every list read before the (slow) model load, so a typo or an
      * unwritable output fails fast, and no input is ever overwritten. */
@@ -478,7 +360,7 @@ int cmd_eval(int argc, char **argv)
     size_t n_images = 0;
     int rc = 1;
     for (int s = 0; s < n_sets; s++) {
-        if (cli_image_list_read(cmd, ood_specs[s], &sets[s].list) < 0 ||
+        if (cli_inputs_add_spec(cmd, ood_specs[s], CLI_LABELS, &sets[s].list) < 0 ||
             (st = cli_check_paths_list(cmd, outs, 3, "image", sets[s].list.paths,
                                        sets[s].list.n))) {
             for (int t = 0; t <= s; t++)
@@ -495,7 +377,7 @@ int cmd_eval(int argc, char **argv)
     memset(&p, 0, sizeof p);
     char **paths = calloc(n_images, sizeof *paths), **labels = calloc(n_images, sizeof *labels);
     image_result *res = calloc(n_images, sizeof *res);
-    float *feats = NULL, *buf_id = malloc(n_images * sizeof(float));
+    float *buf_id = malloc(n_images * sizeof(float));
     float *buf_ood = malloc(n_images * sizeof(float));
     metric (*m)[N_SCORES] = calloc((size_t)n_sets, sizeof *m);
     if (!paths || !labels || !res || !buf_id || !buf_ood || !m) {
@@ -524,40 +406,13 @@ int cmd_eval(int argc, char **argv)
     p.paths = paths;
     p.n_images = n_images;
     p.res = res;
-    p.batch_size = batch_size;
-    clipn_image_opts_from_model(model, &p.io);
-    size_t per_image = 3 * (size_t)p.io.image_size * (size_t)p.io.image_size;
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
-    int ok = 1;
-    for (int k = 0; k < 2; k++) {
-        p.slot[k].pixels = malloc((size_t)batch_size * per_image * sizeof(float));
-        p.slot[k].index = malloc((size_t)batch_size * sizeof(size_t));
-        ok = ok && p.slot[k].pixels && p.slot[k].index;
-    }
-    feats = malloc((size_t)batch_size * (size_t)heads->dim * sizeof *feats);
-    pthread_t thread;
-    if (!ok || !feats) {
-        cli_fail(cmd, "out of memory for batches of %d images", batch_size);
-    } else if (pthread_create(&thread, NULL, producer, &p) != 0) {
-        cli_fail(cmd, "cannot start the decoding thread");
-    } else {
-        int bad = consume(&p, ctx, heads, feats);
-        pthread_mutex_lock(&p.mu);
-        p.stop = 1;
-        pthread_cond_broadcast(&p.cv);
-        pthread_mutex_unlock(&p.mu);
-        pthread_join(thread, NULL);
-        cli_progress_end();
-        ok = !bad;
-    }
-    for (int k = 0; k < 2; k++) {
-        free(p.slot[k].pixels);
-        free(p.slot[k].index);
-    }
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv);
-    if (!ok || !feats)
+    p.heads = heads;
+    const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = paths,
+                               .n = n_images, .batch = batch_size, .encoder = CLI_ENC_FEATURE,
+                               .on_image = score_image, .user = &p};
+    int bad = cli_backend_active->encode_images(&job);
+    cli_progress_end();
+    if (bad)
         goto done;
 
     /* ---- metrics. A set none of whose images could be scored is reported and skipped;
@@ -599,11 +454,16 @@ int cmd_eval(int argc, char **argv)
             correct += res[i].pred == c;
         }
     }
+    warn_unmatched_labels(cmd, heads, res, labels, n_images);
     double acc = labelled ? (double)correct / (double)labelled : NAN;
     size_t n_failed = n_images;
     for (int s = 0; s < n_sets; s++)
         n_failed -= n_ok[s];
     const char *conv = mode == CLIPN_FPR95_INTERP ? "interp" : "nearest";
+    const char *conv_long =
+        mode == CLIPN_FPR95_INTERP
+            ? "interp (official CLIPN: interp1d(tpr, fpr)(0.95) on sklearn roc_curve)"
+            : "nearest (MCM / Outlier Exposure: FPR at the TPR nearest 0.95)";
     int out_failed = 0;
 
     /* ---- report */
@@ -649,38 +509,44 @@ int cmd_eval(int argc, char **argv)
             printf(", accuracy %.4f on %zu labelled", acc, labelled);
         if (n_failed)
             printf(", %zu unreadable images skipped", n_failed);
-        printf("\nFPR95 convention: %s\n",
-               mode == CLIPN_FPR95_INTERP
-                   ? "interp (official CLIPN: interp1d(tpr, fpr)(0.95) on sklearn roc_curve)"
-                   : "nearest (MCM / Outlier Exposure: FPR at the TPR nearest 0.95)");
+        printf("\nFPR95 convention: %s\n", conv_long);
         printf("AUROC and FPR95 as fractions; ID = positive; higher score = more ID.\n\n");
-        printf("%-16s %-9s %8s %8s\n", "OOD set", "score", "AUROC", "FPR95");
+        /* columns by display width: the set names may be any UTF-8 */
+        int name_w = 7;
+        for (int o = 1; o < n_sets; o++) {
+            int w = cli_text_width(sets[o].name);
+            name_w = w > name_w ? (w < 32 ? w : 32) : name_w;
+        }
+        cli_print_cell(stdout, "OOD set", name_w);
+        printf(" %-9s %8s %8s\n", "score", "AUROC", "FPR95");
         for (int o = 1; o < n_sets; o++)
             for (int s = 0; s < N_SCORES; s++) {
+                cli_print_cell(stdout, sets[o].name, name_w);
                 if (m[o][s].valid)
-                    printf("%-16.16s %-9s %8.4f %8.4f\n", sets[o].name, score_names[s],
-                           m[o][s].auroc, m[o][s].fpr95);
+                    printf(" %-9s %8.4f %8.4f\n", score_names[s], m[o][s].auroc,
+                           m[o][s].fpr95);
                 else
-                    printf("%-16.16s %-9s %8s %8s  (%s)\n", sets[o].name, score_names[s],
-                           "n/a", "n/a",
-                           !n_ok[o]              ? "no image could be scored"
-                           : s < 2 && !has_no    ? "model has no no tower"
-                                                 : "not computable");
+                    printf(" %-9s %8s %8s  (%s)\n", score_names[s], "n/a", "n/a",
+                           !n_ok[o]           ? "no image could be scored"
+                           : s < 2 && !has_no ? "model has no no tower"
+                                              : "not computable");
             }
-        for (int o = 1; o < n_sets; o++)
-            printf("%s: %zu images\n", sets[o].name, n_ok[o]);
+        for (int o = 1; o < n_sets; o++) {
+            cli_print_text(stdout, sets[o].name);
+            printf(": %zu images\n", n_ok[o]);
+        }
     }
     /* every output is attempted, whatever happened to the others */
     if (scores_csv && write_scores_csv(cmd, scores_csv, &p, sets, labels, heads))
         out_failed = 1;
     if (n_ok[0] && (plot || roc_csv) &&
-        write_plots(cmd, plot, roc_csv, &p, sets, n_sets, has_no, m, buf_id, buf_ood))
+        write_plots(cmd, plot, roc_csv, &p, sets, n_sets, has_no, m, buf_id, buf_ood,
+                    conv_long))
         out_failed = 1;
     if (out_failed || skipped || n_failed)
         goto done;
     rc = 0;
 done:
-    free(feats);
     free(buf_id);
     free(buf_ood);
     free(m);

@@ -92,9 +92,13 @@ def micro_model(no_tower, prompt_no):
 
 def heads_file(C, D, no):
     rng = np.random.default_rng(1)
-    t = {"heads.yes": ("F32", [C, D], rng.standard_normal((C, D)).astype("<f4").tobytes())}
+
+    def unit_rows():  # clipn_heads_load refuses rows that are not unit vectors
+        x = rng.standard_normal((C, D))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("<f4").tobytes()
+    t = {"heads.yes": ("F32", [C, D], unit_rows())}
     if no:
-        t["heads.no"] = ("F32", [C, D], rng.standard_normal((C, D)).astype("<f4").tobytes())
+        t["heads.no"] = ("F32", [C, D], unit_rows())
     meta = {"format": "libclipn-heads", "version": "1", "model_fingerprint": "0123456789abcdef",
             "classes": json.dumps([f"class {i}" for i in range(C)]),
             "templates": json.dumps(["a photo of a {}."])}

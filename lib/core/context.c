@@ -1,6 +1,7 @@
-/* Inference contexts: the scratch arena (allocated once per context) and the pre-norm
- * transformer shared by the image tower and both text towers. */
+/* Inference contexts: the scratch arena, allocated once per context and sized for
+ * max_batch images or prompts (the transformer itself: lib/nn/transformer.c). */
 #include "internal.h"
+#include "kernels_control.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -172,35 +173,4 @@ void clipn_ctx_free(clipn_ctx *ctx)
     free(ctx->pos_sized);
     free(ctx->seq_len);
     free(ctx);
-}
-
-/* x: [sum(seq_len), W] rows of n_seq sequences stacked; updated in place.
- * x += out_proj(attn(ln_1(x))); x += c_proj(act(c_fc(ln_2(x)))). */
-void clipn_transformer_forward(clipn_ctx *ctx, const clipn_transformer *t, float *x,
-                               int n_seq, const int *seq_len, int causal)
-{
-    const clipn_config *c = &ctx->model->config;
-    const int W = t->width;
-    const clipn_epilogue act_epi =
-        c->activation == CLIPN_ACT_QUICKGELU ? CLIPN_EPI_QUICKGELU : CLIPN_EPI_GELU;
-    int rows = 0;
-    for (int s = 0; s < n_seq; s++)
-        rows += seq_len[s];
-    float *h = ctx->h, *big = ctx->big;
-
-    for (int l = 0; l < t->layers; l++) {
-        const clipn_block *b = &t->resblocks[l];
-        clipn_layernorm(x, h, rows, W, b->ln_1_weight, b->ln_1_bias, c->ln_eps);
-        clipn_linear_forward(&b->attn_in_proj, h, rows, big, CLIPN_EPI_NONE);
-        size_t row = 0;
-        for (int s = 0; s < n_seq; s++) { /* attention never crosses sequences */
-            clipn_attention(big + row * 3 * (size_t)W, h + row * (size_t)W, seq_len[s], W,
-                            t->heads, causal, ctx->attn);
-            row += (size_t)seq_len[s];
-        }
-        clipn_linear_forward(&b->attn_out_proj, h, rows, x, CLIPN_EPI_RESIDUAL);
-        clipn_layernorm(x, h, rows, W, b->ln_2_weight, b->ln_2_bias, c->ln_eps);
-        clipn_linear_forward(&b->mlp_c_fc, h, rows, big, act_epi);
-        clipn_linear_forward(&b->mlp_c_proj, big, rows, x, CLIPN_EPI_RESIDUAL);
-    }
 }

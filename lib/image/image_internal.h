@@ -1,4 +1,4 @@
-/* Private to lib/image*.c: the decoded image and the PIL-exact resize + centre crop. */
+/* Private to the files of lib/image/: the decoded image and the PIL-exact resize + centre crop. */
 #ifndef CLIPN_IMAGE_INTERNAL_H
 #define CLIPN_IMAGE_INTERNAL_H
 

@@ -657,6 +657,10 @@ static clipn_status decode_stb_pixels(const uint8_t *data, size_t len, const cha
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &comp))
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: cannot read image header (%s)", name,
                           stb_reason());
+    /* stb's BMP header reader returns a top-down BMP's height negative, as stored; its
+     * decoder flips and returns it positive, and PIL opens it the same way */
+    if (fmt == FORMAT_BMP && h < 0 && h > INT_MIN)
+        h = -h;
     if ((st = check_size(name, (uint64_t)w, (uint64_t)h, max_pixels, err)) != CLIPN_OK)
         return st;
     if (fmt == FORMAT_JPEG && comp == 1)

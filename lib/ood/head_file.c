@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define HEADS_FORMAT "libclipn-heads"
 #define HEADS_VERSION "1"
@@ -121,6 +122,46 @@ static cJSON *tensor_entry(int C, int D, size_t begin, size_t end)
     return t;
 }
 
+/* Every row of a head must be a unit vector (clipn_heads_build normalises them; the
+ * scores assume it): a zero, non-finite or unnormalised row means a broken writer. */
+#define HEADS_NORM_TOLERANCE 1e-3
+
+static clipn_status check_rows(const char *path, const float *x, size_t C, size_t D,
+                               const char *name, clipn_error *err)
+{
+    for (size_t c = 0; c < C; c++) {
+        double ss = 0.0;
+        const float *row = x + c * D;
+        for (size_t d = 0; d < D; d++) {
+            if (!isfinite(row[d]))
+                return clipn_fail(err, CLIPN_E_FORMAT, "%s: %s row %zu holds a non-finite value",
+                                  path, name, c);
+            ss += (double)row[d] * row[d];
+        }
+        double norm = sqrt(ss);
+        if (norm == 0.0)
+            return clipn_fail(err, CLIPN_E_FORMAT, "%s: %s row %zu is zero", path, name, c);
+        if (fabs(norm - 1.0) > HEADS_NORM_TOLERANCE)
+            return clipn_fail(err, CLIPN_E_FORMAT,
+                              "%s: %s row %zu has norm %.6g; head rows must be unit vectors "
+                              "(within %g)",
+                              path, name, c, norm, HEADS_NORM_TOLERANCE);
+    }
+    return CLIPN_OK;
+}
+
+static clipn_status check_strings(const char *const *s, int n, const char *what,
+                                  clipn_error *err)
+{
+    if (n > 0 && !s)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_save: %s is NULL", what);
+    for (int i = 0; i < n; i++)
+        if (!s[i])
+            return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_save: %s entry %d is NULL",
+                              what, i);
+    return CLIPN_OK;
+}
+
 clipn_status clipn_heads_save(const char *path, const clipn_model *model,
                               const clipn_heads *heads, const char *const *classes,
                               const char *const *templates, int n_templates,
@@ -128,19 +169,31 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
                               clipn_error *err)
 {
     if (!path || !model || !heads || !heads->yes || !classes || heads->n_classes <= 0 ||
-        heads->dim <= 0 || n_templates < 0 || (n_templates > 0 && !templates))
+        heads->dim <= 0 || n_templates < 0 || (no_templates && n_no_templates < 0))
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_save: NULL or empty argument");
     if (heads->n_classes > HEADS_MAX_CLASSES || heads->dim > HEADS_MAX_DIM)
         return clipn_fail(err, CLIPN_E_LIMIT, "clipn_heads_save: heads too large");
-    for (int c = 0; c < heads->n_classes; c++)
-        if (!classes[c])
-            return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_save: class %d is NULL", c);
     if (!no_templates) {
         no_templates = templates;
         n_no_templates = n_templates;
     }
+    clipn_status st;
+    if ((st = check_strings(classes, heads->n_classes, "classes", err)) != CLIPN_OK ||
+        (st = check_strings(templates, n_templates, "templates", err)) != CLIPN_OK ||
+        (st = check_strings(no_templates, n_no_templates, "no_templates", err)) != CLIPN_OK)
+        return st;
+    size_t C = (size_t)heads->n_classes, D = (size_t)heads->dim, bytes = C * D * sizeof(float);
+    if ((st = check_rows(path, heads->yes, C, D, "heads.yes", err)) != CLIPN_OK ||
+        (heads->no && (st = check_rows(path, heads->no, C, D, "heads.no", err)) != CLIPN_OK))
+        return st;
+    /* Replacing the model's own file would lose it (the CLI refuses this too). */
+    struct stat sb;
+    if (model->file_ino && stat(path, &sb) == 0 && sb.st_dev == model->file_dev &&
+        sb.st_ino == model->file_ino)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG,
+                          "%s: is the model file; refusing to overwrite it with heads", path);
     char model_fp[17], prompts_fp[17];
-    clipn_status st = clipn_model_fingerprint(model, model_fp, err);
+    st = clipn_model_fingerprint(model, model_fp, err);
     if (st != CLIPN_OK)
         return st;
     uint64_t h = fnv1a_strings(FNV_OFFSET, classes, heads->n_classes);
@@ -148,7 +201,6 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
     h = fnv1a_strings(h, no_templates, n_no_templates);
     hex64(h, prompts_fp);
 
-    size_t C = (size_t)heads->n_classes, D = (size_t)heads->dim, bytes = C * D * sizeof(float);
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
     int bad = !root || !meta;
     if (!bad) {
@@ -181,25 +233,20 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
     unsigned char len_le[8];
     for (int i = 0; i < 8; i++)
         len_le[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        int e = errno;
+    clipn_output out;
+    if ((st = clipn_output_begin(&out, path, err)) != CLIPN_OK) {
         cJSON_free(header);
-        return clipn_fail(err, CLIPN_E_IO, "%s: %s", path, strerror(e));
+        return st;
     }
-    int ok = fwrite(len_le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
-    for (size_t i = hlen; ok && i < padded; i++)
-        ok = fputc(' ', f) != EOF;
-    ok = ok && fwrite(heads->yes, 1, bytes, f) == bytes;
+    static const char spaces[8] = "        ";
+    clipn_output_write(&out, len_le, 8);
+    clipn_output_write(&out, header, hlen);
+    clipn_output_write(&out, spaces, padded - hlen);
+    clipn_output_write(&out, heads->yes, bytes);
     if (heads->no)
-        ok = ok && fwrite(heads->no, 1, bytes, f) == bytes;
-    ok = (fclose(f) == 0) && ok;
+        clipn_output_write(&out, heads->no, bytes);
     cJSON_free(header);
-    if (!ok) {
-        remove(path);
-        return clipn_fail(err, CLIPN_E_IO, "%s: write failed", path);
-    }
-    return CLIPN_OK;
+    return clipn_output_commit(&out, err);
 }
 
 /* ------------------------------------------------------------------ load */
@@ -373,6 +420,9 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
         goto done;
     if (t_no && (st = read_floats(path, data, b_no, count, "heads.no", &h->no, err)) != CLIPN_OK)
         goto done;
+    if ((st = check_rows(path, h->yes, (size_t)C, (size_t)D, "heads.yes", err)) != CLIPN_OK ||
+        (h->no && (st = check_rows(path, h->no, (size_t)C, (size_t)D, "heads.no", err)) != CLIPN_OK))
+        goto done;
     if (model && model->config.has_no_tower && !t_no) {
         st = clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.no is missing but the model has a no tower",
                         path);
@@ -392,37 +442,16 @@ clipn_status clipn_heads_load(const char *path, const clipn_model *model, clipn_
     *out = NULL;
     if (!path)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_load: path is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return clipn_fail(err, CLIPN_E_IO, "%s: %s", path, strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return clipn_fail(err, CLIPN_E_IO, "%s: cannot determine the file size", path);
-    }
     /* Two [C, D] float tensors plus the header: 1 GiB of data is 65k classes at D = 2048,
      * far beyond any real head; refuse bigger files before reading them. */
-    uint64_t max = (uint64_t)HEADS_MAX_HEADER + 8 + (1ull << 30);
-    if ((uint64_t)size > max) {
-        fclose(f);
-        return clipn_fail(err, CLIPN_E_LIMIT, "%s: %ld bytes is too large for a head file",
-                          path, size);
-    }
-    unsigned char *buf = malloc((size_t)size + 1);
-    if (!buf) {
-        fclose(f);
-        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) {
-        free(buf);
-        return clipn_fail(err, CLIPN_E_IO, "%s: read error", path);
-    }
+    const uint64_t max = (uint64_t)HEADS_MAX_HEADER + 8 + (1ull << 30);
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    clipn_status rs = clipn_read_file(path, max, &buf, &size, err);
+    if (rs != CLIPN_OK)
+        return rs;
     clipn_heads *h = calloc(1, sizeof *h);
-    clipn_status st = h ? parse_heads(path, buf, (size_t)size, model, h, err)
+    clipn_status st = h ? parse_heads(path, buf, size, model, h, err)
                         : clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
     free(buf);
     if (st != CLIPN_OK) {

@@ -106,7 +106,8 @@ static void vision_forward(clipn_ctx *ctx, const float *pixels, int n, int size,
         ctx->seq_len[i] = (int)T;
     }
     clipn_layernorm(x, x, (int)(n * T), W, v->ln_pre_weight, v->ln_pre_bias, c->ln_eps);
-    clipn_transformer_forward(ctx, &v->transformer, x, n, ctx->seq_len, 0);
+    const clipn_row_plan plan = {.rows = (int)(n * T), .n_seq = n, .seq_len = ctx->seq_len};
+    clipn_transformer_forward(ctx, &v->transformer, x, &plan);
 
     for (int i = 0; i < n; i++) /* ln_post on the class token only */
         clipn_layernorm(x + (size_t)i * T * W, ctx->pooled + (size_t)i * W, 1, W,

@@ -259,6 +259,8 @@ clipn_status clipn_st_open(clipn_st_file *f, const char *path, uint64_t max_head
         return clipn_fail(err, CLIPN_E_IO, "%s: not a regular file", path);
     }
     uint64_t size = (uint64_t)st.st_size;
+    f->dev = (uint64_t)st.st_dev;
+    f->ino = (uint64_t)st.st_ino;
     if (size < 8) {
         close(fd);
         return clipn_fail(err, CLIPN_E_FORMAT,

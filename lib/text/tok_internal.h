@@ -1,5 +1,5 @@
-/* Tokenizer internals shared by lib/tokenizer.c, lib/tok_clean.c and the generated tables
- * (lib/tok_html_entities.c, lib/tok_unicode_tables.c). Not installed. */
+/* Tokenizer internals shared by lib/text/tokenizer.c, lib/text/clean.c and the generated tables
+ * (lib/text/generated/html_entities.c, lib/text/generated/unicode_tables.c). Not installed. */
 #ifndef CLIPN_TOK_INTERNAL_H
 #define CLIPN_TOK_INTERNAL_H
 

@@ -131,7 +131,7 @@ static void normalize_row(float *x, int dim)
 }
 
 /* Prompts per text batch: all the classes of a template together, so the template's
- * words before the class name are computed once per batch (lib/text.c shares prefixes)
+ * words before the class name are computed once per batch (lib/nn/text_tower.c shares prefixes)
  * and the GEMMs see thousands of rows. The ctx scratch grows to fit it, once. */
 #define HEADS_BATCH 1024
 

@@ -1,13 +1,11 @@
 /* The official open_clip validation transform (Resize(S, BICUBIC) -> CenterCrop(S) ->
  * convert('RGB') -> ToTensor -> Normalize) on PIL 9.4 / torchvision 0.14 semantics.
- * Decoding: image_decode.c. Resize + crop + RGB: image_resample.c. */
+ * Decoding: decode.c. Resize + crop + RGB: resample.c. */
 #include "image_internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_IMAGE_SIZE 8192 /* output side; far above any CLIP model */
 
@@ -35,6 +33,12 @@ void clipn_image_opts_from_model(const clipn_model *m, clipn_image_opts *o)
         o->mean[i] = m->config.image_mean[i];
         o->std[i] = m->config.image_std[i];
     }
+}
+
+/* 0 means the default, as in clipn_load_opts. */
+static uint64_t max_pixels(const clipn_image_opts *o)
+{
+    return o->max_pixels ? o->max_pixels : CLIPN_DEFAULT_MAX_PIXELS;
 }
 
 static clipn_status check_opts(const clipn_image_opts *o, const float *out, const char *name,
@@ -96,7 +100,7 @@ clipn_status clipn_preprocess_memory_ex(const void *data, size_t len, const char
     if (!data && len)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "%s: NULL data", name);
     clipn_image im;
-    st = clipn_image_decode(data, len, name, o->max_pixels, jpeg_with_stb, &im, err);
+    st = clipn_image_decode(data, len, name, max_pixels(o), jpeg_with_stb, &im, err);
     if (st != CLIPN_OK)
         return st;
     st = finish(&im, o, out, name, err);
@@ -118,33 +122,11 @@ clipn_status clipn_preprocess_file(const char *path, const clipn_image_opts *o, 
     clipn_status st = check_opts(o, out, path, err);
     if (st != CLIPN_OK)
         return st;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return clipn_fail(err, CLIPN_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return clipn_fail(err, CLIPN_E_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > CLIPN_MAX_IMAGE_FILE_BYTES) {
-        fclose(f);
-        return clipn_fail(err, CLIPN_E_LIMIT, "%s: file of %lld bytes exceeds the %llu-byte "
-                          "limit", path, (long long)sb.st_size,
-                          (unsigned long long)CLIPN_MAX_IMAGE_FILE_BYTES);
-    }
-    size_t len = (size_t)sb.st_size;
-    uint8_t *data = malloc(len ? len : 1);
-    if (!data) {
-        fclose(f);
-        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory for %zu bytes", path, len);
-    }
-    size_t got = len ? fread(data, 1, len, f) : 0;
-    int read_error = ferror(f);
-    fclose(f);
-    if (got != len || read_error) {
-        free(data);
-        return clipn_fail(err, CLIPN_E_IO, "%s: read error", path);
-    }
+    uint8_t *data = NULL;
+    size_t len = 0;
+    st = clipn_read_file(path, CLIPN_MAX_IMAGE_FILE_BYTES, &data, &len, err);
+    if (st != CLIPN_OK)
+        return st;
     st = clipn_preprocess_memory_ex(data, len, path, o, 0, out, err);
     free(data);
     return st;
@@ -161,9 +143,9 @@ clipn_status clipn_preprocess_pixels(const uint8_t *pixels, int width, int heigh
     if (!pixels || width <= 0 || height <= 0 || channels < 1 || channels > 4)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "%s: bad pixels, size %dx%d or channels %d",
                           name, width, height, channels);
-    if ((uint64_t)width * (uint64_t)height > o->max_pixels)
+    if ((uint64_t)width * (uint64_t)height > max_pixels(o))
         return clipn_fail(err, CLIPN_E_LIMIT, "%s: %dx%d image exceeds the limit of %llu pixels",
-                          name, width, height, (unsigned long long)o->max_pixels);
+                          name, width, height, (unsigned long long)max_pixels(o));
     size_t row = (size_t)width * (size_t)channels;
     if (stride == 0)
         stride = row;

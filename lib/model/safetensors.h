@@ -1,5 +1,5 @@
 /* A strict, read-only safetensors reader: mmap, header validation, tensor index.
- * Used by the model loader (lib/model_load.c). */
+ * Used by the model loader (lib/model/load.c). */
 #ifndef CLIPN_SAFETENSORS_H
 #define CLIPN_SAFETENSORS_H
 
@@ -33,6 +33,7 @@ typedef struct clipn_st_file {
     const char *path;
     uint8_t *map;                  /* whole file, read-only; NULL once handed to a model */
     size_t map_len;
+    uint64_t dev, ino;             /* fstat of the file */
     const uint8_t *data;           /* data section */
     uint64_t data_len;
     cJSON *header;                 /* parsed header (owns the tensor names) */

@@ -77,64 +77,37 @@ static int plan_rows(text_prompt *pr, int n, int share)
     return rows;
 }
 
-/* Row ends[u] -> row u. ends[] increases, so ends[u] >= u and no source is overwritten
- * before it is read. */
-static void compact_rows(float *a, size_t W, const int *ends, int n_ends)
-{
-    for (int u = 0; u < n_ends; u++)
-        if (ends[u] != u)
-            memcpy(a + (size_t)u * W, a + (size_t)ends[u] * W, W * sizeof *a);
-}
+/* The text tower's attention (clipn_row_plan.attend): a prompt attends over its whole
+ * path, shared prefix rows gathered next to its own rows, and keeps only the rows it owns.
+ * qkv_path [C, 3W] and out_path [C, W] hold one prompt's gathered path. */
+typedef struct text_paths {
+    const text_prompt *pr;
+    int n;
+    float *qkv_path, *out_path;
+} text_paths;
 
-/* x += out_proj(attn(ln_1(x))); x += c_proj(act(c_fc(ln_2(x)))) over the `rows` distinct
- * rows of the batch. The last layer needs every row's keys and values but only the pooled
- * rows' outputs: ends[u] (increasing) are moved to row u and only those n_ends rows go
- * through out_proj and the MLP. qkv_path [C, 3W] and out_path [C, W] hold one prompt's
- * gathered path. */
-static void text_transformer(clipn_ctx *ctx, const clipn_transformer *t, float *x, int rows,
-                             const text_prompt *pr, int n, const int *ends, int n_ends,
-                             float *qkv_path, float *out_path)
+static void attend_paths(const clipn_row_plan *plan, const clipn_transformer *t,
+                         const float *qkv, float *out, float *attn_scratch)
 {
-    const clipn_config *c = &ctx->model->config;
+    const text_paths *tp = plan->user;
     const size_t W = (size_t)t->width;
-    const clipn_epilogue act_epi =
-        c->activation == CLIPN_ACT_QUICKGELU ? CLIPN_EPI_QUICKGELU : CLIPN_EPI_GELU;
-    float *h = ctx->h, *qkv = ctx->big;
-
-    for (int l = 0; l < t->layers; l++) {
-        const clipn_block *b = &t->resblocks[l];
-        clipn_layernorm(x, h, rows, (int)W, b->ln_1_weight, b->ln_1_bias, c->ln_eps);
-        clipn_linear_forward(&b->attn_in_proj, h, rows, qkv, CLIPN_EPI_NONE);
-        for (int k = 0; k < n; k++) {
-            const text_prompt *q = &pr[k];
-            if (q->shared == q->len)
-                continue; /* identical to its predecessor: owns no row */
-            if (q->shared == 0) { /* rows are contiguous: attend in place */
-                const size_t r0 = (size_t)q->path[0];
-                clipn_attention(qkv + r0 * 3 * W, h + r0 * W, q->len, (int)W, t->heads, 1,
-                                ctx->attn);
-                continue;
-            }
-            for (int p = 0; p < q->len; p++)
-                memcpy(qkv_path + (size_t)p * 3 * W, qkv + (size_t)q->path[p] * 3 * W,
-                       3 * W * sizeof *qkv);
-            clipn_attention(qkv_path, out_path, q->len, (int)W, t->heads, 1, ctx->attn);
-            memcpy(h + (size_t)q->path[q->shared] * W, out_path + (size_t)q->shared * W,
-                   (size_t)(q->len - q->shared) * W * sizeof *h); /* own rows: contiguous */
+    for (int k = 0; k < tp->n; k++) {
+        const text_prompt *q = &tp->pr[k];
+        if (q->shared == q->len)
+            continue; /* identical to its predecessor: owns no row */
+        if (q->shared == 0) { /* rows are contiguous: attend in place */
+            const size_t r0 = (size_t)q->path[0];
+            clipn_attention(qkv + r0 * 3 * W, out + r0 * W, q->len, (int)W, t->heads, 1,
+                            attn_scratch);
+            continue;
         }
-        int m = rows;
-        if (l == t->layers - 1) {
-            compact_rows(x, W, ends, n_ends);
-            compact_rows(h, W, ends, n_ends);
-            m = n_ends;
-        }
-        clipn_linear_forward(&b->attn_out_proj, h, m, x, CLIPN_EPI_RESIDUAL);
-        clipn_layernorm(x, h, m, (int)W, b->ln_2_weight, b->ln_2_bias, c->ln_eps);
-        clipn_linear_forward(&b->mlp_c_fc, h, m, qkv, act_epi);
-        clipn_linear_forward(&b->mlp_c_proj, qkv, m, x, CLIPN_EPI_RESIDUAL);
+        for (int p = 0; p < q->len; p++)
+            memcpy(tp->qkv_path + (size_t)p * 3 * W, qkv + (size_t)q->path[p] * 3 * W,
+                   3 * W * sizeof *qkv);
+        clipn_attention(tp->qkv_path, tp->out_path, q->len, (int)W, t->heads, 1, attn_scratch);
+        memcpy(out + (size_t)q->path[q->shared] * W, tp->out_path + (size_t)q->shared * W,
+               (size_t)(q->len - q->shared) * W * sizeof *out); /* own rows: contiguous */
     }
-    if (t->layers == 0)
-        compact_rows(x, W, ends, n_ends);
 }
 
 /* n prompts of validated ids -> out [n, E], as one shared batch. */
@@ -217,9 +190,12 @@ static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, con
                     dst[i] += pm[i];
             }
         }
+    /* the last layer runs out_proj and the MLP on the distinct pooled rows only */
     float *qkv_path = ctx->big + qkv_floats;
-    text_transformer(ctx, &tw->transformer, x, (int)rows, pr, n, ends, distinct, qkv_path,
-                     qkv_path + C * 3 * W);
+    text_paths paths_user = {pr, n, qkv_path, qkv_path + C * 3 * W};
+    const clipn_row_plan plan = {.rows = (int)rows, .causal = 1, .attend = attend_paths,
+                                 .user = &paths_user, .keep = ends, .n_keep = distinct};
+    clipn_transformer_forward(ctx, &tw->transformer, x, &plan);
 
     /* the pooled rows are now x[0, distinct) */
     clipn_layernorm(x, ctx->pooled, distinct, (int)W, tw->ln_final_weight, tw->ln_final_bias,

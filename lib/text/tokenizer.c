@@ -5,7 +5,7 @@
  * The official code looks strings up in dicts, where a repeated key keeps its LAST id or
  * rank; here every symbol is its string's final id, so repeats behave the same.
  *
- * Encoding: tok_clean_text (lib/tok_clean.c) -> split with the official regex -> each
+ * Encoding: tok_clean_text (lib/text/clean.c) -> split with the official regex -> each
  * piece's UTF-8 bytes become byte symbols, the last one with "</w>" -> merge the
  * lowest-ranked adjacent pair everywhere it occurs, until no pair has a rank.
  */
@@ -15,9 +15,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
-#define TOK_MAX_MERGES (49152 - 256 - 2) /* the official merges[1:49152-256-2+1] */
+#define TOK_MAX_MERGES CLIPN_TOK_MAX_MERGES
 #define TOK_MAX_FILE_BYTES (64u << 20)
 #define TOK_CACHE_SLOTS 8192             /* power of two */
 #define TOK_CACHE_MAX_ENTRIES 4096       /* then the cache is emptied */
@@ -368,11 +369,16 @@ clipn_status clipn_tokenizer_from_file(const char *path, clipn_tokenizer **out, 
     *out = NULL;
     if (!path)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_tokenizer_from_file: path is NULL");
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return clipn_fail(err, CLIPN_E_IO, "%s: cannot open (%s)", path,
-                          errno ? strerror(errno) : "out of memory");
+    int fd;
+    uint64_t fsize;
+    clipn_status ost = clipn_open_input(path, TOK_MAX_FILE_BYTES, &fd, &fsize, err);
+    if (ost != CLIPN_OK)
+        return ost;
+    gzFile f = gzdopen(fd, "rb"); /* takes the descriptor */
+    if (!f) {
+        close(fd);
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
+    }
     size_t cap = 1 << 20, len = 0;
     char *buf = malloc(cap);
     clipn_status st = CLIPN_OK;
