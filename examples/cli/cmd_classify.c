@@ -162,10 +162,10 @@ static void print_table(const char *path, const clipn_heads *h, const float *fea
         char name[256];
         cli_text_fit(h->class_names[s->pred], 40, name, sizeof name);
         double p_no = 1.0 - (double)s->ctw, p_ood = 1.0 - (double)s->atd;
-        printf("  CTW: %-19s p_no %.4f %s 0.5 at \"%s\"\n",
+        printf("  CTW: %-19s p_no %.4g %s 0.5 at \"%s\"\n",
                s->ood_ctw ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_no,
                s->ood_ctw ? ">" : "<=", name);
-        printf("  ATD: %-19s p_ood %.4f %s %.4f = max_c p_c * p_yes_c\n",
+        printf("  ATD: %-19s p_ood %.4g %s %.4g = max_c p_c * p_yes_c\n",
                s->ood_atd ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_ood,
                s->ood_atd ? ">" : "<=", best_known(h, feat, probs));
     } else {

@@ -37,13 +37,10 @@ int cmd_embed_text(int argc, char **argv)
     int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_texts);
     if (st != CLI_ARGS_OK)
         return st == CLI_ARGS_HELP ? 0 : st;
-    if (!model_path || !out_path || (n_texts > 0) == (file != NULL)) {
-        if (model_path && out_path)
-            cli_fail(cmd, "give texts or --file, not both (see --help)");
-        else
-            usage(stderr);
-        return 2;
-    }
+    if (!model_path || !out_path)
+        return cli_fail(cmd, "--model M and --out F.npy are required (see --help)"), 2;
+    if ((n_texts > 0) == (file != NULL))
+        return cli_fail(cmd, "give texts or --file, exactly one (see --help)"), 2;
 
     const cli_path outs[] = {{"--out", out_path}};
     const cli_path ins[] = {{"--model", model_path}, {"--file", file}};

@@ -512,7 +512,7 @@ int cmd_eval(int argc, char **argv)
         printf("\nFPR95 convention: %s\n", conv_long);
         printf("AUROC and FPR95 as fractions; ID = positive; higher score = more ID.\n\n");
         /* columns by display width: the set names may be any UTF-8 */
-        int name_w = 7;
+        int name_w = 12;
         for (int o = 1; o < n_sets; o++) {
             int w = cli_text_width(sets[o].name);
             name_w = w > name_w ? (w < 32 ? w : 32) : name_w;

@@ -10,7 +10,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *what;
 } commands[] = {
-    {"info", cmd_info, "print a model file's config as JSON"},
+    {"info", cmd_info, "what a file is: a model's config, a heads file's classes, or how to convert it"},
     {"tokenize", cmd_tokenize, "print the token ids of texts"},
     {"preprocess", cmd_preprocess, "write preprocessed images as a float32 .npy"},
     {"embed-image", cmd_embed_image, "image features as a float32 .npy"},
