@@ -18,6 +18,7 @@ int cmd_embed_text(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_head(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_neg_labels(int argc, char **argv);
 
 /* ---- helpers (cli_util.c) */
 

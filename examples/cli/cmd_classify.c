@@ -23,7 +23,9 @@ static void usage(FILE *f)
             "  --top K          classes listed per image (default 5)\n"
             "  --json           one JSON object per image per line:\n"
             "                   {\"image\",\"pred\",\"top\":[{\"class\",\"prob\"}],\n"
-            "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\"},\n"
+            "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\",\n"
+            "                              \"glmcm\",\"neglabel\"},  (neglabel: null unless the\n"
+            "                    heads carry negatives, see `clipn head --negatives`)\n"
             "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (null without a no tower)\n"
             "  --threads N      compute threads (default: all cores)\n"
             CLI_INPUTS_HELP
@@ -107,9 +109,11 @@ static int print_json(const char *path, const clipn_heads *h, const float *probs
     }
     cJSON *sc = ok ? cli_json_add_item(o, "scores", cJSON_CreateObject()) : NULL;
     ok = ok && sc;
-    const double v[6] = {s->ctw, s->atd, s->msp, s->maxlogit, s->energy, s->mcm};
-    static const char *const names[6] = {"ctw", "atd", "msp", "maxlogit", "energy", "mcm"};
-    for (int j = 0; ok && j < 6; j++)
+    const double v[8] = {s->ctw,    s->atd,    s->msp,   s->maxlogit,
+                         s->energy, s->mcm,    s->glmcm, s->neglabel};
+    static const char *const names[8] = {"ctw", "atd",    "msp",   "maxlogit",
+                                         "energy", "mcm", "glmcm", "neglabel"};
+    for (int j = 0; ok && j < 8; j++)
         ok = cli_json_add_item(sc, names[j], number_or_null(v[j])) != NULL;
     cJSON *ood = ok ? cli_json_add_item(o, "ood", cJSON_CreateObject()) : NULL;
     ok = ok && ood &&
@@ -171,8 +175,11 @@ static void print_table(const char *path, const clipn_heads *h, const float *fea
     } else {
         printf("  CTW/ATD: n/a (the model has no \"no\" text tower)\n");
     }
-    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f  (higher = more in-distribution)\n\n",
-           s->msp, s->maxlogit, s->energy, s->mcm);
+    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f  GL-MCM %.6f", s->msp, s->maxlogit,
+           s->energy, s->mcm, s->glmcm);
+    if (h->n_neg > 0)
+        printf("  NegLabel %.4f", s->neglabel);
+    printf("  (higher = more in-distribution)\n\n");
 }
 
 /* Scores and prints one image as the backend delivers it, in input order. */
@@ -183,6 +190,7 @@ typedef struct classify_out {
     float *probs;
     int *top_idx;
     int top, json, failed;
+    int n_local; /* GL-MCM local features per image, after the global feature */
 } classify_out;
 
 static int classify_one(void *user, size_t i, const float *feat, const char *error)
@@ -195,7 +203,8 @@ static int classify_one(void *user, size_t i, const float *feat, const char *err
         o->failed++;
         return 0;
     }
-    if (clipn_score(o->heads, feat, o->probs, &s, &err) != CLIPN_OK) {
+    if (clipn_score_image(o->heads, feat, feat + o->heads->dim, o->n_local, o->probs, &s,
+                          &err) != CLIPN_OK) {
         cli_fail(o->cmd, "%s: %s (skipped)", o->images[i], err.message);
         o->failed++;
         return 0;
@@ -262,10 +271,12 @@ int cmd_classify(int argc, char **argv)
         cli_fail(cmd, "out of memory");
         goto done;
     }
-    classify_out out = {cmd, images, heads, probs, top_idx, top, json, 0};
+    const clipn_config *mc = clipn_model_config(model);
+    classify_out out = {cmd, images, heads, probs, top_idx, top, json, 0,
+                        (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size)};
     const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = images,
                                .n = n_images, .batch = opts.max_batch,
-                               .encoder = CLI_ENC_FEATURE, .on_image = classify_one,
+                               .encoder = CLI_ENC_LOCAL, .on_image = classify_one,
                                .user = &out};
     if (cli_backend_active->encode_images(&job))
         goto done;

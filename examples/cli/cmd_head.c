@@ -9,7 +9,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipn head --model M --classes FILE [--templates FILE] [--no-templates FILE]\n"
-            "                  [--threads N] --out H\n\n"
+            "                  [--negatives NEG.txt [--neg-groups N]] [--threads N] --out H\n\n"
             "Encode every template x class with both text towers and save the normalised\n"
             "class heads (heads.yes, heads.no) to H, a small safetensors file that records the\n"
             "class names, the templates and the model's fingerprint. `classify` and `eval`\n"
@@ -21,7 +21,12 @@ static void usage(FILE *f)
             "  --threads N          compute threads (default: all cores)\n"
             "  --yes-npy Y.npy      import heads computed elsewhere (e.g. by the official\n"
             "  --no-npy N.npy       PyTorch code): float32 [C, D] rows, re-normalised; no\n"
-            "                       text is encoded and no templates are recorded\n");
+            "                       text is encoded and no templates are recorded\n"
+            "  --negatives NEG.txt  NegLabel negative prompts, one per line, each encoded as\n"
+            "                       given with the yes tower (e.g. from `clipn neg-labels`);\n"
+            "                       classify and eval then report the neglabel score\n"
+            "  --neg-groups N       groups the NegLabel score splits them into (default 100,\n"
+            "                       at most the number of negatives; docs/methods.md)\n");
 }
 
 /* One [C, D] float32 .npy of head rows, checked against the class count and the model. */
@@ -113,7 +118,8 @@ int cmd_head(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out = NULL, *yes_npy = NULL, *no_npy = NULL;
     cli_head_args a = {0};
-    int threads = 0;
+    const char *negatives = NULL;
+    int threads = 0, neg_groups = 0;
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
@@ -122,6 +128,8 @@ int cmd_head(int argc, char **argv)
         CLI_STRING("--yes-npy", &yes_npy),
         CLI_STRING("--no-npy", &no_npy),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
+        CLI_STRING("--negatives", &negatives),
+        CLI_INT("--neg-groups", &neg_groups, 1, CLIPN_MAX_NEGATIVES),
     };
     int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]),
                             usage, &n_extra);
@@ -140,7 +148,8 @@ int cmd_head(int argc, char **argv)
     const cli_path outs[] = {{"--out", out}};
     const cli_path ins[] = {{"--model", model_path}, {"--classes", a.classes},
                             {"--templates", a.templates}, {"--no-templates", a.no_templates},
-                            {"--yes-npy", yes_npy}, {"--no-npy", no_npy}};
+                            {"--yes-npy", yes_npy}, {"--no-npy", no_npy},
+                            {"--negatives", negatives}};
     if ((st = cli_check_paths(cmd, outs, 1, ins, (int)(sizeof ins / sizeof ins[0]))))
         return st;
     clipn_model *model = cli_load_model(cmd, model_path);
@@ -162,6 +171,8 @@ int cmd_head(int argc, char **argv)
         if (!(heads = import_heads(cmd, model, a.classes, yes_npy, no_npy)))
             goto done;
         /* nothing was encoded: record no templates */
+        if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
+            goto done;
         save_args sa = {cmd, model, heads, NULL, NULL, 0, 0};
         if (cli_out_save_with(cmd, out, save_heads, &sa))
             goto done;
@@ -175,6 +186,8 @@ int cmd_head(int argc, char **argv)
     if ((n_tmpl = cli_get_templates(cmd, a.templates, &tmpl, &tmpl_owned)) < 0)
         goto done;
     if (a.no_templates && (n_no = cli_get_templates(cmd, a.no_templates, &no_tmpl, &no_owned)) < 0)
+        goto done;
+    if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
         goto done;
     save_args sa = {cmd, model, heads, tmpl, no_tmpl, n_tmpl, n_no};
     if (cli_out_save_with(cmd, out, save_heads, &sa))

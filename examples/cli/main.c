@@ -18,6 +18,7 @@ static const struct {
     {"head", cmd_head, "build yes/no class heads once and save them"},
     {"classify", cmd_classify, "classify images, with CLIPN's OOD verdicts"},
     {"eval", cmd_eval, "OOD metrics (AUROC, FPR95) on ID and OOD image sets"},
+    {"neg-labels", cmd_neg_labels, "mine NegLabel negative labels (WordNet) for `head --negatives`"},
 };
 
 static void usage(FILE *f)
