@@ -88,17 +88,48 @@ typedef struct clipn_config {
 
 typedef struct clipn_model clipn_model;
 
+/* The precision the linear layers (attention projections, MLPs, patch embedding, final
+ * projections: all but a few per cent of the work) run at. LayerNorm, softmax, GELU and
+ * the residual stream stay fp32 in every precision. See docs/performance.md. */
+typedef enum clipn_precision {
+    CLIPN_PRECISION_DEFAULT = 0, /* the file's own: INT8 for an int8 file, BF16 for a BF16
+                                    one, else fp32. The environment variable CLIPN_WEIGHTS=
+                                    fp32|bf16|int8, when set, is the default instead (for
+                                    benchmarks). */
+    CLIPN_PRECISION_FP32 = 1,    /* features within ~1e-6 of PyTorch fp32 */
+    CLIPN_PRECISION_BF16 = 2,    /* bf16 weights and activations, fp32 sums; needs
+                                    AVX512_BF16, elsewhere runs fp32 (with a note) */
+    CLIPN_PRECISION_INT8 = 3     /* int8 weights (quantized at load, or stored so by the
+                                    converter) and activations (quantized per call), one
+                                    scale per 64 k, int32 sums; every CPU */
+} clipn_precision;
+
 typedef struct clipn_load_opts {
     uint64_t max_header_bytes;  /* 0 = default (100 MiB) */
     uint64_t max_tensors;       /* 0 = default (100000) */
+    clipn_precision precision;  /* 0 = the file's own */
 } clipn_load_opts;
 
 /* Load a libclipn model file (safetensors, see docs/model-format.md). The file is
- * memory-mapped; on any fault nothing is returned and *out stays NULL. opts may be NULL. */
+ * memory-mapped; on any fault nothing is returned and *out stays NULL. opts may be NULL.
+ * A precision this CPU cannot run (BF16 without AVX512_BF16) loads at fp32 instead: see
+ * clipn_model_precision and clipn_model_precision_note. */
 CLIPN_API clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts,
                               clipn_model **out, clipn_error *err);
 CLIPN_API void clipn_model_free(clipn_model *model);
 CLIPN_API const clipn_config *clipn_model_config(const clipn_model *model);
+/* The precision the model runs at (never CLIPN_PRECISION_DEFAULT). */
+CLIPN_API clipn_precision clipn_model_precision(const clipn_model *model);
+/* What was asked and why something else runs, e.g. "bf16 asked: this CPU has no
+ * AVX512_BF16; running fp32", or "" when what was asked runs. Static per model. */
+CLIPN_API const char *clipn_model_precision_note(const clipn_model *model);
+/* "fp32", "bf16", "int8" ("default" for 0, NULL for anything else). */
+CLIPN_API const char *clipn_precision_name(clipn_precision p);
+/* The kernels this process runs (chosen once by CPUID, or CLIPN_ISA): "avx512", "avx2",
+ * "neon" or "portable"; and the INT8 micro-kernel under it: "avx2" (vpmaddubsw, also on
+ * AVX-512 CPUs), "neon-sdot" or "portable". */
+CLIPN_API const char *clipn_runtime_isa(void);
+CLIPN_API const char *clipn_runtime_int8_kernel(void);
 /* Write the config as a JSON object (NUL-terminated). Returns the length it needs
  * (excluding NUL), like snprintf. */
 CLIPN_API size_t clipn_config_to_json(const clipn_config *cfg, char *buf, size_t cap);

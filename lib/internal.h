@@ -98,6 +98,9 @@ struct clipn_model {
     const char *bpe_merges;
     size_t bpe_merges_len;
 
+    clipn_precision precision;                 /* what the linears run at */
+    char precision_note[160];                  /* "" or why that is not what was asked */
+
     /* storage */
     void *map;                                 /* mmap of the file */
     size_t map_len;

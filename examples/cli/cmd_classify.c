@@ -28,6 +28,7 @@ static void usage(FILE *f)
             "                    heads carry negatives, see `clipn head --negatives`)\n"
             "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (null without a no tower)\n"
             "  --threads N      compute threads (default: all cores)\n"
+            CLI_PRECISION_USAGE
             CLI_INPUTS_HELP
             "Images are reported in that order. An unreadable image is reported on stderr and\n"
             "skipped; the others are still classified and printed, and the exit status is\n"
@@ -229,6 +230,7 @@ int cmd_classify(int argc, char **argv)
     int top = 5, json = 0, threads = 0, n_pos;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_OPTIONS(a),
         CLI_INT("--top", &top, 1, 1000000),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),

@@ -24,6 +24,7 @@ static void usage(FILE *f)
             "  --local-out L.npy  also the GL-MCM local (patch) features, raw, float32\n"
             "                  [N, patches, embed_dim], patches = (S / patch_size)^2 in grid\n"
             "                  order (model's image size only)\n"
+            CLI_PRECISION_USAGE
             CLI_INPUTS_HELP
             "Rows follow the order of the images.\n");
 }
@@ -110,6 +111,7 @@ int cmd_embed_image(int argc, char **argv)
     int batch = 8, n_pos;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_STRING("--out", &out_path),
         CLI_STRING("--pixels", &pixels_path),
         CLI_INT("--batch", &batch, 1, 4096),

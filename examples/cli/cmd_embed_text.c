@@ -20,7 +20,8 @@ static void usage(FILE *f)
             "  --out F.npy   output file (required)\n"
             "  --no          use the \"no\" text tower (CLIPN models only)\n"
             "  --file LINES  one text per line (empty lines skipped)\n"
-            "  --batch N     texts per forward pass (default 8)\n");
+            "  --batch N     texts per forward pass (default 8)\n"
+            CLI_PRECISION_USAGE);
 }
 
 int cmd_embed_text(int argc, char **argv)
@@ -29,6 +30,7 @@ int cmd_embed_text(int argc, char **argv)
     int no = 0, batch = 8, n_texts;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_STRING("--out", &out_path),
         CLI_STRING("--file", &file),
         CLI_FLAG("--no", &no),

@@ -50,6 +50,7 @@ static void usage(FILE *f)
             "  --roc-csv F        ROC points (set,score,threshold,fpr,tpr)\n"
             "  --plot F.svg       ROC curves, one panel per OOD set\n"
             "  --batch N          images per encoder call (default 16)\n"
+            CLI_PRECISION_USAGE
             "Unreadable images are reported on stderr and skipped.\n",
             MAX_OOD);
 }
@@ -325,6 +326,7 @@ int cmd_eval(int argc, char **argv)
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_OPTIONS(a),
         CLI_STRING("--id", &id_spec),
         CLI_CUSTOM("--ood", &ood, parse_ood),

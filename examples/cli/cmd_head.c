@@ -19,6 +19,7 @@ static void usage(FILE *f)
             "                       128 official CLIPN templates, embedded)\n"
             "  --no-templates FILE  templates for the no tower (default: the same)\n"
             "  --threads N          compute threads (default: all cores)\n"
+            CLI_PRECISION_USAGE
             "  --yes-npy Y.npy      import heads computed elsewhere (e.g. by the official\n"
             "  --no-npy N.npy       PyTorch code): float32 [C, D] rows, re-normalised; no\n"
             "                       text is encoded and no templates are recorded\n"
@@ -123,6 +124,7 @@ int cmd_head(int argc, char **argv)
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_BUILD_OPTIONS(a),
         CLI_STRING("--out", &out),
         CLI_STRING("--yes-npy", &yes_npy),
