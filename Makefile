@@ -45,7 +45,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: FORCE all test test-arm test-c test-exports test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
+.PHONY: FORCE all test test-arm test-c test-exports test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores methods-parity
 all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c $(BUILD)/cflags
@@ -83,7 +83,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-exports test-cli test-py parity example-pkgconfig e2e-scores
+test: all test-c test-exports test-cli test-py parity example-pkgconfig e2e-scores methods-parity
 	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
 # run_suites(build dir, suites, runner prefix, extra env): each run gets a fresh TMPDIR for
 # the suites' scratch files, and a file left in it fails the run.
@@ -141,6 +141,9 @@ example-pkgconfig: all
 # clipn head/classify/eval end to end against the official scoring + metric code in PyTorch.
 e2e-scores: all
 	@sh tests/golden/e2e_scores.sh $(PYTHON_TORCH) $(BUILD)
+# GL-MCM and NegLabel against the official algorithms restated in PyTorch (~10 s)
+methods-parity: all
+	@sh tests/golden/methods_parity.sh $(PYTHON_TORCH) $(BUILD)
 
 # ARM: library, CLI and Check suites cross-compiled for aarch64 (NEON kernels) into
 # $(BUILD)-arm and run under qemu-user, then golden parity on the small models (the ViT-B

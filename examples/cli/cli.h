@@ -18,6 +18,7 @@ int cmd_embed_text(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_head(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_neg_labels(int argc, char **argv);
 
 /* ---- helpers (cli_util.c) */
 
@@ -25,8 +26,15 @@ int cmd_eval(int argc, char **argv);
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Report a library error: "clipn <cmd>: <message>", returns 1. */
 int cli_fail_err(const char *cmd, const clipn_error *err);
-/* Load a model or print the reason; NULL on failure. */
+/* Load a model (at cli_precision) or print the reason; NULL on failure. A precision the
+ * CPU cannot run loads at fp32 with a warning on stderr. */
 clipn_model *cli_load_model(const char *cmd, const char *path);
+/* --precision fp32|bf16|int8, one row shared by every subcommand that runs a model. */
+extern clipn_precision cli_precision; /* 0 = the model file's own */
+int cli_parse_precision(void *dest, const char *cmd, char *value);
+#define CLI_PRECISION_OPTION CLI_CUSTOM("--precision", &cli_precision, cli_parse_precision)
+#define CLI_PRECISION_USAGE \
+    "  --precision P    fp32, bf16 or int8 (default: the model file's own; docs/cli.md)\n"
 /* Read a whole file; NULL + message on failure. Caller frees. */
 char *cli_read_file(const char *cmd, const char *path, size_t *len);
 /* Split text into lines (no trailing newline or CR, empty lines dropped); the array and

@@ -94,6 +94,21 @@ int cli_fail_err(const char *cmd, const clipn_error *err)
     return cli_fail(cmd, "%s", err->message[0] ? err->message : clipn_status_name(err->code));
 }
 
+clipn_precision cli_precision = CLIPN_PRECISION_DEFAULT;
+
+int cli_parse_precision(void *dest, const char *cmd, char *value)
+{
+    static const clipn_precision all[] = {CLIPN_PRECISION_FP32, CLIPN_PRECISION_BF16,
+                                          CLIPN_PRECISION_INT8};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(value, clipn_precision_name(all[i])) == 0) {
+            *(clipn_precision *)dest = all[i];
+            return 0;
+        }
+    cli_fail(cmd, "--precision must be fp32, bf16 or int8");
+    return 2;
+}
+
 clipn_model *cli_load_model(const char *cmd, const char *path)
 {
     clipn_model *m = NULL;
@@ -102,10 +117,13 @@ clipn_model *cli_load_model(const char *cmd, const char *path)
         cli_fail(cmd, "--model MODEL is required");
         return NULL;
     }
-    if (clipn_model_load(path, NULL, &m, &err) != CLIPN_OK) {
+    const clipn_load_opts opts = {.precision = cli_precision};
+    if (clipn_model_load(path, &opts, &m, &err) != CLIPN_OK) {
         cli_fail_err(cmd, &err);
         return NULL;
     }
+    if (*clipn_model_precision_note(m))
+        fprintf(stderr, "clipn %s: warning: %s\n", cmd, clipn_model_precision_note(m));
     cli_backend_model_path = path;
     return m;
 }

@@ -23,9 +23,12 @@ static void usage(FILE *f)
             "  --top K          classes listed per image (default 5)\n"
             "  --json           one JSON object per image per line:\n"
             "                   {\"image\",\"pred\",\"top\":[{\"class\",\"prob\"}],\n"
-            "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\"},\n"
+            "                    \"scores\":{\"ctw\",\"atd\",\"msp\",\"maxlogit\",\"energy\",\"mcm\",\n"
+            "                              \"glmcm\",\"neglabel\"},  (neglabel: null unless the\n"
+            "                    heads carry negatives, see `clipn head --negatives`)\n"
             "                    \"ood\":{\"ctw\":bool,\"atd\":bool}}  (null without a no tower)\n"
             "  --threads N      compute threads (default: all cores)\n"
+            CLI_PRECISION_USAGE
             CLI_INPUTS_HELP
             "Images are reported in that order. An unreadable image is reported on stderr and skipped; the exit status is then 1.\n");
 }
@@ -80,6 +83,8 @@ static int print_json(const char *path, const clipn_heads *h, const float *probs
     cJSON_AddItemToObject(sc, "maxlogit", number_or_null(s->maxlogit));
     cJSON_AddItemToObject(sc, "energy", number_or_null(s->energy));
     cJSON_AddItemToObject(sc, "mcm", number_or_null(s->mcm));
+    cJSON_AddItemToObject(sc, "glmcm", number_or_null(s->glmcm));
+    cJSON_AddItemToObject(sc, "neglabel", number_or_null(s->neglabel));
     cJSON_AddItemToObject(o, "scores", sc);
     cJSON_AddItemToObject(ood, "ctw", h->no ? cJSON_CreateBool(s->ood_ctw) : cJSON_CreateNull());
     cJSON_AddItemToObject(ood, "atd", h->no ? cJSON_CreateBool(s->ood_atd) : cJSON_CreateNull());
@@ -131,17 +136,20 @@ static void print_table(const char *path, const clipn_heads *h, const float *fea
         char name[256];
         cli_text_fit(h->class_names[s->pred], 40, name, sizeof name);
         double p_no = 1.0 - (double)s->ctw, p_ood = 1.0 - (double)s->atd;
-        printf("  CTW: %-19s p_no %.4f %s 0.5 at \"%s\"\n",
+        printf("  CTW: %-19s p_no %.4g %s 0.5 at \"%s\"\n",
                s->ood_ctw ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_no,
                s->ood_ctw ? ">" : "<=", name);
-        printf("  ATD: %-19s p_ood %.4f %s %.4f = max_c p_c * p_yes_c\n",
+        printf("  ATD: %-19s p_ood %.4g %s %.4g = max_c p_c * p_yes_c\n",
                s->ood_atd ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_ood,
                s->ood_atd ? ">" : "<=", best_known(h, feat, probs));
     } else {
         printf("  CTW/ATD: n/a (the model has no \"no\" text tower)\n");
     }
-    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f  (higher = more in-distribution)\n\n",
-           s->msp, s->maxlogit, s->energy, s->mcm);
+    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f  GL-MCM %.6f", s->msp, s->maxlogit,
+           s->energy, s->mcm, s->glmcm);
+    if (h->n_neg > 0)
+        printf("  NegLabel %.4f", s->neglabel);
+    printf("  (higher = more in-distribution)\n\n");
 }
 
 /* Scores and prints one image as the backend delivers it, in input order. */
@@ -152,6 +160,7 @@ typedef struct classify_out {
     float *probs;
     int *top_idx;
     int top, json, failed;
+    int n_local; /* GL-MCM local features per image, after the global feature */
 } classify_out;
 
 static int classify_one(void *user, size_t i, const float *feat, const char *error)
@@ -164,7 +173,8 @@ static int classify_one(void *user, size_t i, const float *feat, const char *err
         o->failed++;
         return 0;
     }
-    if (clipn_score(o->heads, feat, o->probs, &s, &err) != CLIPN_OK) {
+    if (clipn_score_image(o->heads, feat, feat + o->heads->dim, o->n_local, o->probs, &s,
+                          &err) != CLIPN_OK) {
         cli_fail(o->cmd, "%s: %s (skipped)", o->images[i], err.message);
         o->failed++;
         return 0;
@@ -188,6 +198,7 @@ int cmd_classify(int argc, char **argv)
     int top = 5, json = 0, threads = 0, n_pos;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_OPTIONS(a),
         CLI_INT("--top", &top, 1, 1000000),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
@@ -230,10 +241,12 @@ int cmd_classify(int argc, char **argv)
         cli_fail(cmd, "out of memory");
         goto done;
     }
-    classify_out out = {cmd, images, heads, probs, top_idx, top, json, 0};
+    const clipn_config *mc = clipn_model_config(model);
+    classify_out out = {cmd, images, heads, probs, top_idx, top, json, 0,
+                        (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size)};
     const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = images,
                                .n = n_images, .batch = opts.max_batch,
-                               .encoder = CLI_ENC_FEATURE, .on_image = classify_one,
+                               .encoder = CLI_ENC_LOCAL, .on_image = classify_one,
                                .user = &out};
     if (cli_backend_active->encode_images(&job))
         goto done;

@@ -12,8 +12,15 @@
 #include <string.h>
 
 #define MAX_OOD 32
-#define N_SCORES 6
-static const char *score_names[N_SCORES] = {"ctw", "atd", "msp", "maxlogit", "energy", "mcm"};
+#define N_SCORES 8
+static const char *score_names[N_SCORES] = {"ctw",    "atd", "msp",   "maxlogit",
+                                            "energy", "mcm", "glmcm", "neglabel"};
+#define SCORE_NEGLABEL 7
+/* CTW/ATD need no heads, NegLabel heads with negatives; the rest are always there. */
+static int score_available(int s, int has_no, int has_neg)
+{
+    return s < 2 ? has_no : s == SCORE_NEGLABEL ? has_neg : 1;
+}
 
 static void usage(FILE *f)
 {
@@ -23,7 +30,8 @@ static void usage(FILE *f)
             "                  [--json] [--fpr95 interp|nearest] [--scores-csv F]\n"
             "                  [--roc-csv F] [--plot F.svg] [--batch N] [--threads N]\n\n"
             "Score every image and report, per OOD set and per score (ctw, atd, msp, maxlogit,\n"
-            "energy, mcm; higher = more in-distribution), AUROC and FPR at 95%% TPR as fractions,\n"
+            "energy, mcm, glmcm, neglabel; higher = more in-distribution; neglabel needs heads\n"
+            "with negatives, see `clipn head --negatives`), AUROC and FPR at 95%% TPR as fractions,\n"
             "with ID as the positive class, exactly as the official CLIPN evaluation.\n\n"
             "  LIST               a folder (searched recursively for images, sorted by path)\n"
             "                     or a text file of image paths (\"-\" = stdin), one per line,\n"
@@ -42,6 +50,7 @@ static void usage(FILE *f)
             "  --roc-csv F        ROC points (set,score,threshold,fpr,tpr)\n"
             "  --plot F.svg       ROC curves, one panel per OOD set\n"
             "  --batch N          images per encoder call (default 16)\n"
+            CLI_PRECISION_USAGE
             "Unreadable images are reported on stderr and skipped.\n",
             MAX_OOD);
 }
@@ -67,6 +76,7 @@ typedef struct pipeline {
     size_t n_images;
     image_result *res;
     const clipn_heads *heads;
+    int n_local;        /* GL-MCM local features per image, after the global feature */
 } pipeline;
 
 /* Scores one image as the backend delivers it (in order); unreadable ones are skipped. */
@@ -78,10 +88,12 @@ static int score_image(void *user, size_t i, const float *feat, const char *erro
     image_result *r = &p->res[i];
     if (!feat) {
         cli_fail(p->cmd, "%s (skipped)", error); /* it names the file */
-    } else if (clipn_score(p->heads, feat, NULL, &s, &err) != CLIPN_OK) {
+    } else if (clipn_score_image(p->heads, feat, feat + p->heads->dim, p->n_local, NULL, &s,
+                                 &err) != CLIPN_OK) {
         cli_fail(p->cmd, "%s: %s (skipped)", p->paths[i], err.message);
     } else {
-        float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm};
+        float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm, s.glmcm,
+                             s.neglabel};
         memcpy(r->score, v, sizeof v);
         r->pred = s.pred;
         r->ok = 1;
@@ -115,7 +127,7 @@ static int write_scores_csv(const char *cmd, const char *path, const pipeline *p
     FILE *f = fopen(path, "w");
     if (!f)
         return cli_fail(cmd, "%s: cannot create the file", path);
-    fprintf(f, "image,set,label,pred,ctw,atd,msp,maxlogit,energy,mcm\n");
+    fprintf(f, "image,set,label,pred,ctw,atd,msp,maxlogit,energy,mcm,glmcm,neglabel\n");
     for (size_t i = 0; i < p->n_images; i++) {
         const image_result *r = &p->res[i];
         if (!r->ok)
@@ -177,7 +189,7 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
         if (svg)
             cli_plot_panel(&plot, sets[o].name);
         for (int s = 0; s < N_SCORES; s++) {
-            if (s < 2 && !has_no)
+            if (!score_available(s, has_no, p->heads->n_neg > 0))
                 continue;
             size_t ni = gather(p, 0, s, buf_id), no = gather(p, o, s, buf_ood);
             if (!ni || !no)
@@ -309,6 +321,7 @@ int cmd_eval(int argc, char **argv)
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_OPTIONS(a),
         CLI_STRING("--id", &id_spec),
         CLI_CUSTOM("--ood", &ood, parse_ood),
@@ -389,8 +402,12 @@ int cmd_eval(int argc, char **argv)
     p.n_images = n_images;
     p.res = res;
     p.heads = heads;
+    {
+        const clipn_config *mc = clipn_model_config(model);
+        p.n_local = (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size);
+    }
     const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = paths,
-                               .n = n_images, .batch = batch_size, .encoder = CLI_ENC_FEATURE,
+                               .n = n_images, .batch = batch_size, .encoder = CLI_ENC_LOCAL,
                                .on_image = score_image, .user = &p};
     int bad = cli_backend_active->encode_images(&job);
     cli_progress_end();
@@ -412,7 +429,7 @@ int cmd_eval(int argc, char **argv)
             goto done;
         }
         for (int s = 0; s < N_SCORES; s++) {
-            if (s < 2 && !has_no)
+            if (!score_available(s, has_no, heads->n_neg > 0))
                 continue;
             size_t ni = gather(&p, 0, s, buf_id), no = gather(&p, o, s, buf_ood);
             if (clipn_auroc(buf_id, ni, buf_ood, no, &m[o][s].auroc, &err) != CLIPN_OK ||
@@ -490,7 +507,7 @@ int cmd_eval(int argc, char **argv)
         printf("\nFPR95 convention: %s\n", conv_long);
         printf("AUROC and FPR95 as fractions; ID = positive; higher score = more ID.\n\n");
         /* columns by display width: the set names may be any UTF-8 */
-        int name_w = 7;
+        int name_w = 12;
         for (int o = 1; o < n_sets; o++) {
             int w = cli_text_width(sets[o].name);
             name_w = w > name_w ? (w < 32 ? w : 32) : name_w;
@@ -504,8 +521,9 @@ int cmd_eval(int argc, char **argv)
                     printf(" %-9s %8.4f %8.4f\n", score_names[s], m[o][s].auroc,
                            m[o][s].fpr95);
                 else
-                    printf(" %-9s %8s %8s  (model has no no tower)\n", score_names[s], "n/a",
-                           "n/a");
+                    printf(" %-9s %8s %8s  (%s)\n", score_names[s], "n/a", "n/a",
+                           s < 2 ? "model has no no tower"
+                                 : "heads carry no negatives: clipn head --negatives");
             }
         for (int o = 1; o < n_sets; o++) {
             cli_print_text(stdout, sets[o].name);

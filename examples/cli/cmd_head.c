@@ -9,7 +9,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipn head --model M --classes FILE [--templates FILE] [--no-templates FILE]\n"
-            "                  [--threads N] --out H\n\n"
+            "                  [--negatives NEG.txt [--neg-groups N]] [--threads N] --out H\n\n"
             "Encode every template x class with both text towers and save the normalised\n"
             "class heads (heads.yes, heads.no) to H, a small safetensors file that records the\n"
             "class names, the templates and the model's fingerprint. `classify` and `eval`\n"
@@ -19,9 +19,15 @@ static void usage(FILE *f)
             "                       128 official CLIPN templates, embedded)\n"
             "  --no-templates FILE  templates for the no tower (default: the same)\n"
             "  --threads N          compute threads (default: all cores)\n"
+            CLI_PRECISION_USAGE
             "  --yes-npy Y.npy      import heads computed elsewhere (e.g. by the official\n"
             "  --no-npy N.npy       PyTorch code): float32 [C, D] rows, re-normalised; no\n"
-            "                       text is encoded and no templates are recorded\n");
+            "                       text is encoded and no templates are recorded\n"
+            "  --negatives NEG.txt  NegLabel negative prompts, one per line, each encoded as\n"
+            "                       given with the yes tower (e.g. from `clipn neg-labels`);\n"
+            "                       classify and eval then report the neglabel score\n"
+            "  --neg-groups N       groups the NegLabel score splits them into (default 100,\n"
+            "                       at most the number of negatives; docs/methods.md)\n");
 }
 
 /* One [C, D] float32 .npy of head rows, checked against the class count and the model. */
@@ -94,15 +100,19 @@ int cmd_head(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out = NULL, *yes_npy = NULL, *no_npy = NULL;
     cli_head_args a = {0};
-    int threads = 0;
+    const char *negatives = NULL;
+    int threads = 0, neg_groups = 0;
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_BUILD_OPTIONS(a),
         CLI_STRING("--out", &out),
         CLI_STRING("--yes-npy", &yes_npy),
         CLI_STRING("--no-npy", &no_npy),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
+        CLI_STRING("--negatives", &negatives),
+        CLI_INT("--neg-groups", &neg_groups, 1, CLIPN_MAX_NEGATIVES),
     };
     int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]),
                             usage, &n_extra);
@@ -137,6 +147,8 @@ int cmd_head(int argc, char **argv)
         if (!(heads = import_heads(cmd, model, a.classes, yes_npy, no_npy)))
             goto done;
         n_tmpl = n_no = 0; /* nothing was encoded: record no templates */
+        if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
+            goto done;
         if (clipn_heads_save(out, model, heads, (const char *const *)heads->class_names, NULL,
                              0, NULL, 0, &err) != CLIPN_OK) {
             cli_fail_err(cmd, &err);
@@ -152,6 +164,8 @@ int cmd_head(int argc, char **argv)
     if ((n_tmpl = cli_get_templates(cmd, a.templates, &tmpl, &tmpl_owned)) < 0)
         goto done;
     if (a.no_templates && (n_no = cli_get_templates(cmd, a.no_templates, &no_tmpl, &no_owned)) < 0)
+        goto done;
+    if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
         goto done;
     if (clipn_heads_save(out, model, heads, (const char *const *)heads->class_names, tmpl,
                          n_tmpl, no_tmpl, n_no, &err) != CLIPN_OK) {

@@ -11,14 +11,16 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: clipn info FILE [--model M] [--json]\n\n"
+    fprintf(f, "usage: clipn info FILE [--model M] [--json] [--precision P]\n\n"
                "A libclipn model file: load it (validating every tensor) and print its config\n"
-               "as JSON, with the file size, tensor dtypes, source and parameter counts.\n"
+               "as JSON, with the file size, tensor dtypes, source and parameter counts, and\n"
+               "what runs (\"runs\": precision, and why when not what was asked; kernels).\n"
                "A heads file (clipn head): its classes (count and the first ones), templates\n"
                "and model fingerprint; with --model M, whether it was built from M (exit\n"
                "status 1 when not); --json prints one object instead of text.\n"
                "A PyTorch checkpoint, an open_clip or Hugging Face file: says so, and which\n"
-               "weights_tools/clipn_convert.py call makes a model of it (exit status 1).\n");
+               "weights_tools/clipn_convert.py call makes a model of it (exit status 1).\n\n"
+               CLI_PRECISION_USAGE);
 }
 
 static void print_json_string(const char *s)
@@ -334,6 +336,7 @@ int cmd_info(int argc, char **argv)
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
         CLI_FLAG("--json", &as_json),
+        CLI_PRECISION_OPTION,
     };
     int parsed = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]),
                                 usage, &n_files);
@@ -374,10 +377,9 @@ int cmd_info(int argc, char **argv)
     if (model_path)
         return cli_fail(cmd, "--model is for heads files; %s is not one", path), 2;
 
-    clipn_model *model = NULL;
-    clipn_error err;
-    if (clipn_model_load(path, NULL, &model, &err) != CLIPN_OK)
-        return cli_fail_err(cmd, &err);
+    clipn_model *model = cli_load_model(cmd, path);
+    if (!model)
+        return 1;
     const clipn_config *c = clipn_model_config(model);
 
     size_t need = clipn_config_to_json(c, NULL, 0);
@@ -409,6 +411,11 @@ int cmd_info(int argc, char **argv)
     printf("  \"parameters\": {\"visual\": %llu, \"text\": %llu, \"text_no\": %llu, "
            "\"total\": %llu},\n",
            visual, text, text_no, visual + text + text_no + 1 /* logit_scale */);
+    printf("  \"runs\": {\"precision\": \"%s\", \"precision_note\": ",
+           clipn_precision_name(clipn_model_precision(model)));
+    print_json_string(clipn_model_precision_note(model));
+    printf(", \"isa\": \"%s\", \"int8_kernel\": \"%s\"},\n", clipn_runtime_isa(),
+           clipn_runtime_int8_kernel());
     printf("  \"config\": ");
     print_config(json, 2);
     printf("\n}\n");

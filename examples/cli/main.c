@@ -9,7 +9,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *what;
 } commands[] = {
-    {"info", cmd_info, "print a model file's config as JSON"},
+    {"info", cmd_info, "what a file is: a model's config, a heads file's classes, or how to convert it"},
     {"tokenize", cmd_tokenize, "print the token ids of texts"},
     {"preprocess", cmd_preprocess, "write preprocessed images as a float32 .npy"},
     {"embed-image", cmd_embed_image, "image features as a float32 .npy"},
@@ -17,6 +17,7 @@ static const struct {
     {"head", cmd_head, "build yes/no class heads once and save them"},
     {"classify", cmd_classify, "classify images, with CLIPN's OOD verdicts"},
     {"eval", cmd_eval, "OOD metrics (AUROC, FPR95) on ID and OOD image sets"},
+    {"neg-labels", cmd_neg_labels, "mine NegLabel negative labels (WordNet) for `head --negatives`"},
 };
 
 static void usage(FILE *f)
