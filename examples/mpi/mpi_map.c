@@ -308,14 +308,32 @@ static void nap(void)
     nanosleep(&ts, NULL);
 }
 
+/* Called while rank 0 waits on a transfer: a rank that stopped mid-message must not hang
+ * the dispatcher (a large message needs both sides to progress). */
+static void (*while_waiting)(void *);
+static void *while_waiting_arg;
+
+static void complete(MPI_Request *req)
+{
+    for (int done = 0;;) {
+        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            return;
+        nap();
+        if (while_waiting)
+            while_waiting(while_waiting_arg);
+    }
+}
+
 /* The next message from source (or any), received whole: 1, or 0 when wait is 0 and
  * there is none. *buf is malloc'd (NUL-terminated past len). */
 static int recv_msg(int source, int wait, int *from, int *tag, char **buf, int *len)
 {
     int flag = 0;
     MPI_Status st;
+    MPI_Message msg;
     for (;;) {
-        MPI_Iprobe(source, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+        MPI_Improbe(source, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &msg, &st);
         if (flag || !wait)
             break;
         nap();
@@ -328,7 +346,9 @@ static int recv_msg(int source, int wait, int *from, int *tag, char **buf, int *
         fprintf(stderr, "clipn-mpi: out of memory for a message of %d bytes\n", *len);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    MPI_Recv(*buf, *len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Request req;
+    MPI_Imrecv(*buf, *len, MPI_BYTE, &msg, &req);
+    complete(&req);
     (*buf)[*len] = '\0';
     *from = st.MPI_SOURCE;
     *tag = st.MPI_TAG;
@@ -342,7 +362,9 @@ static void send_msg(int to, int tag, const void *data, size_t len)
                 len);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    MPI_Send(data, (int)len, MPI_BYTE, to, tag, MPI_COMM_WORLD);
+    MPI_Request req;
+    MPI_Isend(data, (int)len, MPI_BYTE, to, tag, MPI_COMM_WORLD, &req);
+    complete(&req);
 }
 
 /* ------------------------------------------------------------------ rank 0 */
@@ -424,9 +446,30 @@ static void store_result(master *m, size_t c, mbuf *res)
     memset(res, 0, sizeof *res);
 }
 
+/* --timeout: a rank holding a chunk too long ends the job, named. */
+static void check_timeouts(void *arg)
+{
+    master *m = arg;
+    if (settings.timeout <= 0)
+        return;
+    double t = now_s();
+    pthread_mutex_lock(&m->mu);
+    for (size_t c = m->delivered; c < m->n_chunks; c++)
+        if (m->c[c].st == C_RUNNING && m->c[c].rank > 0 &&
+            t - m->c[c].t0 > (double)settings.timeout) {
+            fprintf(stderr, "clipn-mpi: rank %d has not returned chunk %zu of the %s in %ld s "
+                            "(--timeout): stopping the job\n",
+                    m->c[c].rank, c, kind_names[m->h.kind], settings.timeout);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void *dispatcher(void *arg)
 {
     master *m = arg;
+    while_waiting = check_timeouts;
+    while_waiting_arg = m;
     const int n_workers = n_ranks - 1;
     int *waiting = calloc((size_t)n_ranks, sizeof *waiting), told = 0;
     if (!waiting) {
@@ -497,21 +540,10 @@ static void *dispatcher(void *arg)
             mbuf_free(&b);
             waiting[r] = 0;
         }
-        if (settings.timeout > 0) {
-            double t = now_s();
-            pthread_mutex_lock(&m->mu);
-            for (size_t c = m->delivered; c < m->n_chunks; c++)
-                if (m->c[c].st == C_RUNNING && m->c[c].rank > 0 &&
-                    t - m->c[c].t0 > (double)settings.timeout) {
-                    fprintf(stderr, "clipn-mpi: rank %d has not returned chunk %zu of the %s "
-                                    "in %ld s (--timeout): stopping the job\n",
-                            m->c[c].rank, c, kind_names[m->h.kind], settings.timeout);
-                    MPI_Abort(MPI_COMM_WORLD, 1);
-                }
-            pthread_mutex_unlock(&m->mu);
-        }
+        check_timeouts(m);
         nap();
     }
+    while_waiting = NULL;
     free(waiting);
     return NULL;
 }
