@@ -50,10 +50,10 @@ static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] 
 #define STREAM_PREFETCH 2048 /* as kernels_avx512.c */
 #endif
 static inline __attribute__((always_inline)) void
-gemm_tile_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
-               const float *bias, int load_c, int prefetch)
+gemm_tile_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, const float *bias,
+               int load_c, int prefetch)
 {
-    for (int s = 0; s < NR / 16 && 16 * s < nr; s++) {
+    for (int s = 0; s < NR / 16; s++) {
         __m256 acc[MR][2];
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++)
@@ -76,38 +76,35 @@ gemm_tile_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int
                 acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
             }
         }
-        const __m256i mask[2] = {tail_mask(nr - 16 * s), tail_mask(nr - 16 * s - 8)};
         __m256 bv[2];
         for (int j = 0; j < 2; j++)
-            bv[j] = bias ? _mm256_maskload_ps(bias + 16 * s + 8 * j, mask[j]) : _mm256_setzero_ps();
+            bv[j] = bias ? _mm256_loadu_ps(bias + 16 * s + 8 * j) : _mm256_setzero_ps();
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
-            if (i >= mr)
-                break;
             float *ci = c + (size_t)i * ldc + 16 * s;
 #pragma GCC unroll 2
             for (int j = 0; j < 2; j++) {
                 __m256 v = acc[i][j];
                 if (load_c)
-                    v = _mm256_add_ps(v, _mm256_maskload_ps(ci + 8 * j, mask[j]));
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(ci + 8 * j));
                 if (bias)
                     v = _mm256_add_ps(v, bv[j]);
-                _mm256_maskstore_ps(ci + 8 * j, mask[j], v);
+                _mm256_storeu_ps(ci + 8 * j, v);
             }
         }
     }
 }
 
 static void gemm_ukernel_avx2(int kc, const float *a, const float *b, float *c, size_t ldc,
-                              int mr, int nr, const float *bias, int load_c)
+                              const float *bias, int load_c)
 {
-    gemm_tile_avx2(kc, a, b, c, ldc, mr, nr, bias, load_c, 0);
+    gemm_tile_avx2(kc, a, b, c, ldc, bias, load_c, 0);
 }
 
 static void gemm_ukernel_stream_avx2(int kc, const float *a, const float *b, float *c,
-                                     size_t ldc, int mr, int nr, const float *bias, int load_c)
+                                     size_t ldc, const float *bias, int load_c)
 {
-    gemm_tile_avx2(kc, a, b, c, ldc, mr, nr, bias, load_c, 1);
+    gemm_tile_avx2(kc, a, b, c, ldc, bias, load_c, 1);
 }
 
 static void map_avx2(float *x, size_t n, int act)

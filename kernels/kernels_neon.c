@@ -51,9 +51,9 @@
     } while (0)
 
 static void gemm_ukernel_neon(int kc, const float *a, const float *b, float *c, size_t ldc,
-                              int mr, int nr, const float *bias, int load_c)
+                              const float *bias, int load_c)
 {
-    for (int s = 0; s < NR / 16 && 16 * s < nr; s++) {
+    for (int s = 0; s < NR / 16; s++) {
         float32x4_t acc[MR][4];
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++)
@@ -75,37 +75,19 @@ static void gemm_ukernel_neon(int kc, const float *a, const float *b, float *c, 
             ROW_FMA(5, a45, 1, vfmaq_lane_f32);
         }
         /* out: (acc + C) + bias, in the portable kernel's order */
-        const int cols = nr - 16 * s < 16 ? nr - 16 * s : 16;
         const float *bias_s = bias ? bias + 16 * s : NULL;
         /* constant row indices (full unroll) keep acc in registers through the k loop */
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
-            if (i >= mr)
-                break;
             float *ci = c + (size_t)i * ldc + 16 * s;
-            if (cols == 16) {
 #pragma GCC unroll 4
-                for (int j = 0; j < 4; j++) {
-                    float32x4_t v = acc[i][j];
-                    if (load_c)
-                        v = vaddq_f32(v, vld1q_f32(ci + 4 * j));
-                    if (bias_s)
-                        v = vaddq_f32(v, vld1q_f32(bias_s + 4 * j));
-                    vst1q_f32(ci + 4 * j, v);
-                }
-            } else {
-                float row[16];
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; j++)
-                    vst1q_f32(row + 4 * j, acc[i][j]);
-                for (int j = 0; j < cols; j++) {
-                    float v = row[j];
-                    if (load_c)
-                        v += ci[j];
-                    if (bias_s)
-                        v += bias_s[j];
-                    ci[j] = v;
-                }
+            for (int j = 0; j < 4; j++) {
+                float32x4_t v = acc[i][j];
+                if (load_c)
+                    v = vaddq_f32(v, vld1q_f32(ci + 4 * j));
+                if (bias_s)
+                    v = vaddq_f32(v, vld1q_f32(bias_s + 4 * j));
+                vst1q_f32(ci + 4 * j, v);
             }
         }
     }

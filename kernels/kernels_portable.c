@@ -16,7 +16,7 @@ static float act_scalar(float v, int act)
 }
 
 static void gemm_ukernel_portable(int kc, const float *a, const float *b, float *c, size_t ldc,
-                                  int mr, int nr, const float *bias, int load_c)
+                                  const float *bias, int load_c)
 {
     float acc[CLIPN_GEMM_MR][CLIPN_GEMM_NR];
     memset(acc, 0, sizeof acc);
@@ -24,9 +24,9 @@ static void gemm_ukernel_portable(int kc, const float *a, const float *b, float 
         for (int i = 0; i < CLIPN_GEMM_MR; i++)
             for (int j = 0; j < CLIPN_GEMM_NR; j++)
                 acc[i][j] += a[k * CLIPN_GEMM_MR + i] * b[k * CLIPN_GEMM_NR + j];
-    for (int i = 0; i < mr; i++) {
+    for (int i = 0; i < CLIPN_GEMM_MR; i++) {
         float *ci = c + (size_t)i * ldc;
-        for (int j = 0; j < nr; j++) {
+        for (int j = 0; j < CLIPN_GEMM_NR; j++) {
             float v = acc[i][j];
             if (load_c)
                 v += ci[j];
