@@ -31,15 +31,22 @@
 #define V_SELECT(m, t, f) _mm256_blendv_ps(f, t, m)
 #define V_COPYSIGN(mag, s) _mm256_or_ps(mag, _mm256_and_ps(s, _mm256_set1_ps(-0.0f)))
 #define VEC_FN(name) name##_avx2
-#include "vecmath.inc"
-
-#define MR CLIPN_GEMM_MR
-#define NR CLIPN_GEMM_NR
 
 static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] */
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+#define V_LANES 8
+#define V_LOADU _mm256_loadu_ps
+#define V_STOREU _mm256_storeu_ps
+#define V_LOAD_TAIL(p, n) _mm256_maskload_ps(p, tail_mask((int)(n)))
+#define V_STORE_TAIL(p, n, v) _mm256_maskstore_ps(p, tail_mask((int)(n)), v)
+#include "vecmath.inc"
+#include "elementwise.inc"
+
+#define MR CLIPN_GEMM_MR
+#define NR CLIPN_GEMM_NR
 
 /* The 6 x 64 panel tile as four 6 x 16 strips (12 ymm accumulators each); the 6 x kc
  * activation micro-panel stays in L1 across the strips. `prefetch`: the first strip also
@@ -105,37 +112,6 @@ static void gemm_ukernel_stream_avx2(int kc, const float *a, const float *b, flo
                                      size_t ldc, const float *bias, int load_c)
 {
     gemm_tile_avx2(kc, a, b, c, ldc, bias, load_c, 1);
-}
-
-static void map_avx2(float *x, size_t n, int act)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, v_act_avx2(_mm256_loadu_ps(x + i), act));
-    if (i < n) {
-        const __m256i m = tail_mask((int)(n - i));
-        _mm256_maskstore_ps(x + i, m, v_act_avx2(_mm256_maskload_ps(x + i, m), act));
-    }
-}
-
-static void activate_avx2(float *c, size_t ldc, int rows, int cols, int act)
-{
-    for (int i = 0; i < rows; i++)
-        map_avx2(c + (size_t)i * ldc, (size_t)cols, act);
-}
-
-static void gelu_erf_avx2(float *x, size_t n) { map_avx2(x, n, CLIPN_ACT_GELU_ERF); }
-static void quickgelu_avx2(float *x, size_t n) { map_avx2(x, n, CLIPN_ACT_QUICK); }
-
-static void erf_avx2(const float *x, float *y, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, v_erf_avx2(_mm256_loadu_ps(x + i)));
-    if (i < n) {
-        const __m256i m = tail_mask((int)(n - i));
-        _mm256_maskstore_ps(y + i, m, v_erf_avx2(_mm256_maskload_ps(x + i, m)));
-    }
 }
 
 static float hsum(__m256 v)

@@ -32,15 +32,22 @@
 #define V_SELECT(m, t, f) _mm512_mask_blend_ps(m, f, t)
 #define V_COPYSIGN(mag, s) _mm512_or_ps(mag, _mm512_and_ps(s, _mm512_set1_ps(-0.0f)))
 #define VEC_FN(name) name##_avx512
-#include "vecmath.inc"
-
-#define MR CLIPN_GEMM_MR
-#define NR CLIPN_GEMM_NR
 
 static inline __mmask16 tail_mask(int n) /* first n lanes, n in [0, 16] */
 {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
+
+#define V_LANES 16
+#define V_LOADU _mm512_loadu_ps
+#define V_STOREU _mm512_storeu_ps
+#define V_LOAD_TAIL(p, n) _mm512_maskz_loadu_ps(tail_mask((int)(n)), p)
+#define V_STORE_TAIL(p, n, v) _mm512_mask_storeu_ps(p, tail_mask((int)(n)), v)
+#include "vecmath.inc"
+#include "elementwise.inc"
+
+#define MR CLIPN_GEMM_MR
+#define NR CLIPN_GEMM_NR
 
 /* Write a 6 x 64 accumulator tile to C, adding the residual already in C (load_c) and the
  * bias. Shared by the fp32 and BF16 micro-kernels; always inlined so the accumulators stay
@@ -146,37 +153,6 @@ static void gemm_ukernel_bf16_avx512(int kp, const uint32_t *a, const uint16_t *
         }
     }
     store_tile_avx512(acc, c, ldc, bias, load_c);
-}
-
-static void map_avx512(float *x, size_t n, int act)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(x + i, v_act_avx512(_mm512_loadu_ps(x + i), act));
-    if (i < n) {
-        const __mmask16 m = tail_mask((int)(n - i));
-        _mm512_mask_storeu_ps(x + i, m, v_act_avx512(_mm512_maskz_loadu_ps(m, x + i), act));
-    }
-}
-
-static void activate_avx512(float *c, size_t ldc, int rows, int cols, int act)
-{
-    for (int i = 0; i < rows; i++)
-        map_avx512(c + (size_t)i * ldc, (size_t)cols, act);
-}
-
-static void gelu_erf_avx512(float *x, size_t n) { map_avx512(x, n, CLIPN_ACT_GELU_ERF); }
-static void quickgelu_avx512(float *x, size_t n) { map_avx512(x, n, CLIPN_ACT_QUICK); }
-
-static void erf_avx512(const float *x, float *y, size_t n)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, v_erf_avx512(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        const __mmask16 m = tail_mask((int)(n - i));
-        _mm512_mask_storeu_ps(y + i, m, v_erf_avx512(_mm512_maskz_loadu_ps(m, x + i)));
-    }
 }
 
 /* Two passes: the mean summed in double (8 lanes x 2), the variance in float around it

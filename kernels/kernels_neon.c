@@ -34,7 +34,29 @@
 #define V_SELECT(m, t, f) vbslq_f32(m, t, f)
 #define V_COPYSIGN(mag, s) vbslq_f32(vdupq_n_u32(0x80000000u), s, mag)
 #define VEC_FN(name) name##_neon
+
+/* tails of 1-3 go through a zero-padded vector */
+static inline float32x4_t load_tail(const float *p, size_t n)
+{
+    float t[4] = {0};
+    memcpy(t, p, n * sizeof *t);
+    return vld1q_f32(t);
+}
+
+static inline void store_tail(float *p, size_t n, float32x4_t v)
+{
+    float t[4];
+    vst1q_f32(t, v);
+    memcpy(p, t, n * sizeof *t);
+}
+
+#define V_LANES 4
+#define V_LOADU vld1q_f32
+#define V_STOREU vst1q_f32
+#define V_LOAD_TAIL load_tail
+#define V_STORE_TAIL store_tail
 #include "vecmath.inc"
+#include "elementwise.inc"
 
 #define MR CLIPN_GEMM_MR
 #define NR CLIPN_GEMM_NR
@@ -90,44 +112,6 @@ static void gemm_ukernel_neon(int kc, const float *a, const float *b, float *c, 
                 vst1q_f32(ci + 4 * j, v);
             }
         }
-    }
-}
-
-/* ---- elementwise: 4 lanes at a time; a tail of 1-3 goes through a zero-padded vector so
- * every element sees the same vector code */
-
-static void map_neon(float *x, size_t n, int act)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(x + i, v_act_neon(vld1q_f32(x + i), act));
-    if (i < n) {
-        float t[4] = {0};
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vst1q_f32(t, v_act_neon(vld1q_f32(t), act));
-        memcpy(x + i, t, (n - i) * sizeof *t);
-    }
-}
-
-static void activate_neon(float *c, size_t ldc, int rows, int cols, int act)
-{
-    for (int i = 0; i < rows; i++)
-        map_neon(c + (size_t)i * ldc, (size_t)cols, act);
-}
-
-static void gelu_erf_neon(float *x, size_t n) { map_neon(x, n, CLIPN_ACT_GELU_ERF); }
-static void quickgelu_neon(float *x, size_t n) { map_neon(x, n, CLIPN_ACT_QUICK); }
-
-static void erf_neon(const float *x, float *y, size_t n)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(y + i, v_erf_neon(vld1q_f32(x + i)));
-    if (i < n) {
-        float t[4] = {0};
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vst1q_f32(t, v_erf_neon(vld1q_f32(t)));
-        memcpy(y + i, t, (n - i) * sizeof *t);
     }
 }
 
