@@ -157,6 +157,9 @@ clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t
                                      int share, float *out, clipn_error *err);
 
 /* ---- tokenizer internals, for tests and the CLI (lib/text/tokenizer.c) */
+/* Merges the tokenizer reads (the official merges[1:49152-256-2+1]); more are ignored, as
+ * the official code does with the vocab file, so a model file with more is refused. */
+#define CLIPN_TOK_MAX_MERGES (49152 - 256 - 2)
 clipn_status clipn_tokenizer_from_merges(const char *merges, size_t len,
                                          clipn_tokenizer **out, clipn_error *err);
 

@@ -489,11 +489,12 @@ END_TEST
 
 START_TEST(f16_and_bf16_convert)
 {
-    static const uint16_t f16[W] = {0x3c00, 0xc100, 0x0400, 0x0001, 0x7bff, 0x8000, 0x7c00, 0x3555};
-    static const float f16_want[W] = {1.0f, -2.5f, 0x1p-14f, 0x1p-24f, 65504.0f, -0.0f, INFINITY,
+    /* (infinities and NaNs are refused at load: non_finite_weights_refused) */
+    static const uint16_t f16[W] = {0x3c00, 0xc100, 0x0400, 0x0001, 0x7bff, 0x8000, 0xfbff, 0x3555};
+    static const float f16_want[W] = {1.0f, -2.5f, 0x1p-14f, 0x1p-24f, 65504.0f, -0.0f, -65504.0f,
                                       0.333251953125f};
-    static const uint16_t bf16[W] = {0x3f80, 0xc020, 0x4049, 0x0001, 0x7f80, 0xff80, 0x3c00, 0x8000};
-    static const float bf16_want[W] = {1.0f, -2.5f, 3.140625f, 0x1p-133f, INFINITY, -INFINITY,
+    static const uint16_t bf16[W] = {0x3f80, 0xc020, 0x4049, 0x0001, 0x7f7f, 0x0080, 0x3c00, 0x8000};
+    static const float bf16_want[W] = {1.0f, -2.5f, 3.140625f, 0x1p-133f, 0x1.fep127f, 0x1p-126f,
                                        0.0078125f, -0.0f};
     builder b;
     builder_init(&b);
@@ -526,21 +527,38 @@ START_TEST(f16_and_bf16_convert)
 END_TEST
 
 /* f16 NaN keeps its payload's NaN-ness */
-START_TEST(f16_nan_stays_nan)
+/* A NaN or infinite weight loaded and made every feature NaN (embed-* wrote NaN with exit
+ * 0): refused at load, naming the tensor, whatever its dtype (F16 NaN payloads included). */
+START_TEST(non_finite_weights_refused)
 {
+    static const struct {
+        const char *name, *dtype;
+        uint32_t bits;
+        size_t at;
+    } cases[] = {
+        {"visual.ln_post.bias", "F16", 0x7e00, 0},                        /* NaN */
+        {"visual.ln_post.bias", "F16", 0xfc01, 3},                        /* NaN, sign set */
+        {"ln_final_no.bias", "BF16", 0x7f80, 7},                          /* +inf */
+        {"visual.conv1.weight", "F32", 0x7fc00000u, 100},                 /* in place */
+        {"transformer.resblocks.0.mlp.c_fc.weight", "F32", 0xff800000u, 255}, /* -inf */
+        {"token_embedding_no.weight", "F32", 0x7f800001u, 0},             /* signalling */
+        {"prompt_no", "F32", 0x7fc00000u, 17},
+        {"logit_scale", "F32", 0x7fc00000u, 0},
+    };
     builder b;
     builder_init(&b);
-    reshape(&b, "visual.ln_post.bias", "F16", 1, (uint64_t[]){W}, 2);
-    uint16_t *h = (uint16_t *)(void *)find(&b, "visual.ln_post.bias")->bytes;
-    h[0] = 0x7e00;
-    h[1] = 0xfc01;
-    builder_write(&b, path);
-    clipn_model *m = load_ok();
-    ck_assert(isnan(m->visual.ln_post_bias[0]));
-    ck_assert(isnan(m->visual.ln_post_bias[1]));
-    ck_assert_float_eq(m->visual.ln_post_bias[2], 0.0f);
-    clipn_model_free(m);
-    builder_free(&b);
+    tensor_spec *t = find(&b, cases[_i].name);
+    ck_assert_ptr_nonnull(t);
+    size_t es = strcmp(cases[_i].dtype, "F32") ? 2 : 4;
+    if (es == 2) {
+        ck_assert_int_eq(t->ndim, 1);
+        reshape(&b, cases[_i].name, cases[_i].dtype, 1, (uint64_t[]){W}, 2);
+        t = find(&b, cases[_i].name);
+    }
+    memcpy(t->bytes + cases[_i].at * es, &cases[_i].bits, es);
+    char needle[160];
+    snprintf(needle, sizeof needle, "tensor '%s' holds a non-finite value", cases[_i].name);
+    build_fail(&b, CLIPN_E_FORMAT, needle);
 }
 END_TEST
 
@@ -814,6 +832,10 @@ static const struct {
     {"has_prompt_no", "false", CLIPN_E_FORMAT, "n_prompt_no"},
     {"n_prompt_no", "0", CLIPN_E_FORMAT, "n_prompt_no"},
     {"image_std", "[0.2, 0, 0.2]", CLIPN_E_FORMAT, "image_std"},
+    /* a denormal std loaded, then every image normalised to inf */
+    {"image_std", "[0.2, 1e-42, 0.2]", CLIPN_E_FORMAT, "image_std[1] is"},
+    {"image_std", "[1e-7, 0.2, 0.2]", CLIPN_E_FORMAT, "must be at least 1e-6"},
+    {"image_mean", "[0.5, 1e400, 0.5]", CLIPN_E_FORMAT, "image_mean"},
     {"image_mean", "[0.5, 0.5]", CLIPN_E_FORMAT, "image_mean"},
     {"image_mean", "[0.5, 0.5, \"x\"]", CLIPN_E_FORMAT, "image_mean"},
     {"format_version", "2", CLIPN_E_UNSUPPORTED, "format_version"},
@@ -1001,6 +1023,45 @@ START_TEST(bad_merges_text)
     reshape(&b, "tokenizer.bpe_merges", "U8", 1, (uint64_t[]){len[_i]}, 1);
     memcpy(find(&b, "tokenizer.bpe_merges")->bytes, bad[_i], len[_i]);
     build_fail(&b, CLIPN_E_FORMAT, "tokenizer.bpe_merges");
+}
+END_TEST
+
+/* Lines the tokenizer cannot read (a blank line inside, one field, three fields) loaded,
+ * then every clipn_tokenizer_from_model failed. */
+START_TEST(bad_merges_lines)
+{
+    static const char *const bad[] = {"h e\n\nl o\n", "h e\nlo\nhe llo</w>\n",
+                                      "h e\nl o x\nhe llo</w>\n", "h e\nl o\n \n"};
+    builder b;
+    builder_init(&b);
+    size_t n = strlen(bad[_i]);
+    reshape(&b, "tokenizer.bpe_merges", "U8", 1, (uint64_t[]){n}, 1);
+    memcpy(find(&b, "tokenizer.bpe_merges")->bytes, bad[_i], n);
+    build_fail(&b, CLIPN_E_FORMAT, "expected 2");
+}
+END_TEST
+
+/* More merges than the tokenizer reads: a model with 60000 merges loaded, but the tokenizer
+ * stopped at 48894 and emitted sot/eot ids other than the config's. */
+START_TEST(too_many_merges_refused)
+{
+    const size_t n = CLIPN_TOK_MAX_MERGES + 1, V2 = 512 + n + 2;
+    builder b;
+    builder_init(&b);
+    char v[16], sot[16], eot[16];
+    snprintf(v, sizeof v, "%zu", V2);
+    snprintf(sot, sizeof sot, "%zu", V2 - 2);
+    snprintf(eot, sizeof eot, "%zu", V2 - 1);
+    set_cfg(&b, "vocab_size", v);
+    set_cfg(&b, "sot_id", sot);
+    set_cfg(&b, "eot_id", eot);
+    reshape(&b, "token_embedding.weight", "F32", 2, (uint64_t[]){V2, W}, 4);
+    reshape(&b, "token_embedding_no.weight", "F32", 2, (uint64_t[]){V2, W}, 4);
+    reshape(&b, "tokenizer.bpe_merges", "U8", 1, (uint64_t[]){4 * n}, 1);
+    uint8_t *text = find(&b, "tokenizer.bpe_merges")->bytes;
+    for (size_t i = 0; i < n; i++)
+        memcpy(text + 4 * i, "h e\n", 4);
+    build_fail(&b, CLIPN_E_FORMAT, "the tokenizer reads at most 48894");
 }
 END_TEST
 
@@ -1286,8 +1347,7 @@ Suite *make_suite(void)
     tcase_add_test(good, good_file_loads_with_config_and_values);
     tcase_add_test(good, misaligned_f32_is_copied);
     tcase_add_test(good, f16_and_bf16_convert);
-    tcase_add_test(good, f16_nan_stays_nan);
-    tcase_add_test(good, plain_clip_without_no_tower);
+        tcase_add_test(good, plain_clip_without_no_tower);
     tcase_add_test(good, no_tower_without_prompts);
     tcase_add_test(good, config_json_round_trips);
     suite_add_tcase(s, good);
@@ -1314,6 +1374,9 @@ Suite *make_suite(void)
     tcase_add_test(bad, truncated_data_section);
     tcase_add_loop_test(bad, bad_merges_text, 0, 6);
     tcase_add_test(bad, merges_must_fit_the_vocab);
+    tcase_add_loop_test(bad, bad_merges_lines, 0, 4);
+    tcase_add_test(bad, too_many_merges_refused);
+    tcase_add_loop_test(bad, non_finite_weights_refused, 0, 8);
     tcase_add_test(bad, logit_scale_overflow);
     suite_add_tcase(s, bad);
 

@@ -23,12 +23,26 @@ typedef struct cli_head_args {
 int cli_progress(void *user, size_t done, size_t total);
 void cli_progress_end(void);
 
+/* Usage checks before anything is loaded: --head and --classes exclude each other, one is
+ * required, and --templates / --no-templates with --head (they would be ignored) are
+ * refused. 0, or 2 with the message printed. */
+int cli_head_args_check(const char *cmd, const cli_head_args *a);
+/* --model M is required: 0, or 2 with the message printed. */
+int cli_require_model(const char *cmd, const char *model_path);
+
+/* Class names from FILE, one per line (empty lines ignored): a blank name (spaces only) is
+ * refused; a name given twice is warned about on stderr (one line per name, with its
+ * count). Returns the count (> 0) or -1 (message printed); *lines as cli_read_lines. */
+int cli_read_classes(const char *cmd, const char *path, char ***lines);
+
 /* Heads from --head (refused when built from another model) or built from --classes with
  * the templates. class_names is always filled. NULL + message on failure. */
 clipn_heads *cli_get_heads(const char *cmd, const clipn_model *model, clipn_ctx *ctx,
                            const cli_head_args *a);
 
-/* Read templates (official ones when path is NULL). *owned must be freed. */
+/* Read templates (official ones when path is NULL). Every template must have a "{}" field
+ * for the class name (clipn_format_template's syntax): one without is refused, naming it.
+ * *owned must be freed. */
 int cli_get_templates(const char *cmd, const char *path, const char *const **templates,
                       char ***owned);
 

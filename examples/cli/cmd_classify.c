@@ -1,6 +1,7 @@
 /* clipn classify: zero-shot classes plus CLIPN's OOD verdicts for each image. */
 #include "cli_backend.h"
 #include "cli_heads.h"
+#include "cli_text.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -92,22 +93,55 @@ static int print_json(const char *path, const clipn_heads *h, const float *probs
     return 0;
 }
 
-static void print_table(const char *path, const clipn_heads *h, const float *probs,
-                        const int *top, int k, const clipn_scores *s)
+/* max_c p_c * p_yes_c, what ATD compares p_ood = 1 - atd with (the official formulas:
+ * p_yes_c = sigmoid(logits_c - logits_no_c), logits = 100 cos). */
+static double best_known(const clipn_heads *h, const float *feat, const float *probs)
 {
-    printf("%s\n", path);
-    for (int j = 0; j < k; j++)
-        printf("  %2d. %-40.40s %7.3f%%\n", j + 1, h->class_names[top[j]], 100.0 * probs[top[j]]);
+    double nn = 0, best = 0;
+    for (int i = 0; i < h->dim; i++)
+        nn += (double)feat[i] * feat[i];
+    nn = nn > 1e-24 ? sqrt(nn) : 1e-12;
+    for (int c = 0; c < h->n_classes; c++) {
+        double y = 0, n = 0;
+        for (int i = 0; i < h->dim; i++) {
+            y += (double)feat[i] * h->yes[(size_t)c * h->dim + i];
+            n += (double)feat[i] * h->no[(size_t)c * h->dim + i];
+        }
+        double d = CLIPN_LOGIT_SCALE * (y - n) / nn;
+        double p_yes = d >= 0 ? 1 / (1 + exp(-d)) : exp(d) / (1 + exp(d));
+        double v = probs[c] * p_yes;
+        best = v > best ? v : best;
+    }
+    return best;
+}
+
+/* Class names in 40 display columns (cut with an ellipsis), control characters shown as
+ * escapes; each verdict with the values it compared. */
+static void print_table(const char *path, const clipn_heads *h, const float *feat,
+                        const float *probs, const int *top, int k, const clipn_scores *s)
+{
+    cli_print_text(stdout, path);
+    putchar('\n');
+    for (int j = 0; j < k; j++) {
+        printf("  %2d. ", j + 1);
+        cli_print_cell(stdout, h->class_names[top[j]], 40);
+        printf(" %7.3f%%\n", 100.0 * probs[top[j]]);
+    }
     if (h->no) {
-        printf("  CTW: %-18s (p_yes at \"%s\" = %.4f)\n", s->ood_ctw ? "OUT-OF-DISTRIBUTION" : "in-distribution",
-               h->class_names[s->pred], s->ctw);
-        printf("  ATD: %-18s (1 - ATD = %.4f)\n", s->ood_atd ? "OUT-OF-DISTRIBUTION" : "in-distribution",
-               1.0 - s->atd);
+        char name[256];
+        cli_text_fit(h->class_names[s->pred], 40, name, sizeof name);
+        double p_no = 1.0 - (double)s->ctw, p_ood = 1.0 - (double)s->atd;
+        printf("  CTW: %-19s p_no %.4f %s 0.5 at \"%s\"\n",
+               s->ood_ctw ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_no,
+               s->ood_ctw ? ">" : "<=", name);
+        printf("  ATD: %-19s p_ood %.4f %s %.4f = max_c p_c * p_yes_c\n",
+               s->ood_atd ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_ood,
+               s->ood_atd ? ">" : "<=", best_known(h, feat, probs));
     } else {
         printf("  CTW/ATD: n/a (the model has no \"no\" text tower)\n");
     }
-    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f\n\n", s->msp, s->maxlogit,
-           s->energy, s->mcm);
+    printf("  MSP %.4f  MaxLogit %.3f  Energy %.3f  MCM %.6f  (higher = more in-distribution)\n\n",
+           s->msp, s->maxlogit, s->energy, s->mcm);
 }
 
 /* Scores and prints one image as the backend delivers it, in input order. */
@@ -140,7 +174,7 @@ static int classify_one(void *user, size_t i, const float *feat, const char *err
         if (print_json(o->images[i], o->heads, o->probs, o->top_idx, o->top, &s))
             return cli_fail(o->cmd, "out of memory");
     } else {
-        print_table(o->images[i], o->heads, o->probs, o->top_idx, o->top, &s);
+        print_table(o->images[i], o->heads, feat, o->probs, o->top_idx, o->top, &s);
     }
     fflush(stdout);
     return 0;
@@ -163,8 +197,8 @@ int cmd_classify(int argc, char **argv)
     int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_pos);
     if (st != CLI_ARGS_OK)
         return st == CLI_ARGS_HELP ? 0 : st;
-    if (!a.head && !a.classes)
-        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
+    if ((st = cli_require_model(cmd, model_path)) || (st = cli_head_args_check(cmd, &a)))
+        return st;
     cli_image_list inputs;
     if ((st = cli_inputs_gather(cmd, argv + 1, n_pos, list_file, CLI_NO_LABELS, &inputs)))
         return st;

@@ -217,6 +217,43 @@ static cJSON *num_or_null(double v, int valid)
     return valid && isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
+static int cmp_label(const void *a, const void *b, void *labels)
+{
+    char **l = labels;
+    return strcmp(l[*(const size_t *)a], l[*(const size_t *)b]);
+}
+
+/* A label that names no class (a typo, or a folder that is not a class) leaves its images
+ * out of the accuracy: say so, one line per label with its count. */
+static void warn_unmatched_labels(const char *cmd, const clipn_heads *heads,
+                                  const image_result *res, char **labels, size_t n_images)
+{
+    size_t n = 0, *idx = malloc((n_images ? n_images : 1) * sizeof *idx);
+    if (!idx)
+        return;
+    for (size_t i = 0; i < n_images; i++)
+        if (res[i].set == 0 && res[i].ok && labels[i] && cli_class_index(heads, labels[i]) < 0)
+            idx[n++] = i;
+    qsort_r(idx, n, sizeof *idx, cmp_label, labels);
+    size_t shown = 0, distinct = 0;
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && !strcmp(labels[idx[i]], labels[idx[j]]); j++)
+            ;
+        distinct++;
+        if (shown < 20) {
+            shown++;
+            fprintf(stderr, "clipn %s: warning: label '", cmd);
+            cli_print_text(stderr, labels[idx[i]]);
+            fprintf(stderr, "' (%zu ID image%s) matches no class: not counted in the accuracy\n",
+                    j - i, j - i == 1 ? "" : "s");
+        }
+    }
+    if (distinct > shown)
+        fprintf(stderr, "clipn %s: warning: ... and %zu more labels that match no class\n", cmd,
+                distinct - 20);
+    free(idx);
+}
+
 /* ------------------------------------------------------------------ main */
 
 /* --ood NAME=LIST, repeatable: sets[1..] in the order given. */
@@ -294,8 +331,8 @@ int cmd_eval(int argc, char **argv)
         return cli_fail(cmd,
                         "--id LIST and at least one --ood NAME=LIST are required (see --help)"),
                2;
-    if (!a.head && !a.classes)
-        return cli_fail(cmd, "--classes FILE or --head H is required (see --help)"), 2;
+    if ((st = cli_require_model(cmd, model_path)) || (st = cli_head_args_check(cmd, &a)))
+        return st;
     ood_specs[0] = id_spec;
     int n_stdin = 0;
     for (int s = 0; s < n_sets; s++)
@@ -396,6 +433,7 @@ int cmd_eval(int argc, char **argv)
             correct += res[i].pred == c;
         }
     }
+    warn_unmatched_labels(cmd, heads, res, labels, n_images);
     double acc = labelled ? (double)correct / (double)labelled : NAN;
     size_t n_failed = n_images;
     for (int s = 0; s < n_sets; s++)

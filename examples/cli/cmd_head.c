@@ -62,13 +62,9 @@ static clipn_heads *import_heads(const char *cmd, const clipn_model *model, cons
         return NULL;
     }
     char **names = NULL;
-    int n = cli_read_lines(cmd, classes, &names);
-    if (n <= 0) {
-        if (n == 0)
-            cli_fail(cmd, "%s: no class names in the file", classes);
-        free(names);
+    int n = cli_read_classes(cmd, classes, &names);
+    if (n <= 0)
         return NULL;
-    }
     clipn_heads *h = calloc(1, sizeof *h);
     if (h) {
         h->n_classes = n;
@@ -114,8 +110,14 @@ int cmd_head(int argc, char **argv)
         return st == CLI_ARGS_HELP ? 0 : st;
     if (n_extra > 0)
         return cli_fail(cmd, "unexpected argument '%s' (see --help)", argv[1]), 2;
+    if ((st = cli_require_model(cmd, model_path)))
+        return st;
     if (!a.classes || !out)
         return cli_fail(cmd, "--classes FILE and --out H are required (see --help)"), 2;
+    if (yes_npy && (a.templates || a.no_templates))
+        return cli_fail(cmd, "--templates does nothing with --yes-npy (no text is encoded)"), 2;
+    if (!yes_npy && no_npy)
+        return cli_fail(cmd, "--no-npy needs --yes-npy"), 2;
     clipn_model *model = cli_load_model(cmd, model_path);
     if (!model)
         return 1;

@@ -1,5 +1,8 @@
-/* clipn info MODEL: the model's config plus a few derived facts, as one JSON object. */
+/* clipn info FILE: a model's config plus a few derived facts (one JSON object), a heads
+ * file's classes, templates and fingerprint; any other file is named for what it is, with
+ * the converter call that makes a model of it. */
 #include "cli.h"
+#include "cli_text.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -8,9 +11,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: clipn info MODEL\n\n"
-               "Load a libclipn model file (validating every tensor) and print its config as\n"
-               "JSON, with the file size, tensor dtypes, source and parameter counts.\n");
+    fprintf(f, "usage: clipn info FILE [--model M] [--json]\n\n"
+               "A libclipn model file: load it (validating every tensor) and print its config\n"
+               "as JSON, with the file size, tensor dtypes, source and parameter counts.\n"
+               "A heads file (clipn head): its classes (count and the first ones), templates\n"
+               "and model fingerprint; with --model M, whether it was built from M (exit\n"
+               "status 1 when not); --json prints one object instead of text.\n"
+               "A PyTorch checkpoint, an open_clip or Hugging Face file: says so, and which\n"
+               "weights_tools/clipn_convert.py call makes a model of it (exit status 1).\n");
 }
 
 static void print_json_string(const char *s)
@@ -122,24 +130,254 @@ static void print_header_facts(const char *path)
     cJSON_Delete(header);
 }
 
+/* ------------------------------------------------------------------ what a file is */
+
+enum file_kind { KIND_OTHER, KIND_SAFETENSORS, KIND_ZIP, KIND_PICKLE, KIND_GZIP };
+
+/* The first bytes of a file (up to cap), 0 bytes when it cannot be read. */
+static size_t read_head(const char *path, unsigned char *buf, size_t cap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0; /* let the model loader say why */
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
+static int contains(const unsigned char *buf, size_t n, const char *s)
+{
+    return memmem(buf, n, s, strlen(s)) != NULL;
+}
+
+/* The safetensors JSON header of path, or NULL. */
+static cJSON *safetensors_header(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char len8[8];
+    cJSON *header = NULL;
+    if (f && fread(len8, 1, 8, f) == 8) {
+        unsigned long long n = 0;
+        for (int i = 7; i >= 0; i--)
+            n = n << 8 | len8[i];
+        char *text = n >= 2 && n <= (64ull << 20) ? malloc((size_t)n + 1) : NULL;
+        if (text && fread(text, 1, (size_t)n, f) == (size_t)n) {
+            text[n] = '\0';
+            header = cJSON_ParseWithLength(text, (size_t)n);
+        }
+        free(text);
+    }
+    if (f)
+        fclose(f);
+    return header;
+}
+
+static const char *meta_string(const cJSON *header, const char *key)
+{
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(header, "__metadata__");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int has_tensor_prefix(const cJSON *header, const char *prefix)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, header) if (e->string && !strncmp(e->string, prefix, strlen(prefix)))
+        return 1;
+    return 0;
+}
+
+/* Not a libclipn file: one line saying what it is and how to convert it. Returns 1. */
+static int not_a_model(const char *cmd, const char *path, enum file_kind kind,
+                       const unsigned char *buf, size_t n, const cJSON *header)
+{
+    static const char convert[] = "convert it with: python3 -I -S weights_tools/clipn_convert.py";
+    if (kind == KIND_ZIP) {
+        if (!contains(buf, n, "data.pkl"))
+            return cli_fail(cmd, "%s is a zip archive, not a libclipn model (a PyTorch "
+                                 "checkpoint would hold data.pkl)", path);
+        const char *what = contains(buf, n, "transformer_no") || contains(buf, n, "prompt_no")
+                               ? "a CLIPN PyTorch checkpoint (torch.save zip)"
+                           : contains(buf, n, "visual.transformer")
+                               ? "an open_clip PyTorch checkpoint (torch.save zip, no \"no\" tower)"
+                               : "a PyTorch checkpoint (torch.save zip)";
+        return cli_fail(cmd, "%s is %s, not a libclipn model: %s %s OUT.safetensors "
+                             "(docs/converting.md)", path, what, convert, path);
+    }
+    if (kind == KIND_PICKLE)
+        return cli_fail(cmd, "%s is a legacy PyTorch checkpoint (a pickle, torch < 1.6): the "
+                             "converter refuses it; re-save it with a recent torch if you trust "
+                             "it, then %s (docs/converting.md)", path, convert);
+    if (kind == KIND_GZIP)
+        return cli_fail(cmd, "%s is a gzip file, not a libclipn model (gunzip it first)", path);
+    /* safetensors without libclipn metadata */
+    if (has_tensor_prefix(header, "vision_model.") || has_tensor_prefix(header, "text_model."))
+        return cli_fail(cmd, "%s is a Hugging Face CLIPModel safetensors file, not a libclipn "
+                             "model: %s %s OUT.safetensors (add --quickgelu if its config.json "
+                             "says \"hidden_act\": \"quick_gelu\")", path, convert, path);
+    if (has_tensor_prefix(header, "visual.") || has_tensor_prefix(header, "transformer"))
+        return cli_fail(cmd, "%s is an open_clip / CLIPN state dict in safetensors, not a "
+                             "libclipn model: %s %s OUT.safetensors", path, convert, path);
+    return -1; /* unknown: the model loader says what is wrong */
+}
+
+/* ------------------------------------------------------------------ heads files */
+
+/* Print a heads file's facts (text or one JSON object); with a model, whether it matches.
+ * The file is validated by clipn_heads_load first. Returns the exit status. */
+static int info_heads(const char *cmd, const char *path, const cJSON *header,
+                      const char *model_path, int json)
+{
+    clipn_heads *h = NULL;
+    clipn_error err;
+    if (clipn_heads_load(path, NULL, &h, &err) != CLIPN_OK)
+        return cli_fail_err(cmd, &err);
+    const char *fp = meta_string(header, "model_fingerprint");
+    cJSON *tmpl = cJSON_Parse(meta_string(header, "templates") ? meta_string(header, "templates") : "[]");
+    cJSON *no_tmpl = cJSON_Parse(meta_string(header, "no_templates") ? meta_string(header, "no_templates") : "[]");
+    char model_fp[17] = "";
+    int match = -1;
+    if (model_path) {
+        clipn_model *m = cli_load_model(cmd, model_path);
+        if (!m) {
+            clipn_heads_free(h);
+            cJSON_Delete(tmpl);
+            cJSON_Delete(no_tmpl);
+            return 1;
+        }
+        clipn_model_fingerprint(m, model_fp, NULL);
+        match = fp && !strcmp(fp, model_fp) && clipn_model_config(m)->embed_dim == h->dim;
+        clipn_model_free(m);
+    }
+    int n_t = cJSON_GetArraySize(tmpl), n_no = cJSON_GetArraySize(no_tmpl);
+    int no_same = n_t == n_no;
+    for (int i = 0; no_same && i < n_t; i++) {
+        const cJSON *a = cJSON_GetArrayItem(tmpl, i), *b = cJSON_GetArrayItem(no_tmpl, i);
+        no_same = cJSON_IsString(a) && cJSON_IsString(b) && !strcmp(a->valuestring, b->valuestring);
+    }
+    if (json) {
+        cJSON *o = cJSON_CreateObject(), *cl = cJSON_CreateArray();
+        cJSON_AddStringToObject(o, "file", path);
+        cJSON_AddStringToObject(o, "kind", "heads");
+        cJSON_AddNumberToObject(o, "n_classes", h->n_classes);
+        cJSON_AddNumberToObject(o, "dim", h->dim);
+        cJSON_AddBoolToObject(o, "has_no_heads", h->no != NULL);
+        for (int c = 0; c < h->n_classes; c++)
+            cJSON_AddItemToArray(cl, cJSON_CreateString(h->class_names[c]));
+        cJSON_AddItemToObject(o, "classes", cl);
+        cJSON_AddItemToObject(o, "templates", cJSON_Duplicate(tmpl, 1));
+        cJSON_AddItemToObject(o, "no_templates", cJSON_Duplicate(no_tmpl, 1));
+        cJSON_AddStringToObject(o, "model_fingerprint", fp ? fp : "");
+        if (model_path) {
+            cJSON_AddStringToObject(o, "model", model_path);
+            cJSON_AddStringToObject(o, "given_model_fingerprint", model_fp);
+            cJSON_AddBoolToObject(o, "matches_model", match == 1);
+        }
+        char *text = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (text)
+            puts(text);
+        cJSON_free(text);
+    } else {
+        printf("file: ");
+        cli_print_text(stdout, path);
+        printf("\nkind: libclipn heads (%s)\n", h->no ? "yes + no heads" : "yes heads only");
+        printf("classes: %d x %d dims:", h->n_classes, h->dim);
+        for (int c = 0; c < h->n_classes && c < 10; c++) {
+            printf("%s ", c ? "," : "");
+            cli_print_text(stdout, h->class_names[c]);
+        }
+        printf("%s\n", h->n_classes > 10 ? ", ..." : "");
+        if (n_t) {
+            const cJSON *first = cJSON_GetArrayItem(tmpl, 0);
+            printf("templates: %d, first: ", n_t);
+            cli_print_text(stdout, cJSON_IsString(first) ? first->valuestring : "");
+            putchar('\n');
+        } else {
+            printf("templates: none recorded (imported heads)\n");
+        }
+        if (h->no) {
+            if (no_same)
+                printf("no templates: the same\n");
+            else {
+                const cJSON *first = cJSON_GetArrayItem(no_tmpl, 0);
+                printf("no templates: %d, first: ", n_no);
+                cli_print_text(stdout, cJSON_IsString(first) ? first->valuestring : "");
+                putchar('\n');
+            }
+        }
+        printf("model fingerprint: %s\n", fp ? fp : "?");
+        if (model_path) {
+            printf("model ");
+            cli_print_text(stdout, model_path);
+            printf(": %s (fingerprint %s)\n", match == 1 ? "matches" : "does NOT match", model_fp);
+        }
+    }
+    int rc = 0;
+    if (match == 0)
+        rc = cli_fail(cmd, "%s was built from another model than %s (fingerprint %s, the model's "
+                           "%s)", path, model_path, fp ? fp : "?", model_fp);
+    fflush(stdout);
+    cJSON_Delete(tmpl);
+    cJSON_Delete(no_tmpl);
+    clipn_heads_free(h);
+    return rc;
+}
+
 int cmd_info(int argc, char **argv)
 {
-    int n_models;
-    int parsed = cli_parse_args(argv[0], argc, argv, NULL, 0, usage, &n_models);
+    const char *cmd = argv[0], *model_path = NULL;
+    int n_files, as_json = 0;
+    const cli_opt options[] = {
+        CLI_STRING("--model", &model_path),
+        CLI_FLAG("--json", &as_json),
+    };
+    int parsed = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]),
+                                usage, &n_files);
     if (parsed != CLI_ARGS_OK)
         return parsed == CLI_ARGS_HELP ? 0 : parsed;
-    if (n_models != 1) {
-        if (n_models > 1)
-            return cli_fail(argv[0], "one MODEL only (see --help)"), 2;
-        usage(stderr);
-        return 2;
-    }
+    if (n_files != 1)
+        return cli_fail(cmd, n_files ? "one FILE only (see --help)" : "no FILE given (see --help)"), 2;
     const char *path = argv[1];
+
+    /* what is it? (by content, never by name) */
+    static unsigned char buf[4 << 20]; /* a torch zip's data.pkl (the key names) comes first */
+    size_t n = read_head(path, buf, sizeof buf);
+    enum file_kind kind = KIND_OTHER;
+    if (n >= 4 && !memcmp(buf, "PK\x03\x04", 4))
+        kind = KIND_ZIP;
+    else if (n >= 2 && buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5)
+        kind = KIND_PICKLE;
+    else if (n >= 2 && buf[0] == 0x1f && buf[1] == 0x8b)
+        kind = KIND_GZIP;
+    else if (n >= 9 && buf[8] == '{')
+        kind = KIND_SAFETENSORS;
+    cJSON *header = kind == KIND_SAFETENSORS ? safetensors_header(path) : NULL;
+    const char *format = meta_string(header, "format");
+    if (format && !strcmp(format, "libclipn-heads")) {
+        int rc = info_heads(cmd, path, header, model_path, as_json);
+        cJSON_Delete(header);
+        return rc;
+    }
+    if (kind != KIND_OTHER &&
+        (kind != KIND_SAFETENSORS || (header && (!format || strcmp(format, "libclipn"))))) {
+        int rc = not_a_model(cmd, path, kind, buf, n, header);
+        cJSON_Delete(header);
+        if (rc >= 0)
+            return rc;
+    } else {
+        cJSON_Delete(header);
+    }
+    if (model_path)
+        return cli_fail(cmd, "--model is for heads files; %s is not one", path), 2;
 
     clipn_model *model = NULL;
     clipn_error err;
     if (clipn_model_load(path, NULL, &model, &err) != CLIPN_OK)
-        return cli_fail_err(argv[0], &err);
+        return cli_fail_err(cmd, &err);
     const clipn_config *c = clipn_model_config(model);
 
     size_t need = clipn_config_to_json(c, NULL, 0);

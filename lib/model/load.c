@@ -261,6 +261,12 @@ static clipn_status parse_config(loader *L, const cJSON *j, clipn_config *c)
     TRY(cfg_vec3(L, j, "image_mean", -1e6, 1e6, c->image_mean));
     TRY(cfg_vec3(L, j, "image_std", 0.0, 1e6, c->image_std));
 #undef TRY
+    /* (x - mean) / std for x in [0, 1] must stay a usable float: a denormal std (1e-42
+       loaded, then every image came out infinite) is refused */
+    for (int i = 0; i < 3; i++)
+        if (!(c->image_std[i] >= 1e-6f))
+            return config_mismatch(L, "image_std[%d] is %g, must be at least 1e-6", i,
+                                   (double)c->image_std[i]);
 
     if (c->vision_width % c->vision_heads != 0)
         return config_mismatch(L, "vision_width %d is not a multiple of vision_heads %d",
@@ -429,12 +435,48 @@ static clipn_status find_tensor(loader *L, const char *name, int ndim, const uin
     return CLIPN_OK;
 }
 
+/* Non-zero when a block of 1024 floats holds a NaN or an infinity (exponent all ones).
+ * A fixed trip count and no early exit, so that -O2 vectorises it. */
+static uint32_t block_non_finite(const float *x)
+{
+    uint32_t bad = 0;
+    for (size_t k = 0; k < 1024; k++) {
+        uint32_t bits;
+        memcpy(&bits, &x[k], 4);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad;
+}
+
+/* Index of the first NaN or infinity in x[0, n), or n. A NaN weight makes every feature
+ * NaN, silently, so every float tensor is checked once at load. */
+static size_t first_non_finite(const float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 1024 <= n; i += 1024)
+        if (block_non_finite(x + i))
+            break;
+    for (; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return n;
+}
+
 static clipn_status bind(loader *L, const char *name, const float **out, int ndim,
                          const uint64_t *shape)
 {
     const clipn_st_tensor *t;
     clipn_status s = find_tensor(L, name, ndim, shape, 0, &t);
-    return s != CLIPN_OK ? s : tensor_f32(L, t, out);
+    if (s == CLIPN_OK)
+        s = tensor_f32(L, t, out);
+    if (s != CLIPN_OK)
+        return s;
+    size_t bad = first_non_finite(*out, (size_t)t->numel);
+    if (bad != (size_t)t->numel)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor '%s' holds a non-finite value (%g at element %zu)",
+                          L->path, name, (double)(*out)[bad], bad);
+    return CLIPN_OK;
 }
 
 #define SHAPE(...) (const uint64_t[]){__VA_ARGS__}
@@ -649,12 +691,37 @@ static clipn_status bind_merges(loader *L)
                           "%s: tensor 'tokenizer.bpe_merges' has %zu merges, which with 512 byte "
                           "tokens and 2 special tokens need vocab_size >= %zu (config has %d)",
                           L->path, lines, lines + 514, L->m->config.vocab_size);
+    if (lines > CLIPN_TOK_MAX_MERGES)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor 'tokenizer.bpe_merges' has %zu merges; the tokenizer "
+                          "reads at most %d (ids would disagree with the config)",
+                          L->path, lines, CLIPN_TOK_MAX_MERGES);
     const clipn_config *c = &L->m->config;
     if ((size_t)c->sot_id != 512 + lines || (size_t)c->eot_id != 513 + lines)
         return clipn_fail(L->err, CLIPN_E_FORMAT,
                           "%s: config sot_id %d and eot_id %d do not follow the %zu merges of "
                           "'tokenizer.bpe_merges' (expected %zu and %zu)",
                           L->path, c->sot_id, c->eot_id, lines, 512 + lines, 513 + lines);
+    /* Build the tokenizer once, as clipn_tokenizer_from_model will: a line that is not two
+       symbols (a blank line, no space) loaded before and then every tokenizer failed; and
+       its special ids must be the config's. */
+    clipn_tokenizer *tok = NULL;
+    clipn_error terr;
+    clipn_status st = clipn_tokenizer_from_merges((const char *)t->data, (size_t)t->numel,
+                                                  &tok, &terr);
+    if (st != CLIPN_OK)
+        return clipn_fail(L->err, st == CLIPN_E_NOMEM ? CLIPN_E_NOMEM : CLIPN_E_FORMAT,
+                          "%s: tensor 'tokenizer.bpe_merges': %s", L->path, terr.message);
+    int32_t ids[2];
+    st = clipn_tokenize(tok, "", 0, ids, 2, &terr);
+    clipn_tokenizer_free(tok);
+    if (st != CLIPN_OK)
+        return clipn_fail(L->err, st, "%s: tokenizer: %s", L->path, terr.message);
+    if (ids[0] != c->sot_id || ids[1] != c->eot_id)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: the tokenizer built from 'tokenizer.bpe_merges' gives "
+                          "<start_of_text> %d and <end_of_text> %d, the config %d and %d",
+                          L->path, (int)ids[0], (int)ids[1], c->sot_id, c->eot_id);
     L->m->bpe_merges = (const char *)t->data;
     L->m->bpe_merges_len = (size_t)t->numel;
     return CLIPN_OK;

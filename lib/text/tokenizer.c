@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define TOK_MAX_MERGES (49152 - 256 - 2) /* the official merges[1:49152-256-2+1] */
+#define TOK_MAX_MERGES CLIPN_TOK_MAX_MERGES
 #define TOK_MAX_FILE_BYTES (64u << 20)
 #define TOK_CACHE_SLOTS 8192             /* power of two */
 #define TOK_CACHE_MAX_ENTRIES 4096       /* then the cache is emptied */

@@ -126,5 +126,101 @@ else
     fail "rsvg-convert is missing (Debian librsvg2-bin, scripts/install-deps.sh)"
 fi
 
+# ---- refuse or warn, never guess
+printf 'a photo of a %%s.\n' >"$T/printf_tmpl.txt"
+run 1 "template without {}" "$CLIPN" head --model "$MODEL" --classes "$T/classes.txt" \
+    --templates "$T/printf_tmpl.txt" --out "$T/h.heads"
+one_line "template without {}"
+has "$T/err" "template 1 'a photo of a %s.' has no \{\} field" "template without {} named"
+run 1 "--no-templates without {}" "$CLIPN" classify --model "$MODEL" --classes "$T/classes.txt" \
+    --no-templates "$T/printf_tmpl.txt" "$T/imgs/x.png"
+"$CLIPN" head --model "$MODEL" --classes "$T/classes.txt" --out "$T/h.heads" 2>/dev/null ||
+    fail "head: could not build $T/h.heads"
+for opt in --templates --no-templates; do
+    run 2 "$opt with --head" "$CLIPN" classify --model "$MODEL" --head "$T/h.heads" \
+        $opt "$T/printf_tmpl.txt" "$T/imgs/x.png"
+    one_line "$opt with --head"
+    has "$T/err" "$opt does nothing with --head" "$opt with --head message"
+done
+run 2 "--classes with --head" "$CLIPN" eval --model "$MODEL" --head "$T/h.heads" \
+    --classes "$T/classes.txt" --id "$T/imgs" --ood o="$T/o1"
+run 2 "classify without --model" "$CLIPN" classify --classes "$T/classes.txt" "$T/imgs/x.png"
+has "$T/err" "--model M is required" "classify without --model message"
+run 2 "eval without --model" "$CLIPN" eval --classes "$T/classes.txt" --id "$T/imgs" --ood o="$T/o1"
+has "$T/err" "--model M is required" "eval without --model message"
+run 2 "head without --model" "$CLIPN" head --classes "$T/classes.txt" --out "$T/h2.heads"
+has "$T/err" "--model M is required" "head without --model message"
+printf 'cat\n   \ndog\n' >"$T/blank.txt"
+run 1 "blank class" "$CLIPN" head --model "$MODEL" --classes "$T/blank.txt" --out "$T/h2.heads"
+has "$T/err" "class 2 is blank" "blank class message"
+[ -e "$T/h2.heads" ] && fail "blank class: wrote a heads file"
+printf 'cat\ndog\ncat\nbird\ndog\ncat\n' >"$T/dup.txt"
+run 0 "duplicate classes" "$CLIPN" head --model "$MODEL" --classes "$T/dup.txt" --out "$T/h2.heads"
+has "$T/err" "warning: class 'cat' appears 3 times" "duplicate classes warned"
+has "$T/err" "warning: class 'dog' appears 2 times" "duplicate classes warned"
+[ "$(grep -c warning "$T/err")" = 2 ] || fail "duplicates: not one line per name"
+long=$(python3 -c "print(' '.join(['zebra'] * 80))")
+printf 'cat\n%s\n' "$long" >"$T/long.txt"
+run 0 "prompt cut at 77 tokens" "$CLIPN" classify --model "$MODEL" --classes "$T/long.txt" "$T/imgs/x.png"
+has "$T/err" "warning: class 'zebra zebra.*': 128 of 128 prompts exceed 77 tokens and are cut" \
+    "cut prompts warned"
+[ "$(grep -c warning "$T/err")" = 1 ] || fail "cut prompts: not one line"
+mkdir -p "$T/lab/cat" "$T/lab/dgo"
+cp "$IMAGES/edge_gray.png" "$T/lab/cat/"
+cp "$IMAGES/edge_rgb.bmp" "$IMAGES/edge_gray.gif" "$T/lab/dgo/"
+run 0 "eval label matching no class" "$CLIPN" eval --model "$MODEL" --classes "$T/classes.txt" \
+    --id "$T/lab" --ood o="$T/o1"
+has "$T/err" "warning: label 'dgo' \(2 ID images\) matches no class" "unmatched label warned"
+has "$T/out" "accuracy [0-9.]+ on 1 labelled" "unmatched label not counted"
+
+# ---- info: heads files, and files that are not libclipn models
+run 0 "info heads" "$CLIPN" info "$T/h.heads"
+has "$T/out" "^classes: 3 x 16 dims: cat, dog, astronaut$" "info heads classes"
+has "$T/out" "^templates: 128, first: 'a bad photo of a \{\}.'$" "info heads templates"
+has "$T/out" "^model fingerprint: [0-9a-f]{16}$" "info heads fingerprint"
+run 0 "info heads --model (same)" "$CLIPN" info "$T/h.heads" --model "$MODEL"
+has "$T/out" ": matches \(fingerprint" "info heads matches"
+run 1 "info heads --model (other)" "$CLIPN" info "$T/h.heads" --json \
+    --model tests/fixtures/model/tiny_openclip.safetensors
+has "$T/out" '"matches_model":false' "info heads --json mismatch"
+has "$T/err" "built from another model" "info heads mismatch message"
+run 0 "info heads --json" "$CLIPN" info --json "$T/h.heads"
+python3 -c "
+import json, sys; o = json.load(open(sys.argv[1]))
+assert o['kind'] == 'heads' and o['classes'] == ['cat', 'dog', 'astronaut'] and len(o['templates']) == 128
+assert len(o['model_fingerprint']) == 16" "$T/out" || fail "info heads --json: $(head -c 300 "$T/out")"
+run 1 "info CLIPN .pt" "$CLIPN" info tests/fixtures/ckpt/tiny_clipn.pt
+has "$T/err" "is a CLIPN PyTorch checkpoint .*weights_tools/clipn_convert.py tests/fixtures/ckpt/tiny_clipn.pt OUT.safetensors" "info .pt"
+one_line "info .pt"
+run 1 "info open_clip .pt" "$CLIPN" info tests/fixtures/ckpt/tiny_openclip.pt
+has "$T/err" "is an open_clip PyTorch checkpoint" "info open_clip .pt"
+run 1 "info HF safetensors" "$CLIPN" info tests/fixtures/ckpt/tiny_hf.safetensors
+has "$T/err" "Hugging Face CLIPModel safetensors .*clipn_convert.py .*--quickgelu" "info HF"
+printf '\200\002}q\000.' >"$T/legacy.pt"
+run 1 "info legacy pickle" "$CLIPN" info "$T/legacy.pt"
+has "$T/err" "legacy PyTorch checkpoint \(a pickle" "info pickle"
+printf 'PK\003\004 not much' >"$T/x.zip"
+run 1 "info zip" "$CLIPN" info "$T/x.zip"
+has "$T/err" "is a zip archive, not a libclipn model" "info zip"
+run 2 "info --model on a model" "$CLIPN" info "$MODEL" --model "$MODEL"
+
+# ---- classify's table: display width, ellipsis, control characters, compared values
+printf 'cat\ncafé au lait with a very long name that goes on and on\n猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫\nbad\033[31mred\n' >"$T/wide.txt"
+run 0 "classify table" "$CLIPN" classify --model "$MODEL" --classes "$T/wide.txt" "$T/imgs/x.png"
+python3 - "$T/out" <<'PY' || fail "classify table: rows misaligned or not cut"
+import sys, unicodedata
+def width(s):
+    return sum(2 if unicodedata.east_asian_width(c) in 'WF' else 0 if unicodedata.combining(c) else 1 for c in s)
+rows = [l.rstrip('\n') for l in open(sys.argv[1], encoding='utf-8') if l[:6].strip().endswith('.') and '%' in l]
+assert len(rows) == 4, rows
+assert {width(l[:l.rindex(' ', 0, len(l) - 1)].rstrip()) <= 46 for l in rows} == {True}, rows
+assert {width(l) for l in rows} == {55}, [(width(l), l) for l in rows]
+assert any('café au lait with a very long name that\u2026' in l for l in rows), rows
+assert any('bad\\x1b[31mred' in l for l in rows), rows
+PY
+if grep -q "$(printf '\033')" "$T/out"; then fail "classify table: a raw ESC reached the terminal"; fi
+has "$T/out" '^  CTW: (in-distribution|OUT-OF-DISTRIBUTION) +p_no [0-9.]+ (<=|>) 0\.5 at "' "CTW verdict values"
+has "$T/out" '^  ATD: (in-distribution|OUT-OF-DISTRIBUTION) +p_ood [0-9.]+ (<=|>) [0-9.]+ = max_c p_c \* p_yes_c$' "ATD verdict values"
+
 echo "cli ux: $n runs, $fails failed"
 [ $fails = 0 ]
