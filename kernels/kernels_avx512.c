@@ -372,4 +372,7 @@ const clipn_kernel_ops clipn_ops_avx512 = {
     .quickgelu = quickgelu_avx512,
     .erf = erf_avx512,
     .attention_head = attention_head_avx512,
+    .resample_row_h = clipn_resample_row_h_avx2, /* integer passes: AVX2's (kernels_avx2.c) */
+    .resample_row_v = clipn_resample_row_v_avx2,
+    .premultiply_row = clipn_premultiply_row_avx2,
 };

@@ -75,7 +75,42 @@ typedef struct clipn_kernel_ops {
     /* one head of attention; scratch has clipn_attention_head_scratch(L, hd) floats */
     void (*attention_head)(const float *qkv, float *out, int L, int W, int hd, int h,
                            int causal, float *scratch);
+    /* the image resampler's passes (kernels.h); NULL: the portable ones */
+    void (*resample_row_h)(const uint8_t *src, size_t src_bytes, int C,
+                           const clipn_resample_taps *taps, uint8_t *dst);
+    void (*resample_row_v)(const uint8_t *rows, size_t row_bytes, int first_row,
+                           const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
+    void (*premultiply_row)(const uint8_t *src, int C, int w, uint8_t *dst);
 } clipn_kernel_ops;
+
+/* PIL's clip8: floor(ss / 2^CLIPN_RESAMPLE_BITS) clamped to 0..255. */
+static inline uint8_t clipn_clip8(int32_t ss)
+{
+    if (ss < 0)
+        return 0;
+    ss >>= CLIPN_RESAMPLE_BITS;
+    return ss > 255 ? 255 : (uint8_t)ss;
+}
+
+/* MULDIV255 of PIL's ImagingUtils.h: a * b / 255 rounded, as PIL computes it. */
+static inline unsigned clipn_muldiv255(unsigned a, unsigned b)
+{
+    unsigned t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+}
+
+/* The portable passes, for the ISA versions' edge cases */
+void clipn_resample_one_h_portable(const uint8_t *src, int C, const clipn_resample_taps *taps,
+                                   int j, uint8_t *dst);
+void clipn_premultiply_row_portable(const uint8_t *src, int C, int w, uint8_t *dst);
+#if defined(__x86_64__)
+/* kernels/kernels_avx2.c's passes, also in the AVX-512 table (AVX-512 CPUs have AVX2) */
+void clipn_resample_row_h_avx2(const uint8_t *src, size_t src_bytes, int C,
+                               const clipn_resample_taps *taps, uint8_t *dst);
+void clipn_resample_row_v_avx2(const uint8_t *rows, size_t row_bytes, int first_row,
+                               const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
+void clipn_premultiply_row_avx2(const uint8_t *src, int C, int w, uint8_t *dst);
+#endif
 
 extern const clipn_kernel_ops clipn_ops_portable;
 #if defined(__x86_64__)
