@@ -45,7 +45,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: FORCE all test test-arm test-c test-exports test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores
+.PHONY: FORCE all test test-arm test-c test-exports test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores methods-parity
 all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c $(BUILD)/cflags
@@ -83,7 +83,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-exports test-cli test-py parity example-pkgconfig e2e-scores
+test: all test-c test-exports test-cli test-py parity example-pkgconfig e2e-scores methods-parity
 	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
 # run_suites(build dir, suites, runner prefix, extra env): each run gets a fresh TMPDIR for
 # the suites' scratch files, and a file left in it fails the run.
@@ -99,11 +99,13 @@ test-c: $(TESTS) $(BUILD)/clipn
 # libclipn.so exports exactly the public header's functions (nm; well under a second)
 test-exports: $(BUILD)/libclipn.so
 	@sh tests/check_exports.sh $(BUILD)/libclipn.so include/clipn.h
-# the CLI's exit status and one-line error on hostile files, and its usability (image
-# inputs, warnings, tables, ROC plot rendered by rsvg-convert): tests/cli, about 3 s
+# the CLI's exit status and one-line error on hostile files, its usability (image inputs,
+# warnings, tables, ROC plot rendered by rsvg-convert) and its data-safety promises
+# (atomic checked outputs, inputs never overwritten, bounded reads): tests/cli, about 6 s
 test-cli: $(BUILD)/clipn
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
 	@sh tests/cli/test_cli_ux.sh $(BUILD)/clipn
+	@sh tests/cli/test_cli_safety.sh $(BUILD)/clipn
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
 parity: all $(BUILD)/golden_parity
@@ -141,6 +143,9 @@ example-pkgconfig: all
 # clipn head/classify/eval end to end against the official scoring + metric code in PyTorch.
 e2e-scores: all
 	@sh tests/golden/e2e_scores.sh $(PYTHON_TORCH) $(BUILD)
+# GL-MCM and NegLabel against the official algorithms restated in PyTorch (~10 s)
+methods-parity: all
+	@sh tests/golden/methods_parity.sh $(PYTHON_TORCH) $(BUILD)
 
 # ARM: library, CLI and Check suites cross-compiled for aarch64 (NEON kernels) into
 # $(BUILD)-arm and run under qemu-user, then golden parity on the small models (the ViT-B
@@ -206,7 +211,7 @@ fuzz-build:
 	$(MAKE) CC=$(FUZZ_CC) BUILD=build/fuzz OPT=-O1 \
 	    EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libclipn.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c"; \
+	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c examples/cli/cli_output.c"; \
 	    echo "$(FUZZ_CC) ... -o build/fuzz/fuzz_$$t"; \
 	    $(FUZZ_CC) $(CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer -Itests/fuzz $$extra \
 	        -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build/fuzz/libclipn.a $(LDLIBS); \

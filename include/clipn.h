@@ -88,17 +88,48 @@ typedef struct clipn_config {
 
 typedef struct clipn_model clipn_model;
 
+/* The precision the linear layers (attention projections, MLPs, patch embedding, final
+ * projections: all but a few per cent of the work) run at. LayerNorm, softmax, GELU and
+ * the residual stream stay fp32 in every precision. See docs/performance.md. */
+typedef enum clipn_precision {
+    CLIPN_PRECISION_DEFAULT = 0, /* the file's own: INT8 for an int8 file, BF16 for a BF16
+                                    one, else fp32. The environment variable CLIPN_WEIGHTS=
+                                    fp32|bf16|int8, when set, is the default instead (for
+                                    benchmarks). */
+    CLIPN_PRECISION_FP32 = 1,    /* features within ~1e-6 of PyTorch fp32 */
+    CLIPN_PRECISION_BF16 = 2,    /* bf16 weights and activations, fp32 sums; needs
+                                    AVX512_BF16, elsewhere runs fp32 (with a note) */
+    CLIPN_PRECISION_INT8 = 3     /* int8 weights (quantized at load, or stored so by the
+                                    converter) and activations (quantized per call), one
+                                    scale per 64 k, int32 sums; every CPU */
+} clipn_precision;
+
 typedef struct clipn_load_opts {
     uint64_t max_header_bytes;  /* 0 = default (100 MiB) */
     uint64_t max_tensors;       /* 0 = default (100000) */
+    clipn_precision precision;  /* 0 = the file's own */
 } clipn_load_opts;
 
 /* Load a libclipn model file (safetensors, see docs/model-format.md). The file is
- * memory-mapped; on any fault nothing is returned and *out stays NULL. opts may be NULL. */
+ * memory-mapped; on any fault nothing is returned and *out stays NULL. opts may be NULL.
+ * A precision this CPU cannot run (BF16 without AVX512_BF16) loads at fp32 instead: see
+ * clipn_model_precision and clipn_model_precision_note. */
 CLIPN_API clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts,
                               clipn_model **out, clipn_error *err);
 CLIPN_API void clipn_model_free(clipn_model *model);
 CLIPN_API const clipn_config *clipn_model_config(const clipn_model *model);
+/* The precision the model runs at (never CLIPN_PRECISION_DEFAULT). */
+CLIPN_API clipn_precision clipn_model_precision(const clipn_model *model);
+/* What was asked and why something else runs, e.g. "bf16 asked: this CPU has no
+ * AVX512_BF16; running fp32", or "" when what was asked runs. Static per model. */
+CLIPN_API const char *clipn_model_precision_note(const clipn_model *model);
+/* "fp32", "bf16", "int8" ("default" for 0, NULL for anything else). */
+CLIPN_API const char *clipn_precision_name(clipn_precision p);
+/* The kernels this process runs (chosen once by CPUID, or CLIPN_ISA): "avx512", "avx2",
+ * "neon" or "portable"; and the INT8 micro-kernel under it: "avx2" (vpmaddubsw, also on
+ * AVX-512 CPUs), "neon-sdot" or "portable". */
+CLIPN_API const char *clipn_runtime_isa(void);
+CLIPN_API const char *clipn_runtime_int8_kernel(void);
 /* Write the config as a JSON object (NUL-terminated). Returns the length it needs
  * (excluding NUL), like snprintf. */
 CLIPN_API size_t clipn_config_to_json(const clipn_config *cfg, char *buf, size_t cap);
@@ -165,6 +196,8 @@ typedef struct clipn_ctx_opts {
 CLIPN_API clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
                            clipn_ctx **out, clipn_error *err);
 CLIPN_API void clipn_ctx_free(clipn_ctx *ctx);
+/* The model a context was made for. */
+CLIPN_API const clipn_model *clipn_ctx_model(const clipn_ctx *ctx);
 
 /* pixels: [n, 3, S, S] with S the config's image_size. out: [n, embed_dim]. */
 CLIPN_API clipn_status clipn_encode_image(clipn_ctx *ctx, const float *pixels, int n, float *out,
@@ -173,6 +206,15 @@ CLIPN_API clipn_status clipn_encode_image(clipn_ctx *ctx, const float *pixels, i
  * official VisualTransformer does). size must be a multiple of patch_size. */
 CLIPN_API clipn_status clipn_encode_image_sized(clipn_ctx *ctx, const float *pixels, int n, int size,
                                       float *out, clipn_error *err);
+/* Global and local (patch) features, raw, as GL-MCM computes them (docs/methods.md):
+ * global [n, embed_dim] equals clipn_encode_image's; local [n, patches, embed_dim] with
+ * patches = (image_size / patch_size)^2 in row-major grid order, from the value path of
+ * the last image block: with x its input, v = out_proj(V(ln_1(x))) + x,
+ * v += mlp(ln_2(v)), local = ln_post(v) @ proj (V: the value third of in_proj). It costs
+ * one extra out_proj + MLP of one block on the patch rows (~7% of an encode on ViT-B-16).
+ * Native image size only. */
+CLIPN_API clipn_status clipn_encode_image_local(clipn_ctx *ctx, const float *pixels, int n,
+                                      float *global, float *local, clipn_error *err);
 /* ids: [n, context_length] from clipn_tokenize. out: [n, embed_dim]. */
 CLIPN_API clipn_status clipn_encode_text(clipn_ctx *ctx, const int32_t *ids, int n, float *out,
                                clipn_error *err);
@@ -188,6 +230,11 @@ typedef struct clipn_heads {
     float *yes;   /* [n_classes, dim], L2-normalised */
     float *no;    /* [n_classes, dim], L2-normalised; NULL when the model has no no tower */
     char **class_names; /* [n_classes] or NULL; filled by clipn_heads_load, freed with heads */
+    /* NegLabel negatives (clipn_heads_add_negatives); n_neg = 0 when there are none */
+    int n_neg;
+    int neg_groups;     /* groups the NegLabel score splits them into, 1..n_neg */
+    float *neg;         /* [n_neg, dim], L2-normalised yes-tower features */
+    char **neg_prompts; /* [n_neg] the prompts as encoded */
 } clipn_heads;
 
 /* Limits of clipn_heads_build (CLIPN_E_LIMIT beyond them). */
@@ -227,6 +274,63 @@ CLIPN_API int clipn_official_templates(clipn_template_set which, const char *con
 CLIPN_API clipn_status clipn_format_template(const char *tmpl, const char *name, char **out,
                                    clipn_error *err);
 
+/* ------------------------------------------------------------------------- NegLabel */
+
+#define CLIPN_NEG_DEFAULT_GROUPS 100
+#define CLIPN_MAX_NEGATIVES 1000000
+
+/* Encode each prompt as given through the yes tower, L2-normalise, and attach the result
+ * to heads as NegLabel negatives (replacing any), split into `groups` groups by the score
+ * (1..n; 0 = min(CLIPN_NEG_DEFAULT_GROUPS, n)). progress counts the prompts encoded. */
+CLIPN_API clipn_status clipn_heads_add_negatives(clipn_ctx *ctx, clipn_heads *heads,
+                                       const char *const *prompts, int n, int groups,
+                                       clipn_progress_fn progress, void *user, clipn_error *err);
+
+/* NegLabel mining (Jiang et al., ICLR 2024; docs/methods.md). Defaults as the official
+ * ImageNet config: fraction 0.15, percentile 0.95, templates below. */
+typedef struct clipn_neg_opts {
+    double fraction;            /* keep the first int(fraction * n) of each part of speech */
+    double percentile;          /* quantile of a candidate's cosines to the ID prompts */
+    const char *id_template;    /* "the nice {}" */
+    const char *noun_template;  /* "the nice {}" */
+    const char *adj_template;   /* "This is a {} photo" */
+} clipn_neg_opts;
+CLIPN_API void clipn_neg_opts_default(clipn_neg_opts *opts);
+
+/* The selected negative prompts: nouns first (n_nouns of them), then adjectives, each part
+ * in ascending order of its quantile (ties by input order). */
+typedef struct clipn_neg_labels {
+    int n, n_nouns;
+    char **prompts;     /* [n] formatted prompts, e.g. "the nice pyxidium" */
+    float *quantile;    /* [n] the candidate's percentile cosine to the ID prompts */
+} clipn_neg_labels;
+
+/* ID prompts id_template.format(class) and every candidate prompt go through the yes
+ * tower, L2-normalised; a candidate's score is the `percentile` quantile (linear
+ * interpolation, as torch.quantile) of its cosines to the ID prompts. Candidates are used
+ * as given (de-duplicate them first; clipn_wordnet_read does). progress counts text
+ * encodes (ID prompts + candidates). opts may be NULL (defaults). */
+CLIPN_API clipn_status clipn_neg_labels_mine(clipn_ctx *ctx, const char *const *classes, int n_classes,
+                                   const char *const *nouns, int n_nouns,
+                                   const char *const *adjectives, int n_adjectives,
+                                   const clipn_neg_opts *opts, clipn_progress_fn progress,
+                                   void *user, clipn_neg_labels **out, clipn_error *err);
+CLIPN_API void clipn_neg_labels_free(clipn_neg_labels *labels);
+
+/* Candidate words from a WordNet 3.0 database directory (NULL = Debian's wordnet-base,
+ * /usr/share/wordnet): the first lemma of each synset of data.noun and data.adj whose
+ * lexicographer file is NegLabel's (adj.all, adj.pert, adj.ppl; every noun file but
+ * noun.animal and noun.food), lower-cased, '_' -> ' ', adjective markers such as "(a)"
+ * removed, de-duplicated keeping the first (file order); a word that is also a noun is
+ * kept as a noun only. */
+typedef struct clipn_word_lists {
+    int n_nouns, n_adjectives;
+    char **nouns, **adjectives;
+} clipn_word_lists;
+#define CLIPN_WORDNET_DEFAULT_DIR "/usr/share/wordnet"
+CLIPN_API clipn_status clipn_wordnet_read(const char *dir, clipn_word_lists **out, clipn_error *err);
+CLIPN_API void clipn_word_lists_free(clipn_word_lists *lists);
+
 /* ------------------------------------------------------------------------- head files */
 
 /* 16 lowercase hex digits of FNV-1a 64 over the model's config JSON and its projection
@@ -262,11 +366,23 @@ typedef struct clipn_scores {
     float mcm;         /* max_c softmax(cos / T), T = 1 */
     int ood_ctw;       /* p_no at pred > 0.5 */
     int ood_atd;       /* 1 - atd > max_c p_c * p_yes_c */
+    float glmcm;       /* mcm + max_{patch, c} softmax(cos_local / T), T = 1, lambda = 1;
+                          NaN without local features */
+    float neglabel;    /* mean over groups of sum_c softmax([logits, group negatives])_c;
+                          NaN when the heads carry no negatives */
 } clipn_scores;
 
-/* feature: one raw image feature [dim]. probs (optional, [n_classes]) gets softmax(logits). */
+/* feature: one raw image feature [dim]. probs (optional, [n_classes]) gets softmax(logits).
+ * Every score that needs nothing more is filled; glmcm is NaN (see clipn_score_image).
+ * A score that cannot be computed is NaN (ctw/atd without no heads, neglabel without
+ * negatives); test with isnan. */
 CLIPN_API clipn_status clipn_score(const clipn_heads *heads, const float *feature, float *probs,
                          clipn_scores *out, clipn_error *err);
+/* clipn_score plus glmcm from the image's local features (local [n_local, dim], raw, from
+ * clipn_encode_image_local; NULL gives glmcm NaN as clipn_score). */
+CLIPN_API clipn_status clipn_score_image(const clipn_heads *heads, const float *feature,
+                               const float *local, int n_local, float *probs,
+                               clipn_scores *out, clipn_error *err);
 
 /* ------------------------------------------------------------------------- metrics */
 

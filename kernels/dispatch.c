@@ -1,5 +1,5 @@
 /* Run-time kernel selection: CPUID once (pthread_once), then the env overrides
- * CLIPN_ISA=portable|avx2|avx512|neon, CLIPN_GEMM=native|openblas and CLIPN_WEIGHTS=fp32|bf16.
+ * CLIPN_ISA=portable|avx2|avx512|neon, CLIPN_GEMM=native|openblas and CLIPN_WEIGHTS=fp32|bf16|int8.
  * On aarch64 NEON (AdvSIMD) is part of the base ISA, so it is always available there.
  * An unknown or
  * unsupported value falls back to the best available choice and is explained by
@@ -18,7 +18,7 @@
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static const clipn_kernel_ops *selected = &clipn_ops_portable;
 static int use_openblas;
-static int use_bf16;          /* pack new layers as BF16 (CLIPN_WEIGHTS=bf16) */
+static int default_weights = CLIPN_WEIGHTS_FP32; /* CLIPN_WEIGHTS=fp32|bf16|int8 */
 static char note[160];
 static int have_avx512_bf16; /* stays 0 off x86 */
 #if defined(__x86_64__)
@@ -105,11 +105,13 @@ static void choose_from_env(void)
             snprintf(note, sizeof note, "CLIPN_ISA=%.40s unknown or not supported here; using %s",
                      isa, selected->isa);
     }
-    use_bf16 = 0;
+    default_weights = CLIPN_WEIGHTS_FP32;
     const char *weights = getenv("CLIPN_WEIGHTS");
     if (weights && *weights && strcmp(weights, "fp32") != 0) {
         if (strcmp(weights, "bf16") == 0 && have_avx512_bf16)
-            use_bf16 = 1;
+            default_weights = CLIPN_WEIGHTS_BF16;
+        else if (strcmp(weights, "int8") == 0)
+            default_weights = CLIPN_WEIGHTS_INT8;
         else {
             size_t len = strlen(note);
             snprintf(note + len, sizeof note - len,
@@ -153,23 +155,42 @@ int clipn_kernels_use_openblas(void)
     return use_openblas;
 }
 
-int clipn_kernels_weights_bf16(void)
+int clipn_kernels_default_weights(void)
 {
     pthread_once(&init_once, init_kernels);
-    return use_bf16;
+    return default_weights;
 }
 
-const char *clipn_kernels_weights(void) { return clipn_kernels_weights_bf16() ? "bf16" : "fp32"; }
+int clipn_kernels_weights_bf16(void)
+{
+    return clipn_kernels_default_weights() == CLIPN_WEIGHTS_BF16;
+}
+
+int clipn_kernels_bf16_native(void)
+{
+    pthread_once(&init_once, init_kernels);
+    return have_avx512_bf16;
+}
+
+const char *clipn_kernels_weights(void)
+{
+    const int w = clipn_kernels_default_weights();
+    return w == CLIPN_WEIGHTS_BF16 ? "bf16" : w == CLIPN_WEIGHTS_INT8 ? "int8" : "fp32";
+}
 
 int clipn_kernels_set_weights(const char *format)
 {
     pthread_once(&init_once, init_kernels);
     if (format && strcmp(format, "fp32") == 0) {
-        use_bf16 = 0;
+        default_weights = CLIPN_WEIGHTS_FP32;
         return 0;
     }
     if (format && strcmp(format, "bf16") == 0 && have_avx512_bf16) {
-        use_bf16 = 1;
+        default_weights = CLIPN_WEIGHTS_BF16;
+        return 0;
+    }
+    if (format && strcmp(format, "int8") == 0) {
+        default_weights = CLIPN_WEIGHTS_INT8;
         return 0;
     }
     return -1;

@@ -20,6 +20,7 @@
  * batch 1". */
 #include "kernels_impl.h"
 #include "gemm_amx.h" /* CLIPN_PACK_AMX on every arch; the AMX calls are x86_64-only */
+#include "gemm_int8.h"
 
 #include <pthread.h>
 #include <sys/mman.h>
@@ -95,9 +96,12 @@ int clipn_linear_prepare(clipn_linear *lin)
     lin->packed_bytes = 0;
     if (!lin->weight || lin->n_out <= 0 || lin->n_in <= 0)
         return -1;
+    const int format = lin->format ? lin->format : clipn_kernels_default_weights();
+    if (format == CLIPN_WEIGHTS_INT8)
+        return clipn_int8_prepare(lin, lin->int8_group); /* kernels/gemm_int8.c */
     if (clipn_kernels_use_openblas())
         return 0; /* OpenBLAS reads the weights in place: no second copy */
-    const int bf16 = clipn_kernels_weights_bf16();
+    const int bf16 = format == CLIPN_WEIGHTS_BF16 && clipn_kernels_bf16_native();
 #if defined(__x86_64__)
     if (bf16 && clipn_amx_usable())
         return clipn_amx_prepare(lin); /* AMX tiles (kernels/gemm_amx.c) */
@@ -142,6 +146,13 @@ int clipn_linear_prepare(clipn_linear *lin)
     lin->packed = buf;
     lin->packed_bytes = bytes;
     return 0;
+}
+
+int clipn_linear_format(const clipn_linear *lin)
+{
+    const uint32_t f = (uint32_t)packed_format(lin);
+    return f == CLIPN_PACK_INT8 ? CLIPN_WEIGHTS_INT8
+         : f == PACK_BF16 || f == (uint32_t)CLIPN_PACK_AMX ? CLIPN_WEIGHTS_BF16 : CLIPN_WEIGHTS_FP32;
 }
 
 void clipn_linear_release(clipn_linear *lin)
@@ -355,6 +366,10 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
         return;
     const clipn_kernel_ops *ops = clipn_kernels_ops();
     const int format = packed_format(lin);
+    if ((uint32_t)format == CLIPN_PACK_INT8) {
+        clipn_int8_forward(lin, x, m, y, epi); /* any ISA, any CLIPN_GEMM */
+        return;
+    }
 #if defined(__x86_64__)
     if (format == (int)CLIPN_PACK_AMX && !clipn_kernels_use_openblas() &&
         ops->gemm_ukernel_bf16 && clipn_amx_forward(lin, x, m, y, epi) == 0)

@@ -13,6 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Weight formats a layer can be prepared as (clipn_linear.format). */
+enum {
+    CLIPN_WEIGHTS_DEFAULT = 0, /* the process default: clipn_kernels_weights() */
+    CLIPN_WEIGHTS_FP32 = 1,
+    CLIPN_WEIGHTS_BF16 = 2,    /* AVX512_BF16 CPUs; elsewhere prepared as fp32 */
+    CLIPN_WEIGHTS_INT8 = 3     /* kernels/gemm_int8.h; every CPU */
+};
+
 /* A PyTorch Linear: y = x W^T + b, W [n_out, n_in] row-major. `packed` is filled by
  * clipn_linear_prepare with the layout the selected GEMM micro-kernel wants. */
 typedef struct clipn_linear {
@@ -21,6 +29,8 @@ typedef struct clipn_linear {
     const float *bias;         /* [n_out] or NULL */
     void *packed;              /* owned by the model; NULL = use weight directly */
     size_t packed_bytes;
+    int format;                /* CLIPN_WEIGHTS_*: what to prepare */
+    int int8_group;            /* INT8: k per scale group, 0 = default (64) */
 } clipn_linear;
 
 typedef enum clipn_epilogue {
@@ -36,6 +46,9 @@ typedef enum clipn_epilogue {
  * and must be freed with clipn_linear_release. */
 int clipn_linear_prepare(clipn_linear *lin);
 void clipn_linear_release(clipn_linear *lin);
+/* What a prepared layer runs: CLIPN_WEIGHTS_FP32 (also: not packed, OpenBLAS), _BF16 or
+ * _INT8. */
+int clipn_linear_format(const clipn_linear *lin);
 
 /* y[m, n_out] (op) x[m, n_in] W^T + b, as the epilogue says. x and y must not alias.
  * Uses the pool and per-thread activation blocks allocated once per thread (a thread that

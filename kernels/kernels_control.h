@@ -3,7 +3,7 @@
  * packed in, the process-wide thread count, and hooks for tests and benchmarks. lib/ calls
  * only clipn_kernels_init from here; the operations themselves are in kernels.h.
  * The environment sets the initial choice: CLIPN_ISA=portable|avx2|avx512|neon,
- * CLIPN_GEMM=native|openblas, CLIPN_WEIGHTS=fp32|bf16 (docs/kernels.md, "Dispatch").
+ * CLIPN_GEMM=native|openblas, CLIPN_WEIGHTS=fp32|bf16|int8 (docs/kernels.md, "Dispatch").
  */
 #ifndef CLIPN_KERNELS_CONTROL_H
 #define CLIPN_KERNELS_CONTROL_H
@@ -31,6 +31,12 @@ int clipn_kernels_select(const char *isa, const char *gemm);
  * keep their format; a BF16 layer under an ISA without BF16 runs OpenBLAS in fp32. */
 int clipn_kernels_set_weights(const char *format);
 const char *clipn_kernels_weights(void);
+/* The default as CLIPN_WEIGHTS_FP32, _BF16 or _INT8 (also accepted: "int8"). */
+int clipn_kernels_default_weights(void);
+/* 1 if BF16 layers run BF16 here (AVX512_BF16), else they are prepared as fp32. */
+int clipn_kernels_bf16_native(void);
+/* The INT8 micro-kernel the selected ISA runs: "avx2", "neon-sdot" or "portable". */
+const char *clipn_kernels_int8_kernel(void);
 /* Choose again from CPUID and the environment, as at first use (tests). Same caveat. */
 void clipn_kernels_reset_from_env(void);
 

@@ -98,6 +98,9 @@ struct clipn_model {
     const char *bpe_merges;
     size_t bpe_merges_len;
 
+    clipn_precision precision;                 /* what the linears run at */
+    char precision_note[160];                  /* "" or why that is not what was asked */
+
     /* storage */
     void *map;                                 /* mmap of the file */
     size_t map_len;
@@ -137,6 +140,10 @@ struct clipn_ctx {
     float *pos_sized;
     size_t pos_sized_floats;
     int pos_sized_size;                        /* image size it was computed for, 0 = none */
+    /* GL-MCM local features (lib/nn/vision_local.c), allocated on first use: the last
+       image block's input and value rows of the patches */
+    float *local_x;
+    size_t local_x_floats;
 };
 
 size_t clipn_mul_size(size_t a, size_t b, int *ok);
@@ -148,6 +155,13 @@ int clipn_vision_need(const clipn_model *m, size_t n, int size, clipn_scratch_si
 /* PyTorch F.interpolate(mode='bicubic', align_corners=False) of a [g_in, g_in, W] grid to
  * [g_out, g_out, W] (a = -0.75, border clamping, no antialias). */
 void clipn_bicubic_grid(const float *in, int g_in, float *out, int g_out, int W);
+/* Image tower pieces (lib/nn/vision_tower.c): patch embedding + class token + positions +
+ * ln_pre of n images into ctx->x (returns tokens per image, T; sets ctx->seq_len), and
+ * ln_post of the class rows @ proj -> out [n, E]. */
+size_t clipn_vision_embed(clipn_ctx *ctx, const float *pixels, int n, int size, const float *pos);
+void clipn_vision_pool(clipn_ctx *ctx, int n, size_t T, float *out);
+/* Frees the GL-MCM scratch of a ctx (lib/nn/vision_local.c). */
+void clipn_vision_local_free(clipn_ctx *ctx);
 /* Text pooling position: the first index of the largest id in ids[0, context_length). */
 int clipn_text_pool_index(const int32_t *ids, int context_length);
 /* n prompts through the yes (no_tower = 0) or no tower as ONE batch, whatever the ctx's
@@ -155,6 +169,17 @@ int clipn_text_pool_index(const int32_t *ids, int context_length);
  * once when share != 0 (share = 0: every prompt alone, for tests and benchmarks). */
 clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t *ids, int n,
                                      int share, float *out, clipn_error *err);
+
+/* ---- GL-MCM and NegLabel (lib/ood/glmcm.c, lib/ood/neglabel.c) */
+/* max over patches of max_c softmax_c(cos(local_p, yes_c) / T), T = 1. */
+clipn_status clipn_glmcm_local(const clipn_heads *heads, const float *local, int n_local,
+                               double *out, clipn_error *err);
+/* The grouped NegLabel score from the ID logits (100 cos, max max_logit) and the feature
+ * (scale = 100 / |feature|). */
+clipn_status clipn_neglabel_score(const clipn_heads *heads, const float *feature,
+                                  const double *logits, double max_logit, double scale,
+                                  double *out, clipn_error *err);
+void clipn_heads_free_negatives(clipn_heads *heads);
 
 /* ---- tokenizer internals, for tests and the CLI (lib/text/tokenizer.c) */
 /* Merges the tokenizer reads (the official merges[1:49152-256-2+1]); more are ignored, as

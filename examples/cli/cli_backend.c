@@ -4,6 +4,7 @@
 #include "cli_backend.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +17,45 @@ static size_t feature_floats(const clipn_model *model)
     return (size_t)clipn_model_config(model)->embed_dim;
 }
 
+static size_t patches(const clipn_model *model)
+{
+    const clipn_config *c = clipn_model_config(model);
+    return (size_t)(c->image_size / c->patch_size) * (size_t)(c->image_size / c->patch_size);
+}
+
+static size_t local_floats(const clipn_model *model)
+{
+    return (1 + patches(model)) * feature_floats(model);
+}
+
+/* Per image: the global feature then its local features (one row of out_floats). */
+static clipn_status encode_local(clipn_ctx *ctx, const float *pixels, int n, float *out,
+                                 clipn_error *err)
+{
+    const clipn_model *model = clipn_ctx_model(ctx);
+    const size_t E = feature_floats(model), P = patches(model);
+    float *global = malloc((size_t)n * E * sizeof *global);
+    float *local = malloc((size_t)n * P * E * sizeof *local);
+    clipn_status st = !global || !local
+                          ? (err ? (err->code = CLIPN_E_NOMEM,
+                                    snprintf(err->message, sizeof err->message,
+                                             "out of memory for local features"),
+                                    CLIPN_E_NOMEM)
+                                 : CLIPN_E_NOMEM)
+                          : clipn_encode_image_local(ctx, pixels, n, global, local, err);
+    for (int i = 0; st == CLIPN_OK && i < n; i++) {
+        memcpy(out + (size_t)i * (1 + P) * E, global + (size_t)i * E, E * sizeof *out);
+        memcpy(out + ((size_t)i * (1 + P) + 1) * E, local + (size_t)i * P * E,
+               P * E * sizeof *out);
+    }
+    free(global);
+    free(local);
+    return st;
+}
+
 const cli_image_encoder cli_image_encoders[CLI_N_ENCODERS] = {
     [CLI_ENC_FEATURE] = {"feature", feature_floats, clipn_encode_image},
+    [CLI_ENC_LOCAL] = {"feature+local", local_floats, encode_local},
 };
 
 /* ------------------------------------------------------------------ images */

@@ -18,6 +18,8 @@ typedef struct cli_image_encoder {
 
 enum {
     CLI_ENC_FEATURE = 0, /* clipn_encode_image: the raw feature, [embed_dim] */
+    CLI_ENC_LOCAL = 1,   /* clipn_encode_image_local: [embed_dim] global, then the
+                            GL-MCM local features [patches, embed_dim] */
     CLI_N_ENCODERS
 };
 extern const cli_image_encoder cli_image_encoders[CLI_N_ENCODERS];

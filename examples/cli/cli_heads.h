@@ -40,6 +40,12 @@ int cli_read_classes(const char *cmd, const char *path, char ***lines);
 clipn_heads *cli_get_heads(const char *cmd, const clipn_model *model, clipn_ctx *ctx,
                            const cli_head_args *a);
 
+/* Read NegLabel negative prompts (one per line) and attach them to heads with
+ * clipn_heads_add_negatives (groups 0 = the default). 0 or 1 (message printed).
+ * (cmd_neg_labels.c) */
+int cli_add_negatives(const char *cmd, clipn_ctx *ctx, clipn_heads *heads, const char *path,
+                      int groups);
+
 /* Read templates (official ones when path is NULL). Every template must have a "{}" field
  * for the class name (clipn_format_template's syntax): one without is refused, naming it.
  * *owned must be freed. */

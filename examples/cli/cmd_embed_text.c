@@ -20,7 +20,8 @@ static void usage(FILE *f)
             "  --out F.npy   output file (required)\n"
             "  --no          use the \"no\" text tower (CLIPN models only)\n"
             "  --file LINES  one text per line (empty lines skipped)\n"
-            "  --batch N     texts per forward pass (default 8)\n");
+            "  --batch N     texts per forward pass (default 8)\n"
+            CLI_PRECISION_USAGE);
 }
 
 int cmd_embed_text(int argc, char **argv)
@@ -29,6 +30,7 @@ int cmd_embed_text(int argc, char **argv)
     int no = 0, batch = 8, n_texts;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_STRING("--out", &out_path),
         CLI_STRING("--file", &file),
         CLI_FLAG("--no", &no),
@@ -37,13 +39,15 @@ int cmd_embed_text(int argc, char **argv)
     int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]), usage, &n_texts);
     if (st != CLI_ARGS_OK)
         return st == CLI_ARGS_HELP ? 0 : st;
-    if (!model_path || !out_path || (n_texts > 0) == (file != NULL)) {
-        if (model_path && out_path)
-            cli_fail(cmd, "give texts or --file, not both (see --help)");
-        else
-            usage(stderr);
-        return 2;
-    }
+    if (!model_path || !out_path)
+        return cli_fail(cmd, "--model M and --out F.npy are required (see --help)"), 2;
+    if ((n_texts > 0) == (file != NULL))
+        return cli_fail(cmd, "give texts or --file, exactly one (see --help)"), 2;
+
+    const cli_path outs[] = {{"--out", out_path}};
+    const cli_path ins[] = {{"--model", model_path}, {"--file", file}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, 2)))
+        return st;
 
     char **texts = argv + 1, **lines = NULL;
     int n = n_texts;

@@ -12,8 +12,15 @@
 #include <string.h>
 
 #define MAX_OOD 32
-#define N_SCORES 6
-static const char *score_names[N_SCORES] = {"ctw", "atd", "msp", "maxlogit", "energy", "mcm"};
+#define N_SCORES 8
+static const char *score_names[N_SCORES] = {"ctw",    "atd", "msp",   "maxlogit",
+                                            "energy", "mcm", "glmcm", "neglabel"};
+#define SCORE_NEGLABEL 7
+/* CTW/ATD need no heads, NegLabel heads with negatives; the rest are always there. */
+static int score_available(int s, int has_no, int has_neg)
+{
+    return s < 2 ? has_no : s == SCORE_NEGLABEL ? has_neg : 1;
+}
 
 static void usage(FILE *f)
 {
@@ -23,7 +30,8 @@ static void usage(FILE *f)
             "                  [--json] [--fpr95 interp|nearest] [--scores-csv F]\n"
             "                  [--roc-csv F] [--plot F.svg] [--batch N] [--threads N]\n\n"
             "Score every image and report, per OOD set and per score (ctw, atd, msp, maxlogit,\n"
-            "energy, mcm; higher = more in-distribution), AUROC and FPR at 95%% TPR as fractions,\n"
+            "energy, mcm, glmcm, neglabel; higher = more in-distribution; neglabel needs heads\n"
+            "with negatives, see `clipn head --negatives`), AUROC and FPR at 95%% TPR as fractions,\n"
             "with ID as the positive class, exactly as the official CLIPN evaluation.\n\n"
             "  LIST               a folder (searched recursively for images, sorted by path)\n"
             "                     or a text file of image paths (\"-\" = stdin), one per line,\n"
@@ -42,6 +50,7 @@ static void usage(FILE *f)
             "  --roc-csv F        ROC points (set,score,threshold,fpr,tpr)\n"
             "  --plot F.svg       ROC curves, one panel per OOD set\n"
             "  --batch N          images per encoder call (default 16)\n"
+            CLI_PRECISION_USAGE
             "Unreadable images are reported on stderr and skipped.\n",
             MAX_OOD);
 }
@@ -67,6 +76,7 @@ typedef struct pipeline {
     size_t n_images;
     image_result *res;
     const clipn_heads *heads;
+    int n_local;        /* GL-MCM local features per image, after the global feature */
 } pipeline;
 
 /* Scores one image as the backend delivers it (in order); unreadable ones are skipped. */
@@ -78,10 +88,12 @@ static int score_image(void *user, size_t i, const float *feat, const char *erro
     image_result *r = &p->res[i];
     if (!feat) {
         cli_fail(p->cmd, "%s (skipped)", error); /* it names the file */
-    } else if (clipn_score(p->heads, feat, NULL, &s, &err) != CLIPN_OK) {
+    } else if (clipn_score_image(p->heads, feat, feat + p->heads->dim, p->n_local, NULL, &s,
+                                 &err) != CLIPN_OK) {
         cli_fail(p->cmd, "%s: %s (skipped)", p->paths[i], err.message);
     } else {
-        float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm};
+        float v[N_SCORES] = {s.ctw, s.atd, s.msp, s.maxlogit, s.energy, s.mcm, s.glmcm,
+                             s.neglabel};
         memcpy(r->score, v, sizeof v);
         r->pred = s.pred;
         r->ok = 1;
@@ -112,10 +124,11 @@ static void csv_field(FILE *f, const char *s)
 static int write_scores_csv(const char *cmd, const char *path, const pipeline *p,
                             const eval_set *sets, char **labels, const clipn_heads *heads)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return cli_fail(cmd, "%s: cannot create the file", path);
-    fprintf(f, "image,set,label,pred,ctw,atd,msp,maxlogit,energy,mcm\n");
+    cli_out *o = cli_out_open(cmd, path);
+    if (!o)
+        return 1;
+    FILE *f = cli_out_file(o);
+    fprintf(f, "image,set,label,pred,ctw,atd,msp,maxlogit,energy,mcm,glmcm,neglabel\n");
     for (size_t i = 0; i < p->n_images; i++) {
         const image_result *r = &p->res[i];
         if (!r->ok)
@@ -135,9 +148,7 @@ static int write_scores_csv(const char *cmd, const char *path, const pipeline *p
         }
         fputc('\n', f);
     }
-    if (fclose(f) != 0)
-        return cli_fail(cmd, "%s: write failed", path);
-    return 0;
+    return cli_out_close(o);
 }
 
 /* Scores of one set for one score kind, from the successfully scored images. */
@@ -160,13 +171,15 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
                        metric m[][N_SCORES], float *buf_id, float *buf_ood, const char *conv)
 {
     FILE *svg = NULL, *csv = NULL;
-    if (svg_path && !(svg = fopen(svg_path, "w")))
-        return cli_fail(cmd, "%s: cannot create the file", svg_path);
-    if (roc_csv && !(csv = fopen(roc_csv, "w"))) {
-        if (svg)
-            fclose(svg);
-        return cli_fail(cmd, "%s: cannot create the file", roc_csv);
+    cli_out *svg_out = NULL, *csv_out = NULL;
+    if (svg_path && !(svg_out = cli_out_open(cmd, svg_path)))
+        return 1;
+    if (roc_csv && !(csv_out = cli_out_open(cmd, roc_csv))) {
+        cli_out_discard(svg_out);
+        return 1;
     }
+    svg = svg_out ? cli_out_file(svg_out) : NULL;
+    csv = csv_out ? cli_out_file(csv_out) : NULL;
     if (csv)
         fprintf(csv, "set,score,threshold,fpr,tpr\n");
     cli_roc_plot plot;
@@ -177,7 +190,7 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
         if (svg)
             cli_plot_panel(&plot, sets[o].name);
         for (int s = 0; s < N_SCORES; s++) {
-            if (s < 2 && !has_no)
+            if (!score_available(s, has_no, p->heads->n_neg > 0))
                 continue;
             size_t ni = gather(p, 0, s, buf_id), no = gather(p, o, s, buf_ood);
             if (!ni || !no)
@@ -202,13 +215,17 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
             free(thr);
         }
     }
-    if (svg) {
+    if (svg)
         cli_plot_end(&plot);
-        if (fclose(svg) != 0 && !rc)
-            rc = cli_fail(cmd, "%s: write failed", svg_path);
+    if (rc) { /* out of memory: what was written is incomplete, keep the old files */
+        cli_out_discard(svg_out);
+        cli_out_discard(csv_out);
+        return rc;
     }
-    if (csv && fclose(csv) != 0 && !rc)
-        rc = cli_fail(cmd, "%s: write failed", roc_csv);
+    if (svg_out)
+        rc |= cli_out_close(svg_out);
+    if (csv_out)
+        rc |= cli_out_close(csv_out);
     return rc;
 }
 
@@ -309,6 +326,7 @@ int cmd_eval(int argc, char **argv)
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_OPTIONS(a),
         CLI_STRING("--id", &id_spec),
         CLI_CUSTOM("--ood", &ood, parse_ood),
@@ -340,14 +358,27 @@ int cmd_eval(int argc, char **argv)
     if (n_stdin > 1)
         return cli_fail(cmd, "only one LIST can be '-' (standard input)"), 2;
 
-    /* Read every list before the (slow) model load, so a typo fails fast. */
+    /* Outputs checked and every list read before the (slow) model load, so a typo or an
+     * unwritable output fails fast, and no input is ever overwritten. */
+    const cli_path outs[] = {{"--scores-csv", scores_csv}, {"--roc-csv", roc_csv},
+                             {"--plot", plot}};
+    cli_path ins[5 + MAX_OOD + 1] = {{"--model", model_path}, {"--head", a.head},
+                                    {"--classes", a.classes}, {"--templates", a.templates},
+                                    {"--no-templates", a.no_templates}};
+    int n_ins = 5;
+    for (int s = 0; s < n_sets; s++)
+        ins[n_ins++] = (cli_path){s ? "--ood" : "--id", ood_specs[s]};
+    if ((st = cli_check_paths(cmd, outs, 3, ins, n_ins)))
+        return st;
     size_t n_images = 0;
     int rc = 1;
     for (int s = 0; s < n_sets; s++) {
-        if (cli_inputs_add_spec(cmd, ood_specs[s], CLI_LABELS, &sets[s].list) < 0) {
+        if (cli_inputs_add_spec(cmd, ood_specs[s], CLI_LABELS, &sets[s].list) < 0 ||
+            (st = cli_check_paths_list(cmd, outs, 3, "image", sets[s].list.paths,
+                                       sets[s].list.n))) {
             for (int t = 0; t <= s; t++)
                 cli_image_list_free(&sets[t].list);
-            return 1;
+            return st ? st : 1;
         }
         sets[s].first = n_images;
         n_images += sets[s].list.n;
@@ -389,36 +420,43 @@ int cmd_eval(int argc, char **argv)
     p.n_images = n_images;
     p.res = res;
     p.heads = heads;
+    {
+        const clipn_config *mc = clipn_model_config(model);
+        p.n_local = (mc->image_size / mc->patch_size) * (mc->image_size / mc->patch_size);
+    }
     const cli_image_job job = {.cmd = cmd, .model = model, .ctx = ctx, .paths = paths,
-                               .n = n_images, .batch = batch_size, .encoder = CLI_ENC_FEATURE,
+                               .n = n_images, .batch = batch_size, .encoder = CLI_ENC_LOCAL,
                                .on_image = score_image, .user = &p};
     int bad = cli_backend_active->encode_images(&job);
     cli_progress_end();
     if (bad)
         goto done;
 
-    /* ---- metrics */
-    int has_no = heads->no != NULL;
+    /* ---- metrics. A set none of whose images could be scored is reported and skipped;
+     * the others are still reported and every output still written (exit status 1). */
+    int has_no = heads->no != NULL, skipped = 0;
     size_t n_ok[MAX_OOD + 1] = {0};
     for (size_t i = 0; i < n_images; i++)
         n_ok[res[i].set] += res[i].ok;
     if (!n_ok[0]) {
-        cli_fail(cmd, "%s: no ID image could be scored", id_spec);
-        goto done;
+        cli_fail(cmd, "%s: no ID image could be scored: no metrics", id_spec);
+        skipped = 1;
     }
-    for (int o = 1; o < n_sets; o++) {
+    for (int o = 1; o < n_sets && n_ok[0]; o++) {
         if (!n_ok[o]) {
-            cli_fail(cmd, "OOD set %s: no image could be scored", sets[o].name);
-            goto done;
+            cli_fail(cmd, "OOD set %s: no image could be scored (skipped)", sets[o].name);
+            skipped = 1;
+            continue;
         }
         for (int s = 0; s < N_SCORES; s++) {
-            if (s < 2 && !has_no)
+            if (!score_available(s, has_no, heads->n_neg > 0))
                 continue;
             size_t ni = gather(&p, 0, s, buf_id), no = gather(&p, o, s, buf_ood);
             if (clipn_auroc(buf_id, ni, buf_ood, no, &m[o][s].auroc, &err) != CLIPN_OK ||
                 clipn_fpr95(buf_id, ni, buf_ood, no, mode, &m[o][s].fpr95, &err) != CLIPN_OK) {
                 cli_fail(cmd, "%s / %s: %s", sets[o].name, score_names[s], err.message);
-                goto done;
+                skipped = 1;
+                continue;
             }
             m[o][s].valid = 1;
         }
@@ -443,37 +481,38 @@ int cmd_eval(int argc, char **argv)
         mode == CLIPN_FPR95_INTERP
             ? "interp (official CLIPN: interp1d(tpr, fpr)(0.95) on sklearn roc_curve)"
             : "nearest (MCM / Outlier Exposure: FPR at the TPR nearest 0.95)";
+    int out_failed = 0;
 
     /* ---- report */
-    if (json) {
+    if (!n_ok[0]) {
+        /* nothing to report: only the per-image scores are written */
+    } else if (json) {
         cJSON *root = cJSON_CreateObject(), *ood = cJSON_CreateObject(), *n_ood = cJSON_CreateObject();
-        if (!root || !ood || !n_ood) {
-            cJSON_Delete(root);
+        int bad = !root || !ood || !n_ood;
+        if (bad) {
             cJSON_Delete(ood);
             cJSON_Delete(n_ood);
-            cli_fail(cmd, "out of memory");
-            goto done;
-        }
-        cJSON_AddItemToObject(root, "ood", ood);
-        for (int o = 1; o < n_sets; o++) {
-            cJSON *set = cJSON_CreateObject();
-            cJSON_AddItemToObject(ood, sets[o].name, set);
-            for (int s = 0; s < N_SCORES; s++) {
-                cJSON *e = cJSON_CreateObject();
-                cJSON_AddItemToObject(e, "auroc", num_or_null(m[o][s].auroc, m[o][s].valid));
-                cJSON_AddItemToObject(e, "fpr95", num_or_null(m[o][s].fpr95, m[o][s].valid));
-                cJSON_AddItemToObject(set, score_names[s], e);
+        } else {
+            bad |= !cli_json_add_item(root, "ood", ood);
+            for (int o = 1; o < n_sets; o++) {
+                cJSON *set = cli_json_add_item(ood, sets[o].name, cJSON_CreateObject());
+                bad |= !set;
+                for (int s = 0; set && s < N_SCORES; s++) {
+                    cJSON *e = cJSON_AddObjectToObject(set, score_names[s]);
+                    bad |= !e || !cli_json_add_item(e, "auroc", num_or_null(m[o][s].auroc, m[o][s].valid)) ||
+                           !cli_json_add_item(e, "fpr95", num_or_null(m[o][s].fpr95, m[o][s].valid));
+                }
+                bad |= !cli_json_add_item(n_ood, sets[o].name, cJSON_CreateNumber((double)n_ok[o]));
             }
-            cJSON_AddNumberToObject(n_ood, sets[o].name, (double)n_ok[o]);
+            bad |= !cJSON_AddStringToObject(root, "fpr95_convention", conv);
+            bad |= !cli_json_add_item(root, "id_accuracy", num_or_null(acc, labelled > 0));
+            bad |= !cJSON_AddNumberToObject(root, "n_id", (double)n_ok[0]);
+            bad |= !cJSON_AddNumberToObject(root, "n_id_labelled", (double)labelled);
+            bad |= !cli_json_add_item(root, "n_ood", n_ood);
+            bad |= !cJSON_AddNumberToObject(root, "n_failed", (double)n_failed);
+            bad |= !cJSON_AddBoolToObject(root, "has_no_tower", has_no);
         }
-        cJSON_AddStringToObject(root, "fpr95_convention", conv);
-        cJSON_AddItemToObject(root, "id_accuracy", num_or_null(acc, labelled > 0));
-        cJSON_AddNumberToObject(root, "n_id", (double)n_ok[0]);
-        cJSON_AddNumberToObject(root, "n_id_labelled", (double)labelled);
-        cJSON_AddItemToObject(root, "n_ood", n_ood);
-        cJSON_AddNumberToObject(root, "n_failed", (double)n_failed);
-        cJSON_AddBoolToObject(root, "has_no_tower", has_no);
-        char *text = cJSON_PrintUnformatted(root);
+        char *text = bad ? NULL : cJSON_PrintUnformatted(root);
         cJSON_Delete(root);
         if (!text) {
             cli_fail(cmd, "out of memory");
@@ -490,7 +529,7 @@ int cmd_eval(int argc, char **argv)
         printf("\nFPR95 convention: %s\n", conv_long);
         printf("AUROC and FPR95 as fractions; ID = positive; higher score = more ID.\n\n");
         /* columns by display width: the set names may be any UTF-8 */
-        int name_w = 7;
+        int name_w = 12;
         for (int o = 1; o < n_sets; o++) {
             int w = cli_text_width(sets[o].name);
             name_w = w > name_w ? (w < 32 ? w : 32) : name_w;
@@ -504,19 +543,24 @@ int cmd_eval(int argc, char **argv)
                     printf(" %-9s %8.4f %8.4f\n", score_names[s], m[o][s].auroc,
                            m[o][s].fpr95);
                 else
-                    printf(" %-9s %8s %8s  (model has no no tower)\n", score_names[s], "n/a",
-                           "n/a");
+                    printf(" %-9s %8s %8s  (%s)\n", score_names[s], "n/a", "n/a",
+                           !n_ok[o] ? "no image could be scored"
+                           : s < 2  ? "model has no no tower"
+                                    : "heads carry no negatives: clipn head --negatives");
             }
         for (int o = 1; o < n_sets; o++) {
             cli_print_text(stdout, sets[o].name);
             printf(": %zu images\n", n_ok[o]);
         }
     }
+    /* every output is attempted, whatever happened to the others */
     if (scores_csv && write_scores_csv(cmd, scores_csv, &p, sets, labels, heads))
-        goto done;
-    if ((plot || roc_csv) &&
+        out_failed = 1;
+    if (n_ok[0] && (plot || roc_csv) &&
         write_plots(cmd, plot, roc_csv, &p, sets, n_sets, has_no, m, buf_id, buf_ood,
                     conv_long))
+        out_failed = 1;
+    if (out_failed || skipped || n_failed)
         goto done;
     rc = 0;
 done:

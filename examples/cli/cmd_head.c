@@ -9,7 +9,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipn head --model M --classes FILE [--templates FILE] [--no-templates FILE]\n"
-            "                  [--threads N] --out H\n\n"
+            "                  [--negatives NEG.txt [--neg-groups N]] [--threads N] --out H\n\n"
             "Encode every template x class with both text towers and save the normalised\n"
             "class heads (heads.yes, heads.no) to H, a small safetensors file that records the\n"
             "class names, the templates and the model's fingerprint. `classify` and `eval`\n"
@@ -19,9 +19,15 @@ static void usage(FILE *f)
             "                       128 official CLIPN templates, embedded)\n"
             "  --no-templates FILE  templates for the no tower (default: the same)\n"
             "  --threads N          compute threads (default: all cores)\n"
+            CLI_PRECISION_USAGE
             "  --yes-npy Y.npy      import heads computed elsewhere (e.g. by the official\n"
             "  --no-npy N.npy       PyTorch code): float32 [C, D] rows, re-normalised; no\n"
-            "                       text is encoded and no templates are recorded\n");
+            "                       text is encoded and no templates are recorded\n"
+            "  --negatives NEG.txt  NegLabel negative prompts, one per line, each encoded as\n"
+            "                       given with the yes tower (e.g. from `clipn neg-labels`);\n"
+            "                       classify and eval then report the neglabel score\n"
+            "  --neg-groups N       groups the NegLabel score splits them into (default 100,\n"
+            "                       at most the number of negatives; docs/methods.md)\n");
 }
 
 /* One [C, D] float32 .npy of head rows, checked against the class count and the model. */
@@ -90,19 +96,42 @@ static clipn_heads *import_heads(const char *cmd, const clipn_model *model, cons
     return h;
 }
 
+typedef struct save_args {
+    const char *cmd;
+    const clipn_model *model;
+    const clipn_heads *heads;
+    const char *const *tmpl, *const *no_tmpl;
+    int n_tmpl, n_no;
+} save_args;
+
+/* clipn_heads_save into the temporary file cli_out_save_with renames into place. */
+static int save_heads(const char *tmp, void *arg)
+{
+    const save_args *s = arg;
+    clipn_error err;
+    if (clipn_heads_save(tmp, s->model, s->heads, (const char *const *)s->heads->class_names,
+                         s->tmpl, s->n_tmpl, s->no_tmpl, s->n_no, &err) != CLIPN_OK)
+        return cli_fail_err(s->cmd, &err);
+    return 0;
+}
+
 int cmd_head(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out = NULL, *yes_npy = NULL, *no_npy = NULL;
     cli_head_args a = {0};
-    int threads = 0;
+    const char *negatives = NULL;
+    int threads = 0, neg_groups = 0;
     int n_extra;
     const cli_opt options[] = {
         CLI_STRING("--model", &model_path),
+        CLI_PRECISION_OPTION,
         CLI_HEAD_BUILD_OPTIONS(a),
         CLI_STRING("--out", &out),
         CLI_STRING("--yes-npy", &yes_npy),
         CLI_STRING("--no-npy", &no_npy),
         CLI_INT("--threads", &threads, 0, CLI_MAX_THREADS),
+        CLI_STRING("--negatives", &negatives),
+        CLI_INT("--neg-groups", &neg_groups, 1, CLIPN_MAX_NEGATIVES),
     };
     int st = cli_parse_args(cmd, argc, argv, options, (int)(sizeof options / sizeof options[0]),
                             usage, &n_extra);
@@ -118,6 +147,13 @@ int cmd_head(int argc, char **argv)
         return cli_fail(cmd, "--templates does nothing with --yes-npy (no text is encoded)"), 2;
     if (!yes_npy && no_npy)
         return cli_fail(cmd, "--no-npy needs --yes-npy"), 2;
+    const cli_path outs[] = {{"--out", out}};
+    const cli_path ins[] = {{"--model", model_path}, {"--classes", a.classes},
+                            {"--templates", a.templates}, {"--no-templates", a.no_templates},
+                            {"--yes-npy", yes_npy}, {"--no-npy", no_npy},
+                            {"--negatives", negatives}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, (int)(sizeof ins / sizeof ins[0]))))
+        return st;
     clipn_model *model = cli_load_model(cmd, model_path);
     if (!model)
         return 1;
@@ -136,12 +172,12 @@ int cmd_head(int argc, char **argv)
     if (yes_npy) {
         if (!(heads = import_heads(cmd, model, a.classes, yes_npy, no_npy)))
             goto done;
-        n_tmpl = n_no = 0; /* nothing was encoded: record no templates */
-        if (clipn_heads_save(out, model, heads, (const char *const *)heads->class_names, NULL,
-                             0, NULL, 0, &err) != CLIPN_OK) {
-            cli_fail_err(cmd, &err);
+        /* nothing was encoded: record no templates */
+        if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
             goto done;
-        }
+        save_args sa = {cmd, model, heads, NULL, NULL, 0, 0};
+        if (cli_out_save_with(cmd, out, save_heads, &sa))
+            goto done;
         fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, imported)\n", out,
                 heads->n_classes, heads->dim);
         rc = 0;
@@ -153,11 +189,11 @@ int cmd_head(int argc, char **argv)
         goto done;
     if (a.no_templates && (n_no = cli_get_templates(cmd, a.no_templates, &no_tmpl, &no_owned)) < 0)
         goto done;
-    if (clipn_heads_save(out, model, heads, (const char *const *)heads->class_names, tmpl,
-                         n_tmpl, no_tmpl, n_no, &err) != CLIPN_OK) {
-        cli_fail_err(cmd, &err);
+    if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
         goto done;
-    }
+    save_args sa = {cmd, model, heads, tmpl, no_tmpl, n_tmpl, n_no};
+    if (cli_out_save_with(cmd, out, save_heads, &sa))
+        goto done;
     char fp[17] = "";
     clipn_model_fingerprint(model, fp, NULL);
     fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, %s, model %s)\n", out,

@@ -163,6 +163,8 @@ clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
     return CLIPN_OK;
 }
 
+const clipn_model *clipn_ctx_model(const clipn_ctx *ctx) { return ctx ? ctx->model : NULL; }
+
 void clipn_ctx_free(clipn_ctx *ctx)
 {
     if (!ctx)
@@ -171,6 +173,7 @@ void clipn_ctx_free(clipn_ctx *ctx)
         clipn_tokenizer_free(ctx->tokenizer);
     free(ctx->scratch);
     free(ctx->pos_sized);
+    clipn_vision_local_free(ctx);
     free(ctx->seq_len);
     free(ctx);
 }

@@ -786,6 +786,9 @@ static int prepare_and_drop_source(clipn_model *m, clipn_linear *l)
 {
     if (!l->weight)
         return 0;
+    l->format = m->precision == CLIPN_PRECISION_INT8   ? CLIPN_WEIGHTS_INT8
+              : m->precision == CLIPN_PRECISION_BF16 ? CLIPN_WEIGHTS_BF16
+                                                     : CLIPN_WEIGHTS_FP32;
     if (clipn_linear_prepare(l) != 0)
         return -1;
     const uintptr_t lo = (uintptr_t)l->weight, map_lo = (uintptr_t)m->map;
@@ -823,6 +826,70 @@ static int prepare_linears(clipn_model *m)
     return 0;
 }
 
+const char *clipn_precision_name(clipn_precision p)
+{
+    switch (p) {
+    case CLIPN_PRECISION_DEFAULT: return "default";
+    case CLIPN_PRECISION_FP32: return "fp32";
+    case CLIPN_PRECISION_BF16: return "bf16";
+    case CLIPN_PRECISION_INT8: return "int8";
+    }
+    return NULL;
+}
+
+const char *clipn_runtime_isa(void) { return clipn_kernels_isa(); }
+const char *clipn_runtime_int8_kernel(void) { return clipn_kernels_int8_kernel(); }
+
+clipn_precision clipn_model_precision(const clipn_model *model)
+{
+    return model ? model->precision : CLIPN_PRECISION_DEFAULT;
+}
+
+const char *clipn_model_precision_note(const clipn_model *model)
+{
+    return model ? model->precision_note : "";
+}
+
+/* What the model asks to run at: the caller's choice; else CLIPN_WEIGHTS (or the process
+ * default set through the kernels); else the file's own, from the dtype of the first
+ * block's weight. */
+static clipn_precision asked_precision(loader *L, const clipn_load_opts *opts)
+{
+    if (opts && opts->precision != CLIPN_PRECISION_DEFAULT)
+        return opts->precision;
+    const char *env = getenv("CLIPN_WEIGHTS");
+    const int process = clipn_kernels_default_weights();
+    if ((env && *env) || process != CLIPN_WEIGHTS_FP32)
+        return process == CLIPN_WEIGHTS_INT8   ? CLIPN_PRECISION_INT8
+             : process == CLIPN_WEIGHTS_BF16 ? CLIPN_PRECISION_BF16
+             : env && strcmp(env, "bf16") == 0 ? CLIPN_PRECISION_BF16 /* unsupported: noted */
+                                               : CLIPN_PRECISION_FP32;
+    const clipn_st_tensor *t =
+        clipn_st_find(&L->file, "visual.transformer.resblocks.0.attn.in_proj_weight");
+    return t && t->dtype == CLIPN_ST_BF16 ? CLIPN_PRECISION_BF16 : CLIPN_PRECISION_FP32;
+}
+
+/* After packing: what really runs (the first block's attention input projection speaks
+ * for every layer: all are prepared alike), and why when it is not what was asked. */
+static void settle_precision(clipn_model *m, clipn_precision asked)
+{
+    const clipn_linear *probe = m->visual.transformer.resblocks
+                                    ? &m->visual.transformer.resblocks[0].attn_in_proj
+                                    : &m->visual.patch_embed;
+    const int f = clipn_linear_format(probe);
+    m->precision = f == CLIPN_WEIGHTS_INT8   ? CLIPN_PRECISION_INT8
+                 : f == CLIPN_WEIGHTS_BF16 ? CLIPN_PRECISION_BF16
+                                           : CLIPN_PRECISION_FP32;
+    m->precision_note[0] = '\0';
+    if (m->precision != asked)
+        snprintf(m->precision_note, sizeof m->precision_note, "%s asked: %s; running %s",
+                 clipn_precision_name(asked),
+                 asked == CLIPN_PRECISION_BF16 && !clipn_kernels_bf16_native()
+                     ? "this CPU has no AVX512_BF16 (no fast BF16 instruction)"
+                     : "the selected GEMM backend cannot run it",
+                 clipn_precision_name(m->precision));
+}
+
 clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, clipn_model **out,
                               clipn_error *err)
 {
@@ -855,11 +922,23 @@ clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, cli
     L.file.map = NULL;
 
     clipn_kernels_init();
-    s = read_metadata(&L);
-    if (s == CLIPN_OK)
+    clipn_precision asked = CLIPN_PRECISION_FP32;
+    if (opts && (opts->precision < CLIPN_PRECISION_DEFAULT ||
+                 opts->precision > CLIPN_PRECISION_INT8))
+        s = clipn_fail(err, CLIPN_E_INVALID_ARG, "%s: unknown precision %d", path,
+                       (int)opts->precision);
+    else
+        s = read_metadata(&L);
+    if (s == CLIPN_OK) {
+        asked = asked_precision(&L, opts);
+        /* prepare_linears packs what is asked; BF16 without the instruction packs fp32 */
+        L.m->precision = asked;
         s = bind_all(&L);
+    }
     if (s == CLIPN_OK && prepare_linears(L.m) != 0)
         s = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory packing weights", path);
+    if (s == CLIPN_OK)
+        settle_precision(L.m, asked);
     clipn_st_close(&L.file);
     if (s != CLIPN_OK) {
         clipn_model_free(L.m);

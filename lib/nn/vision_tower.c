@@ -67,9 +67,8 @@ void clipn_bicubic_grid(const float *in, int g_in, float *out, int g_out, int W)
     }
 }
 
-/* n images [n, 3, size, size] -> out [n, E]. pos: [(size/P)^2 + 1, W]. Scratch must fit. */
-static void vision_forward(clipn_ctx *ctx, const float *pixels, int n, int size,
-                           const float *pos, float *out)
+/* Patch embedding, class token, positions and ln_pre of n images into ctx->x. */
+size_t clipn_vision_embed(clipn_ctx *ctx, const float *pixels, int n, int size, const float *pos)
 {
     const clipn_config *c = &ctx->model->config;
     const clipn_visual *v = &ctx->model->visual;
@@ -106,13 +105,29 @@ static void vision_forward(clipn_ctx *ctx, const float *pixels, int n, int size,
         ctx->seq_len[i] = (int)T;
     }
     clipn_layernorm(x, x, (int)(n * T), W, v->ln_pre_weight, v->ln_pre_bias, c->ln_eps);
-    const clipn_row_plan plan = {.rows = (int)(n * T), .n_seq = n, .seq_len = ctx->seq_len};
-    clipn_transformer_forward(ctx, &v->transformer, x, &plan);
+    return T;
+}
 
-    for (int i = 0; i < n; i++) /* ln_post on the class token only */
-        clipn_layernorm(x + (size_t)i * T * W, ctx->pooled + (size_t)i * W, 1, W,
+/* ln_post of each image's class token (row i * T of ctx->x) @ proj -> out [n, E]. */
+void clipn_vision_pool(clipn_ctx *ctx, int n, size_t T, float *out)
+{
+    const clipn_config *c = &ctx->model->config;
+    const clipn_visual *v = &ctx->model->visual;
+    const size_t W = (size_t)c->vision_width;
+    for (int i = 0; i < n; i++)
+        clipn_layernorm(ctx->x + (size_t)i * T * W, ctx->pooled + (size_t)i * W, 1, (int)W,
                         v->ln_post_weight, v->ln_post_bias, c->ln_eps);
     clipn_linear_forward(&v->proj_t, ctx->pooled, n, out, CLIPN_EPI_NONE);
+}
+
+/* n images [n, 3, size, size] -> out [n, E]. pos: [(size/P)^2 + 1, W]. Scratch must fit. */
+static void vision_forward(clipn_ctx *ctx, const float *pixels, int n, int size,
+                           const float *pos, float *out)
+{
+    const size_t T = clipn_vision_embed(ctx, pixels, n, size, pos);
+    const clipn_row_plan plan = {.rows = (int)(n * T), .n_seq = n, .seq_len = ctx->seq_len};
+    clipn_transformer_forward(ctx, &ctx->model->visual.transformer, ctx->x, &plan);
+    clipn_vision_pool(ctx, n, T, out);
 }
 
 static int fits(const clipn_scratch_sizes *need, const clipn_scratch_sizes *cap)

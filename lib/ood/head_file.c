@@ -13,6 +13,7 @@
 
 #define HEADS_FORMAT "libclipn-heads"
 #define HEADS_VERSION "1"
+#define HEADS_VERSION_NEG "2" /* heads.neg present (NegLabel) */
 #define HEADS_MAX_HEADER (64u << 20)   /* class names and templates, generously */
 #define HEADS_MAX_CLASSES 1000000
 #define HEADS_MAX_DIM 65536
@@ -171,6 +172,10 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
     if (!path || !model || !heads || !heads->yes || !classes || heads->n_classes <= 0 ||
         heads->dim <= 0 || n_templates < 0 || (no_templates && n_no_templates < 0))
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_save: NULL or empty argument");
+    if (heads->n_neg < 0 || (heads->n_neg > 0 && (heads->neg_groups < 1 ||
+                                                  heads->neg_groups > heads->n_neg)))
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_heads_save: %d negatives in %d "
+                          "groups", heads->n_neg, heads->neg_groups);
     if (heads->n_classes > HEADS_MAX_CLASSES || heads->dim > HEADS_MAX_DIM)
         return clipn_fail(err, CLIPN_E_LIMIT, "clipn_heads_save: heads too large");
     if (!no_templates) {
@@ -184,7 +189,10 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
         return st;
     size_t C = (size_t)heads->n_classes, D = (size_t)heads->dim, bytes = C * D * sizeof(float);
     if ((st = check_rows(path, heads->yes, C, D, "heads.yes", err)) != CLIPN_OK ||
-        (heads->no && (st = check_rows(path, heads->no, C, D, "heads.no", err)) != CLIPN_OK))
+        (heads->no && (st = check_rows(path, heads->no, C, D, "heads.no", err)) != CLIPN_OK) ||
+        (heads->n_neg > 0 && heads->neg &&
+         (st = check_rows(path, heads->neg, (size_t)heads->n_neg, D, "heads.neg", err)) !=
+             CLIPN_OK))
         return st;
     /* Replacing the model's own file would lose it (the CLI refuses this too). */
     struct stat sb;
@@ -206,7 +214,8 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
     if (!bad) {
         cJSON_AddItemToObject(root, "__metadata__", meta);
         bad = !cJSON_AddStringToObject(meta, "format", HEADS_FORMAT) ||
-              !cJSON_AddStringToObject(meta, "version", HEADS_VERSION) ||
+              !cJSON_AddStringToObject(meta, "version",
+                                       heads->n_neg > 0 ? HEADS_VERSION_NEG : HEADS_VERSION) ||
               !cJSON_AddStringToObject(meta, "model_fingerprint", model_fp) ||
               !cJSON_AddStringToObject(meta, "prompts_fingerprint", prompts_fp) ||
               add_json_string(meta, "classes", string_list(classes, heads->n_classes)) ||
@@ -218,6 +227,20 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
     cJSON *t_yes = bad ? NULL : tensor_entry(heads->n_classes, heads->dim, 0, bytes);
     cJSON *t_no = bad || !heads->no ? NULL
                                     : tensor_entry(heads->n_classes, heads->dim, bytes, 2 * bytes);
+    const size_t data_end = heads->no ? 2 * bytes : bytes;
+    const size_t neg_bytes = heads->n_neg > 0 ? (size_t)heads->n_neg * D * sizeof(float) : 0;
+    if (!bad && neg_bytes) {
+        char groups[16];
+        snprintf(groups, sizeof groups, "%d", heads->neg_groups);
+        cJSON *t_neg = tensor_entry(heads->n_neg, heads->dim, data_end, data_end + neg_bytes);
+        if (t_neg)
+            cJSON_AddItemToObject(root, "heads.neg", t_neg);
+        bad = !t_neg || !heads->neg || !heads->neg_prompts ||
+              !cJSON_AddStringToObject(meta, "neg_groups", groups) ||
+              add_json_string(meta, "negatives",
+                              string_list((const char *const *)heads->neg_prompts,
+                                          heads->n_neg));
+    }
     if (t_yes)
         cJSON_AddItemToObject(root, "heads.yes", t_yes);
     if (t_no)
@@ -245,6 +268,8 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
     clipn_output_write(&out, heads->yes, bytes);
     if (heads->no)
         clipn_output_write(&out, heads->no, bytes);
+    if (neg_bytes)
+        clipn_output_write(&out, heads->neg, neg_bytes);
     cJSON_free(header);
     return clipn_output_commit(&out, err);
 }
@@ -313,6 +338,59 @@ static clipn_status read_floats(const char *path, const unsigned char *data, uin
     return CLIPN_OK;
 }
 
+/* Version 2: heads.neg [N, D] after the other tensors, metadata negatives (N prompts) and
+ * neg_groups (1..N). */
+static clipn_status parse_negatives(const char *path, const cJSON *root, const cJSON *meta,
+                                    const unsigned char *data, uint64_t data_len,
+                                    uint64_t b_yes, uint64_t b_no, int has_no, size_t count,
+                                    int D, clipn_heads *h, clipn_error *err)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "heads.neg");
+    const char *groups = meta_string(meta, "neg_groups"), *names = meta_string(meta, "negatives");
+    if (!t || !groups || !names)
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: version 2 needs heads.neg, negatives and "
+                          "neg_groups", path);
+    int64_t N = -1, Dn = -1;
+    uint64_t b = 0;
+    clipn_status st = check_tensor(path, t, "heads.neg", &N, &Dn, data_len, &b, err);
+    if (st != CLIPN_OK)
+        return st;
+    const uint64_t bytes = (uint64_t)N * (uint64_t)Dn * 4u, yes_bytes = count * 4u;
+    if (Dn != D)
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.neg has dim %lld, heads.yes %d", path,
+                          (long long)Dn, D);
+    if ((b < b_yes + yes_bytes && b_yes < b + bytes) ||
+        (has_no && b < b_no + yes_bytes && b_no < b + bytes))
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.neg overlaps another tensor", path);
+    char *end = NULL;
+    long g = strtol(groups, &end, 10);
+    if (!*groups || *end || g < 1 || g > N)
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: neg_groups \"%.20s\" is not in 1..%lld",
+                          path, groups, (long long)N);
+    cJSON *list = clipn_json_parse(names, strlen(names) + 1, NULL, 1);
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != N) {
+        cJSON_Delete(list);
+        return clipn_fail(err, CLIPN_E_FORMAT, "%s: negatives is not a list of %lld prompts",
+                          path, (long long)N);
+    }
+    h->neg_prompts = calloc((size_t)N, sizeof *h->neg_prompts);
+    h->n_neg = (int)N; /* set now so that a failure below frees what was filled */
+    h->neg_groups = (int)g;
+    int i = 0;
+    for (const cJSON *it = list->child; it && st == CLIPN_OK; it = it->next, i++) {
+        if (!h->neg_prompts)
+            st = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
+        else if (!cJSON_IsString(it))
+            st = clipn_fail(err, CLIPN_E_FORMAT, "%s: negative %d is not a string", path, i);
+        else if (!(h->neg_prompts[i] = strdup(it->valuestring)))
+            st = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
+    }
+    cJSON_Delete(list);
+    if (st == CLIPN_OK)
+        st = read_floats(path, data, b, (size_t)N * (size_t)D, "heads.neg", &h->neg, err);
+    return st;
+}
+
 static clipn_status parse_heads(const char *path, const unsigned char *buf, size_t len,
                                 const clipn_model *model, clipn_heads *h, clipn_error *err)
 {
@@ -339,7 +417,8 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
                         path, HEADS_FORMAT);
         goto done;
     }
-    if (!version || strcmp(version, HEADS_VERSION)) {
+    const int with_neg = version && !strcmp(version, HEADS_VERSION_NEG);
+    if (!version || (strcmp(version, HEADS_VERSION) && !with_neg)) {
         st = clipn_fail(err, CLIPN_E_UNSUPPORTED, "%s: head file version %s is not supported",
                         path, version ? version : "(missing)");
         goto done;
@@ -363,7 +442,7 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
     }
     for (const cJSON *t = root->child; t; t = t->next)
         if (strcmp(t->string, "__metadata__") && strcmp(t->string, "heads.yes") &&
-            strcmp(t->string, "heads.no")) {
+            strcmp(t->string, "heads.no") && (!with_neg || strcmp(t->string, "heads.neg"))) {
             st = clipn_fail(err, CLIPN_E_FORMAT, "%s: unexpected tensor \"%.100s\"", path,
                             t->string);
             goto done;
@@ -422,6 +501,12 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
         goto done;
     if ((st = check_rows(path, h->yes, (size_t)C, (size_t)D, "heads.yes", err)) != CLIPN_OK ||
         (h->no && (st = check_rows(path, h->no, (size_t)C, (size_t)D, "heads.no", err)) != CLIPN_OK))
+        goto done;
+    if (with_neg && (st = parse_negatives(path, root, meta, data, data_len, b_yes, b_no,
+                                          t_no != NULL, count, (int)D, h, err)) != CLIPN_OK)
+        goto done;
+    if (with_neg && (st = check_rows(path, h->neg, (size_t)h->n_neg, (size_t)D, "heads.neg",
+                                     err)) != CLIPN_OK)
         goto done;
     if (model && model->config.has_no_tower && !t_no) {
         st = clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.no is missing but the model has a no tower",

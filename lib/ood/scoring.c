@@ -114,6 +114,7 @@ void clipn_heads_free(clipn_heads *heads)
     free(heads->class_names);
     free(heads->yes);
     free(heads->no);
+    clipn_heads_free_negatives(heads);
     free(heads);
 }
 
@@ -315,6 +316,15 @@ static double dot(const float *a, const float *b, int n)
 clipn_status clipn_score(const clipn_heads *heads, const float *feature, float *probs,
                          clipn_scores *out, clipn_error *err)
 {
+    return clipn_score_image(heads, feature, NULL, 0, probs, out, err);
+}
+
+clipn_status clipn_score_image(const clipn_heads *heads, const float *feature,
+                               const float *local, int n_local, float *probs,
+                               clipn_scores *out, clipn_error *err)
+{
+    if (local && n_local < 1)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_score_image: n_local = %d", n_local);
     if (!heads || !feature || !out || !heads->yes || heads->n_classes <= 0 || heads->dim <= 0)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_score: NULL or empty argument");
     int C = heads->n_classes, D = heads->dim;
@@ -360,7 +370,17 @@ clipn_status clipn_score(const clipn_heads *heads, const float *feature, float *
             }
         }
     }
+    double glmcm_local = NAN, neglabel = NAN;
+    clipn_status st = CLIPN_OK;
+    if (local)
+        st = clipn_glmcm_local(heads, local, n_local, &glmcm_local, err);
+    if (st == CLIPN_OK && heads->n_neg > 0)
+        st = clipn_neglabel_score(heads, feature, logits, max_logit, scale, &neglabel, err);
     free(logits);
+    if (st != CLIPN_OK)
+        return st;
+    out->glmcm = (float)(1.0 / sum_exp_cos + glmcm_local);
+    out->neglabel = (float)neglabel;
     out->pred = pred;
     out->msp = (float)(1.0 / sum_exp);
     out->maxlogit = (float)max_logit;

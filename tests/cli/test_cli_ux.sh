@@ -173,6 +173,29 @@ run 0 "eval label matching no class" "$CLIPN" eval --model "$MODEL" --classes "$
 has "$T/err" "warning: label 'dgo' \(2 ID images\) matches no class" "unmatched label warned"
 has "$T/out" "accuracy [0-9.]+ on 1 labelled" "unmatched label not counted"
 
+# every usage error exits 2 with one line: missing required options, conflicting options
+usage2() {
+    name=$1
+    shift
+    run 2 "usage: $name" "$CLIPN" "$@"
+    one_line "usage: $name"
+}
+usage2 "embed-text without --model" embed-text --out "$T/x.npy" a
+usage2 "embed-text without text" embed-text --model "$MODEL" --out "$T/x.npy"
+usage2 "embed-image without --out" embed-image --model "$MODEL" "$T/imgs"
+usage2 "embed-image without images" embed-image --model "$MODEL" --out "$T/x.npy"
+usage2 "embed-image images + --pixels" embed-image --model "$MODEL" --out "$T/x.npy" --pixels "$T/x.npy" "$T/imgs"
+usage2 "preprocess without --out" preprocess "$T/imgs"
+usage2 "preprocess --size + --model" preprocess --out "$T/x.npy" --size 32 --model "$MODEL" "$T/imgs"
+usage2 "head without --out" head --model "$MODEL" --classes "$T/classes.txt"
+usage2 "head --templates + --yes-npy" head --model "$MODEL" --classes "$T/classes.txt" --out "$T/h3" \
+    --yes-npy "$T/x.npy" --templates "$T/printf_tmpl.txt"
+usage2 "classify without --classes/--head" classify --model "$MODEL" "$T/imgs"
+usage2 "eval without --ood" eval --model "$MODEL" --classes "$T/classes.txt" --id "$T/imgs"
+usage2 "eval two stdin lists" eval --model "$MODEL" --classes "$T/classes.txt" --id - --ood o=-
+usage2 "info without FILE" info
+usage2 "tokenize --model + --vocab" tokenize --model "$MODEL" --vocab x a
+
 # ---- info: heads files, and files that are not libclipn models
 run 0 "info heads" "$CLIPN" info "$T/h.heads"
 has "$T/out" "^classes: 3 x 16 dims: cat, dog, astronaut$" "info heads classes"
@@ -219,8 +242,8 @@ assert any('café au lait with a very long name that\u2026' in l for l in rows),
 assert any('bad\\x1b[31mred' in l for l in rows), rows
 PY
 if grep -q "$(printf '\033')" "$T/out"; then fail "classify table: a raw ESC reached the terminal"; fi
-has "$T/out" '^  CTW: (in-distribution|OUT-OF-DISTRIBUTION) +p_no [0-9.]+ (<=|>) 0\.5 at "' "CTW verdict values"
-has "$T/out" '^  ATD: (in-distribution|OUT-OF-DISTRIBUTION) +p_ood [0-9.]+ (<=|>) [0-9.]+ = max_c p_c \* p_yes_c$' "ATD verdict values"
+has "$T/out" '^  CTW: (in-distribution|OUT-OF-DISTRIBUTION) +p_no [0-9.e+-]+ (<=|>) 0\.5 at "' "CTW verdict values"
+has "$T/out" '^  ATD: (in-distribution|OUT-OF-DISTRIBUTION) +p_ood [0-9.e+-]+ (<=|>) [0-9.e+-]+ = max_c p_c \* p_yes_c$' "ATD verdict values"
 
 echo "cli ux: $n runs, $fails failed"
 [ $fails = 0 ]
