@@ -338,6 +338,19 @@ static clipn_status read_floats(const char *path, const unsigned char *data, uin
     return CLIPN_OK;
 }
 
+/* Strict JSON; more entries or values than a head file has means it is not one. */
+static clipn_status parse_json(const char *text, size_t len, const clipn_json_limits *lim,
+                               const char *what, cJSON **out, clipn_error *err)
+{
+    clipn_status st = clipn_json_parse_strict(text, len, lim, what, out, err);
+    if (st == CLIPN_E_LIMIT) {
+        st = CLIPN_E_FORMAT;
+        if (err)
+            err->code = st;
+    }
+    return st;
+}
+
 /* Version 2: heads.neg [N, D] after the other tensors, metadata negatives (N prompts) and
  * neg_groups (1..N). */
 static clipn_status parse_negatives(const char *path, const cJSON *root, const cJSON *meta,
@@ -367,7 +380,12 @@ static clipn_status parse_negatives(const char *path, const cJSON *root, const c
     if (!*groups || *end || g < 1 || g > N)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: neg_groups \"%.20s\" is not in 1..%lld",
                           path, groups, (long long)N);
-    cJSON *list = clipn_json_parse(names, strlen(names) + 1, NULL, 1);
+    char what[300];
+    snprintf(what, sizeof what, "%s: metadata negatives", path);
+    const clipn_json_limits lim = {.max_depth = 1, .max_values = (size_t)N + 1};
+    cJSON *list = NULL;
+    if ((st = parse_json(names, strlen(names), &lim, what, &list, err)) != CLIPN_OK)
+        return st;
     if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != N) {
         cJSON_Delete(list);
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: negatives is not a list of %lld prompts",
@@ -402,12 +420,19 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
     if (hlen < 2 || hlen > HEADS_MAX_HEADER || hlen > len - 8)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: bad header length %llu", path,
                           (unsigned long long)hlen);
-    cJSON *root = clipn_json_parse((const char *)buf + 8, (size_t)hlen, NULL, 0);
+    /* __metadata__ (at most 9 strings) and three tensor entries: a few dozen values; the
+       class names and negatives are one string each, parsed below */
+    char what[300];
+    snprintf(what, sizeof what, "%s: header", path);
+    const clipn_json_limits lim = {.max_depth = 3, .max_values = 64, .max_root_members = 4};
+    cJSON *root = NULL;
+    clipn_status st = parse_json((const char *)buf + 8, (size_t)hlen, &lim, what, &root, err);
+    if (st != CLIPN_OK)
+        return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: header is not a JSON object", path);
     }
-    clipn_status st = CLIPN_OK;
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
     const char *format = meta_string(meta, "format"), *version = meta_string(meta, "version");
     const char *fp = meta_string(meta, "model_fingerprint"), *names = meta_string(meta, "classes");
@@ -470,7 +495,11 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
                         (long long)D, model->config.embed_dim);
         goto done;
     }
-    class_list = clipn_json_parse(names, strlen(names) + 1, NULL, 1);
+    /* one array of C strings: C + 1 values */
+    snprintf(what, sizeof what, "%s: metadata classes", path);
+    const clipn_json_limits names_lim = {.max_depth = 1, .max_values = (size_t)C + 1};
+    if ((st = parse_json(names, strlen(names), &names_lim, what, &class_list, err)) != CLIPN_OK)
+        goto done;
     if (!cJSON_IsArray(class_list) || cJSON_GetArraySize(class_list) != C) {
         st = clipn_fail(err, CLIPN_E_FORMAT, "%s: classes is not a list of %lld names", path,
                         (long long)C);
