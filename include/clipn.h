@@ -131,7 +131,9 @@ CLIPN_API const char *clipn_precision_name(clipn_precision p);
 CLIPN_API const char *clipn_runtime_isa(void);
 CLIPN_API const char *clipn_runtime_int8_kernel(void);
 /* Write the config as a JSON object (NUL-terminated). Returns the length it needs
- * (excluding NUL), like snprintf. */
+ * (excluding NUL), like snprintf; or 0 when formatting failed (the C library's printf can
+ * run out of memory), and then buf holds "": a text with a piece missing is never
+ * returned. A config always formats to a non-empty text, so 0 means failure. */
 CLIPN_API size_t clipn_config_to_json(const clipn_config *cfg, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------- tokenizer */
