@@ -161,7 +161,7 @@ void cli_plot_curve(cli_roc_plot *p, int style, const char *score, const double 
     panel_origin(p, &x0, &y0);
     int k = style % N_STYLES;
     /* earlier curves wider: a later one drawn on top leaves the earlier's edges showing */
-    double width = 4.0 - 0.5 * (style < 6 ? style : 6);
+    double width = style < 7 ? 4.0 - 0.4 * style : 1.2;
     const char *dash = dashes[k];
     fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\" stroke-opacity=\"0.9\"",
             colors[k], width);
