@@ -308,20 +308,23 @@ static void nap(void)
     nanosleep(&ts, NULL);
 }
 
-/* Called while rank 0 waits on a transfer: a rank that stopped mid-message must not hang
- * the dispatcher (a large message needs both sides to progress). */
-static void (*while_waiting)(void *);
-static void *while_waiting_arg;
+/* Seconds rank 0 waits on one transfer before it ends the job (--timeout; 0 = no limit): a
+ * rank that stopped in the middle of a large message must not hang the dispatcher. */
+static long transfer_timeout;
 
-static void complete(MPI_Request *req)
+static void complete(MPI_Request *req, int peer)
 {
+    const double t0 = now_s();
     for (int done = 0;;) {
         MPI_Test(req, &done, MPI_STATUS_IGNORE);
         if (done)
             return;
         nap();
-        if (while_waiting)
-            while_waiting(while_waiting_arg);
+        if (transfer_timeout > 0 && now_s() - t0 > (double)transfer_timeout) {
+            fprintf(stderr, "clipn-mpi: rank %d stopped in the middle of a message for %ld s "
+                            "(--timeout): stopping the job\n", peer, transfer_timeout);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
     }
 }
 
@@ -348,7 +351,7 @@ static int recv_msg(int source, int wait, int *from, int *tag, char **buf, int *
     }
     MPI_Request req;
     MPI_Imrecv(*buf, *len, MPI_BYTE, &msg, &req);
-    complete(&req);
+    complete(&req, st.MPI_SOURCE);
     (*buf)[*len] = '\0';
     *from = st.MPI_SOURCE;
     *tag = st.MPI_TAG;
@@ -364,7 +367,7 @@ static void send_msg(int to, int tag, const void *data, size_t len)
     }
     MPI_Request req;
     MPI_Isend(data, (int)len, MPI_BYTE, to, tag, MPI_COMM_WORLD, &req);
-    complete(&req);
+    complete(&req, to);
 }
 
 /* ------------------------------------------------------------------ rank 0 */
@@ -446,10 +449,10 @@ static void store_result(master *m, size_t c, mbuf *res)
     memset(res, 0, sizeof *res);
 }
 
-/* --timeout: a rank holding a chunk too long ends the job, named. */
-static void check_timeouts(void *arg)
+/* --timeout: a rank holding a chunk too long ends the job, named. Checked only when every
+ * message that arrived has been received (a result waiting in the queue is not late). */
+static void check_timeouts(master *m)
 {
-    master *m = arg;
     if (settings.timeout <= 0)
         return;
     double t = now_s();
@@ -468,8 +471,7 @@ static void check_timeouts(void *arg)
 static void *dispatcher(void *arg)
 {
     master *m = arg;
-    while_waiting = check_timeouts;
-    while_waiting_arg = m;
+    transfer_timeout = settings.timeout;
     const int n_workers = n_ranks - 1;
     int *waiting = calloc((size_t)n_ranks, sizeof *waiting), told = 0;
     if (!waiting) {
@@ -543,7 +545,7 @@ static void *dispatcher(void *arg)
         check_timeouts(m);
         nap();
     }
-    while_waiting = NULL;
+    transfer_timeout = 0;
     free(waiting);
     return NULL;
 }

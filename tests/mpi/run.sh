@@ -163,7 +163,7 @@ P=$!
 if wait_chunks "$T/s3" 12; then
     kill -STOP "$(rank_pid $P 1)"
     wait_exit $P 30
-    if [ "$st" != hang ] && [ "$st" != 0 ] && grep -q 'rank 1 has not returned' "$T/k3.err"; then
+    if [ "$st" != hang ] && [ "$st" != 0 ] && grep -q 'rank 1 .*(--timeout)' "$T/k3.err"; then
         pass "worker rank 1 stopped: ended with status $st in $secs s: $(grep 'rank 1' "$T/k3.err" | head -n 1)"
     else
         fail "worker rank 1 stopped: status $st after $secs s"
