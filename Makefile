@@ -102,10 +102,16 @@ test-exports: $(BUILD)/libclipn.so
 # the CLI's exit status and one-line error on hostile files, its usability (image inputs,
 # warnings, tables, ROC plot rendered by rsvg-convert) and its data-safety promises
 # (atomic checked outputs, inputs never overwritten, bounded reads): tests/cli, about 6 s
-test-cli: $(BUILD)/clipn
+test-cli: $(BUILD)/clipn $(BUILD)/tests/npy_dump
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
 	@sh tests/cli/test_cli_ux.sh $(BUILD)/clipn
 	@sh tests/cli/test_cli_safety.sh $(BUILD)/clipn
+	@$(PYTHON_TORCH) tests/cli/test_npy_strict.py $(BUILD)/tests/npy_dump
+# the CLI's .npy reader on its own, for the numpy comparison (tests/cli/test_npy_strict.py)
+$(BUILD)/tests/npy_dump: tests/cli/npy_dump.c $(filter-out %/main.o,$(CLI_OBJ)) $(BUILD)/libclipn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iexamples/cli $(LDFLAGS) -o $@ $< $(filter-out %/main.o,$(CLI_OBJ)) \
+	    $(BUILD)/libclipn.a $(LDLIBS)
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
 parity: all $(BUILD)/golden_parity
@@ -211,7 +217,7 @@ fuzz-build:
 	$(MAKE) CC=$(FUZZ_CC) BUILD=build/fuzz OPT=-O1 \
 	    EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libclipn.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c examples/cli/cli_output.c"; \
+	    extra=; [ $$t = npy ] && extra="-Iexamples/cli $(filter-out %/main.c,$(CLI_SRC))"; \
 	    echo "$(FUZZ_CC) ... -o build/fuzz/fuzz_$$t"; \
 	    $(FUZZ_CC) $(CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer -Itests/fuzz $$extra \
 	        -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build/fuzz/libclipn.a $(LDLIBS); \
