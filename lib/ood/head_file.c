@@ -109,8 +109,17 @@ static cJSON *tensor_entry(int C, int D, size_t begin, size_t end)
         cJSON_Delete(off);
         return NULL;
     }
-    cJSON_AddItemToObject(t, "shape", shape);
-    cJSON_AddItemToObject(t, "data_offsets", off);
+    /* cJSON copies each key: an add can fail on memory, leaving the entry without it */
+    int have_shape = cJSON_AddItemToObject(t, "shape", shape);
+    int have_off = cJSON_AddItemToObject(t, "data_offsets", off);
+    if (!have_shape || !have_off) {
+        if (!have_shape)
+            cJSON_Delete(shape);
+        if (!have_off)
+            cJSON_Delete(off);
+        cJSON_Delete(t);
+        return NULL;
+    }
     cJSON_AddItemToArray(shape, cJSON_CreateNumber(C));
     cJSON_AddItemToArray(shape, cJSON_CreateNumber(D));
     cJSON_AddItemToArray(off, cJSON_CreateNumber((double)begin));
@@ -212,8 +221,11 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
     int bad = !root || !meta;
     if (!bad) {
-        cJSON_AddItemToObject(root, "__metadata__", meta);
-        bad = !cJSON_AddStringToObject(meta, "format", HEADS_FORMAT) ||
+        if (!cJSON_AddItemToObject(root, "__metadata__", meta)) {
+            cJSON_Delete(meta);
+            meta = NULL;
+        }
+        bad = !meta || !cJSON_AddStringToObject(meta, "format", HEADS_FORMAT) ||
               !cJSON_AddStringToObject(meta, "version",
                                        heads->n_neg > 0 ? HEADS_VERSION_NEG : HEADS_VERSION) ||
               !cJSON_AddStringToObject(meta, "model_fingerprint", model_fp) ||
@@ -233,18 +245,24 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
         char groups[16];
         snprintf(groups, sizeof groups, "%d", heads->neg_groups);
         cJSON *t_neg = tensor_entry(heads->n_neg, heads->dim, data_end, data_end + neg_bytes);
-        if (t_neg)
-            cJSON_AddItemToObject(root, "heads.neg", t_neg);
+        if (t_neg && !cJSON_AddItemToObject(root, "heads.neg", t_neg)) {
+            cJSON_Delete(t_neg);
+            t_neg = NULL;
+        }
         bad = !t_neg || !heads->neg || !heads->neg_prompts ||
               !cJSON_AddStringToObject(meta, "neg_groups", groups) ||
               add_json_string(meta, "negatives",
                               string_list((const char *const *)heads->neg_prompts,
                                           heads->n_neg));
     }
-    if (t_yes)
-        cJSON_AddItemToObject(root, "heads.yes", t_yes);
-    if (t_no)
-        cJSON_AddItemToObject(root, "heads.no", t_no);
+    if (t_yes && !cJSON_AddItemToObject(root, "heads.yes", t_yes)) {
+        cJSON_Delete(t_yes);
+        t_yes = NULL;
+    }
+    if (t_no && !cJSON_AddItemToObject(root, "heads.no", t_no)) {
+        cJSON_Delete(t_no);
+        t_no = NULL;
+    }
     bad = bad || !t_yes || (heads->no && !t_no);
     char *header = bad ? NULL : cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
