@@ -243,6 +243,8 @@ has "$T/err" "legacy PyTorch checkpoint \(a pickle" "info pickle"
 printf 'PK\003\004 not much' >"$T/x.zip"
 run 1 "info zip" "$CLIPN" info "$T/x.zip"
 has "$T/err" "is a zip archive, not a libclipn model" "info zip"
+run 1 "info on an image" "$CLIPN" info "$IMAGES/photo_chelsea_q80.jpg"
+has "$T/err" "is a JPEG image, not a libclipn model" "info on an image"
 run 2 "info --model on a model" "$CLIPN" info "$MODEL" --model "$MODEL"
 
 # the hand-crafted variant's command, as README and docs/cli.md give it
