@@ -959,6 +959,7 @@ clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, cli
 typedef struct json_out {
     char *buf;
     size_t cap, len;
+    int failed;                                /* a vsnprintf failed (glibc allocates) */
 } json_out;
 
 static void put(json_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -969,7 +970,9 @@ static void put(json_out *o, const char *fmt, ...)
     int n = vsnprintf(o->len < o->cap ? o->buf + o->len : NULL,
                       o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
     va_end(ap);
-    if (n > 0)
+    if (n < 0)
+        o->failed = 1;
+    else
         o->len += (size_t)n;
 }
 
@@ -982,7 +985,10 @@ static void put_float(json_out *o, float v)
         return;
     }
     for (int prec = 1; prec <= 9; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
+        if (snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v) < 0) {
+            o->failed = 1;
+            return;
+        }
         if (strtof(tmp, NULL) == v)
             break;
     }
@@ -999,12 +1005,23 @@ static void put_vec3(json_out *o, const float v[3])
     put(o, "]");
 }
 
+/* 0 when any piece failed to format: never a text with a piece silently missing (head
+ * wrote a wrong fingerprint from one, info printed broken JSON). */
+static size_t json_done(json_out *o)
+{
+    if (!o->failed)
+        return o->len;
+    if (o->cap)
+        o->buf[0] = '\0';
+    return 0;
+}
+
 size_t clipn_config_to_json(const clipn_config *c, char *buf, size_t cap)
 {
-    json_out o = {buf, buf ? cap : 0, 0};
+    json_out o = {buf, buf ? cap : 0, 0, 0};
     if (!c) {
         put(&o, "null");
-        return o.len;
+        return json_done(&o);
     }
     put(&o,
         "{\"format_version\": %d, \"embed_dim\": %d, \"image_size\": %d, \"patch_size\": %d, "
@@ -1028,5 +1045,5 @@ size_t clipn_config_to_json(const clipn_config *c, char *buf, size_t cap)
     put(&o, ", \"logit_scale\": ");
     put_float(&o, c->logit_scale);
     put(&o, "}");
-    return o.len;
+    return json_done(&o);
 }
