@@ -426,6 +426,20 @@ CLIPN_API clipn_status clipn_auroc(const float *id_scores, size_t n_id, const fl
 CLIPN_API clipn_status clipn_fpr95(const float *id_scores, size_t n_id, const float *ood_scores,
                          size_t n_ood, clipn_fpr95_mode mode, double *fpr, clipn_error *err);
 
+/* The full ROC curve under the same conventions (sklearn's roc_curve with
+ * drop_intermediate=False): point 0 is (0, 0) at threshold +inf, then one point per
+ * distinct score value, descending, where fpr = OOD scores >= threshold / n_ood and
+ * tpr = ID scores >= threshold / n_id. The arrays are allocated: clipn_roc_free. */
+typedef struct clipn_roc {
+    size_t n;          /* points */
+    float *threshold;  /* [n], threshold[0] = +inf */
+    double *fpr, *tpr; /* [n] */
+} clipn_roc;
+CLIPN_API clipn_status clipn_roc_curve(const float *id_scores, size_t n_id,
+                                       const float *ood_scores, size_t n_ood, clipn_roc *out,
+                                       clipn_error *err);
+CLIPN_API void clipn_roc_free(clipn_roc *roc); /* NULL or zeroed: no-op */
+
 #ifdef __cplusplus
 }
 #endif
