@@ -157,15 +157,8 @@ static char *read_stream(FILE *f, size_t *len)
     return buf;
 }
 
-/* NULL when the text can be a list; else what the bytes look like. */
-static const char *not_a_list(const unsigned char *s, size_t n)
+const char *cli_sniff(const unsigned char *s, size_t n)
 {
-    size_t bad = n;
-    for (size_t i = 0; i < n && bad == n; i++)
-        if (s[i] < 0x20 && s[i] != '\n' && s[i] != '\r' && s[i] != '\t')
-            bad = i;
-    if (bad == n)
-        return NULL;
     static const struct {
         const char *magic;
         size_t len;
@@ -181,6 +174,21 @@ static const char *not_a_list(const unsigned char *s, size_t n)
             return sig[k].what;
     if (n >= 9 && s[8] == '{' && !s[7] && !s[6] && !s[5])
         return "a safetensors file (a model or heads)";
+    return NULL;
+}
+
+/* NULL when the text can be a list; else what the bytes look like. */
+static const char *not_a_list(const unsigned char *s, size_t n)
+{
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (s[i] < 0x20 && s[i] != '\n' && s[i] != '\r' && s[i] != '\t')
+            bad = i;
+    if (bad == n)
+        return NULL;
+    const char *what = cli_sniff(s, n);
+    if (what)
+        return what;
     return s[bad] ? "binary data (a control byte)" : "binary data (NUL bytes)";
 }
 
