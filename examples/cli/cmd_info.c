@@ -286,19 +286,23 @@ static int info_heads(const char *cmd, const char *path, const cJSON *header,
     }
     if (json) {
         cJSON *o = cJSON_CreateObject(), *cl = cJSON_CreateArray();
-        cJSON_AddStringToObject(o, "file", path);
+        cli_json_add_string(o, "file", path);
         cJSON_AddStringToObject(o, "kind", "heads");
         cJSON_AddNumberToObject(o, "n_classes", h->n_classes);
         cJSON_AddNumberToObject(o, "dim", h->dim);
         cJSON_AddBoolToObject(o, "has_no_heads", h->no != NULL);
         for (int c = 0; c < h->n_classes; c++)
-            cJSON_AddItemToArray(cl, cJSON_CreateString(h->class_names[c]));
+        {
+            char *name = cli_utf8_valid(h->class_names[c]); /* JSON must stay valid UTF-8 */
+            cJSON_AddItemToArray(cl, cJSON_CreateString(name ? name : ""));
+            free(name);
+        }
         cJSON_AddItemToObject(o, "classes", cl);
         cJSON_AddItemToObject(o, "templates", cJSON_Duplicate(tmpl, 1));
         cJSON_AddItemToObject(o, "no_templates", cJSON_Duplicate(no_tmpl, 1));
         cJSON_AddStringToObject(o, "model_fingerprint", fp ? fp : "");
         if (model_path) {
-            cJSON_AddStringToObject(o, "model", model_path);
+            cli_json_add_string(o, "model", model_path);
             cJSON_AddStringToObject(o, "given_model_fingerprint", model_fp);
             cJSON_AddBoolToObject(o, "matches_model", match == 1);
         }
