@@ -99,11 +99,13 @@ test-c: $(TESTS) $(BUILD)/clipn
 # libclipn.so exports exactly the public header's functions (nm; well under a second)
 test-exports: $(BUILD)/libclipn.so
 	@sh tests/check_exports.sh $(BUILD)/libclipn.so include/clipn.h
-# the CLI's exit status and one-line error on hostile files, and its usability (image
-# inputs, warnings, tables, ROC plot rendered by rsvg-convert): tests/cli, about 3 s
+# the CLI's exit status and one-line error on hostile files, its usability (image inputs,
+# warnings, tables, ROC plot rendered by rsvg-convert) and its data-safety promises
+# (atomic checked outputs, inputs never overwritten, bounded reads): tests/cli, about 6 s
 test-cli: $(BUILD)/clipn
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
 	@sh tests/cli/test_cli_ux.sh $(BUILD)/clipn
+	@sh tests/cli/test_cli_safety.sh $(BUILD)/clipn
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
 parity: all $(BUILD)/golden_parity
@@ -209,7 +211,7 @@ fuzz-build:
 	$(MAKE) CC=$(FUZZ_CC) BUILD=build/fuzz OPT=-O1 \
 	    EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libclipn.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c"; \
+	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c examples/cli/cli_output.c"; \
 	    echo "$(FUZZ_CC) ... -o build/fuzz/fuzz_$$t"; \
 	    $(FUZZ_CC) $(CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer -Itests/fuzz $$extra \
 	        -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build/fuzz/libclipn.a $(LDLIBS); \

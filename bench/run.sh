@@ -16,7 +16,7 @@ echo "== bench_kernels (threads: ${THREADS:-all}; 0 = all cores)"
 # bench_encode (image tower end to end) runs at the end, next to PyTorch: see below.
 for b in "$BUILD"/bench/bench_*; do
     case "$b" in
-    */bench_kernels | */bench_encode | */bench_text | */bench_heads) ;; # text/heads: below
+    */bench_kernels | */bench_encode | */bench_text | */bench_heads | */bench_methods) ;; # below
     *) [ -x "$b" ] && { echo "== $(basename "$b")"; "$b"; } ;;
     esac
 done
@@ -53,6 +53,11 @@ fi
 if [ -x "$BUILD/bench/bench_heads" ]; then
     echo "== bench_heads"
     "$BUILD/bench/bench_heads"
+fi
+# GL-MCM's cost on an image encode and NegLabel mining over the full WordNet (ViT-B-16)
+if [ -x "$BUILD/bench/bench_methods" ]; then
+    echo "== bench_methods"
+    "$BUILD/bench/bench_methods"
 fi
 
 # ONNX Runtime side by side (issue 7): onnxruntime-node from npm, installed here at bench time

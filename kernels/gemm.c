@@ -226,70 +226,75 @@ static void pack_activations_bf16(const float *x, size_t k, int mc, int kc, uint
     }
 }
 
-/* One MR-row tile of C against panel p, K slice [pc, pc + kc): a_slice is the slice's
- * packed activations (micro-panels [kc][MR] fp32, or [kp][MR] bf16 pairs) from row 0. */
+/* The micro-kernel on one MR x NR tile of C. Edges are handled here, once for every ISA:
+ * a tile with mr < MR rows or nr < NR columns runs the full-tile micro-kernel on a local
+ * tile (C's corner copied in when load_c, the bias zero-padded) and copies its mr x nr
+ * corner back. Packed activation rows past m and panel columns past n_out are zeros, so the
+ * extra lanes compute zeros that are dropped; the kept lanes sum exactly as a full tile. */
 static inline __attribute__((always_inline)) void
-run_tile(const gemm_job *job, const void *a_slice, int p, int pc, int kc, int ir, float *c,
-         int mr, int nr, const float *bias, int load_c)
+micro_tile(const gemm_job *job, const void *a, const void *b, int kc, float *c, size_t ldc,
+           int mr, int nr, const float *bias, int load_c)
 {
-    const int n = job->lin->n_out, k = job->lin->n_in;
-    const unsigned char *packed = (const unsigned char *)job->lin->packed + PACK_HEADER;
-    if (job->bf16) {
-        const int kp = (kc + 1) / 2; /* pc is even: slices start on a pair */
-        const size_t k_even = ((size_t)k + 1) / 2 * 2;
-        const uint16_t *b = (const uint16_t *)packed + ((size_t)p * k_even + pc) * CLIPN_GEMM_NR;
-        job->ops->gemm_ukernel_bf16(kp, (const uint32_t *)a_slice + (size_t)ir * kp, b,
-                                    c + (size_t)ir * n, (size_t)n, mr, nr, bias, load_c);
-    } else {
-        const float *b = (const float *)packed + ((size_t)p * k + pc) * CLIPN_GEMM_NR;
-        job->ukernel(kc, (const float *)a_slice + (size_t)ir * kc, b, c + (size_t)ir * n,
-                     (size_t)n, mr, nr, bias, load_c);
+    const int full = mr == CLIPN_GEMM_MR && nr == CLIPN_GEMM_NR;
+    _Alignas(64) float tile[CLIPN_GEMM_MR * CLIPN_GEMM_NR];
+    _Alignas(64) float bias_tile[CLIPN_GEMM_NR];
+    float *dst = c;
+    size_t ld = ldc;
+    if (!full) {
+        memset(tile, 0, sizeof tile);
+        if (load_c)
+            for (int i = 0; i < mr; i++)
+                memcpy(tile + i * CLIPN_GEMM_NR, c + i * ldc, (size_t)nr * sizeof *c);
+        if (bias && nr < CLIPN_GEMM_NR) {
+            memset(bias_tile, 0, sizeof bias_tile);
+            memcpy(bias_tile, bias, (size_t)nr * sizeof *bias);
+            bias = bias_tile;
+        }
+        dst = tile;
+        ld = CLIPN_GEMM_NR;
     }
+    if (job->bf16)
+        job->ops->gemm_ukernel_bf16((kc + 1) / 2, a, b, dst, ld, bias, load_c);
+    else
+        job->ukernel(kc, a, b, dst, ld, bias, load_c);
+    if (!full)
+        for (int i = 0; i < mr; i++)
+            memcpy(c + i * ldc, tile + i * CLIPN_GEMM_NR, (size_t)nr * sizeof *c);
 }
 
-static void gemm_task(void *arg, int t)
+/* Rows [ic, ic + mc) of C against weight panel p, K slice [pc, pc + kc): a_slice is the
+ * slice's packed activations of those rows (micro-panels [kc][MR] fp32, or [kp][MR] bf16
+ * pairs). The bias enters with the first slice, the activation after the last, on the
+ * mc x nr block just written (still in cache). */
+static inline __attribute__((always_inline)) void
+panel_slice(const gemm_job *job, const void *a_slice, int p, int pc, int kc, int ic, int mc)
 {
-    const gemm_job *job = arg;
     const clipn_linear *lin = job->lin;
-    const int n = lin->n_out, k = lin->n_in, m = job->m;
-    /* contiguous share of the panels, sizes differing by at most one */
-    const int p0 = (int)((long long)job->panels * t / job->n_tasks);
-    const int p1 = (int)((long long)job->panels * (t + 1) / job->n_tasks);
-    /* The thread's block; without one (its allocation failed) a one-micro-panel block on
-     * the stack: slower, same arithmetic (row blocking does not change any sum's order). */
-    _Alignas(64) float one_panel[CLIPN_GEMM_MR * GEMM_KC];
-    float *apack = clipn_gemm_thread_scratch();
-    int mc_max = job->mc_max;
-    if (!apack) {
-        apack = one_panel;
-        mc_max = CLIPN_GEMM_MR;
+    const int n = lin->n_out, k = lin->n_in;
+    const int j0 = p * CLIPN_GEMM_NR;
+    const int nr = n - j0 < CLIPN_GEMM_NR ? n - j0 : CLIPN_GEMM_NR;
+    const int first = pc == 0, last = pc + kc == k;
+    const float *bias = first && lin->bias ? lin->bias + j0 : NULL;
+    const int load_c = !first || job->residual;
+    float *c = job->y + (size_t)ic * n + j0;
+    const unsigned char *packed = (const unsigned char *)lin->packed + PACK_HEADER;
+    const void *b;
+    size_t a_step; /* bytes per MR-row micro-panel of the slice */
+    if (job->bf16) {
+        const size_t k_even = ((size_t)k + 1) / 2 * 2; /* pc is even: slices start on a pair */
+        b = (const uint16_t *)packed + ((size_t)p * k_even + pc) * CLIPN_GEMM_NR;
+        a_step = (size_t)(kc + 1) / 2 * CLIPN_GEMM_MR * sizeof(uint32_t);
+    } else {
+        b = (const float *)packed + ((size_t)p * k + pc) * CLIPN_GEMM_NR;
+        a_step = (size_t)kc * CLIPN_GEMM_MR * sizeof(float);
     }
-
-    for (int pc = 0; pc < k; pc += job->kc_max) {
-        const int kc = k - pc < job->kc_max ? k - pc : job->kc_max;
-        const int first = pc == 0, last = pc + kc == k;
-        for (int ic = 0; ic < m; ic += mc_max) {
-            const int mc = m - ic < mc_max ? m - ic : mc_max;
-            if (job->bf16)
-                pack_activations_bf16(job->x + (size_t)ic * k + pc, (size_t)k, mc, kc,
-                                      (uint32_t *)apack);
-            else
-                pack_activations(job->x + (size_t)ic * k + pc, (size_t)k, mc, kc, apack);
-            for (int p = p0; p < p1; p++) {
-                const int j0 = p * CLIPN_GEMM_NR;
-                const int nr = n - j0 < CLIPN_GEMM_NR ? n - j0 : CLIPN_GEMM_NR;
-                const float *bias = first && lin->bias ? lin->bias + j0 : NULL;
-                const int load_c = !first || job->residual;
-                float *c = job->y + (size_t)ic * n + j0;
-                for (int ir = 0; ir < mc; ir += CLIPN_GEMM_MR) {
-                    const int mr = mc - ir < CLIPN_GEMM_MR ? mc - ir : CLIPN_GEMM_MR;
-                    run_tile(job, apack, p, pc, kc, ir, c, mr, nr, bias, load_c);
-                }
-                if (last && job->act != CLIPN_ACT_NONE)
-                    job->ops->activate(c, (size_t)n, mc, nr, job->act); /* mc x nr in L2 */
-            }
-        }
+    for (int ir = 0; ir < mc; ir += CLIPN_GEMM_MR) {
+        const int mr = mc - ir < CLIPN_GEMM_MR ? mc - ir : CLIPN_GEMM_MR;
+        micro_tile(job, (const unsigned char *)a_slice + (size_t)(ir / CLIPN_GEMM_MR) * a_step,
+                   b, kc, c + (size_t)ir * n, (size_t)n, mr, nr, bias, load_c);
     }
+    if (last && job->act != CLIPN_ACT_NONE)
+        job->ops->activate(c, (size_t)n, mc, nr, job->act);
 }
 
 /* Small m: x packed once as KC slices, slice pc at pc * m_pad floats (fp32) or pc/2 *
@@ -308,32 +313,49 @@ static void pack_all_slices(const gemm_job *job, void *dst)
     }
 }
 
-static void gemm_small_m_task(void *arg, int t)
+/* One task: a contiguous share of the weight panels (sizes differing by at most one), in
+ * one of the two loop orders of the header comment. Both sum every output's products in
+ * the same order (same KC slices, same tile arithmetic), so they agree bit for bit. */
+static void gemm_task(void *arg, int t)
 {
     const gemm_job *job = arg;
-    const clipn_linear *lin = job->lin;
-    const int n = lin->n_out, k = lin->n_in, m = job->m;
+    const int k = job->lin->n_in, m = job->m;
     const int p0 = (int)((long long)job->panels * t / job->n_tasks);
     const int p1 = (int)((long long)job->panels * (t + 1) / job->n_tasks);
-    for (int p = p0; p < p1; p++) {
-        const int j0 = p * CLIPN_GEMM_NR;
-        const int nr = n - j0 < CLIPN_GEMM_NR ? n - j0 : CLIPN_GEMM_NR;
-        float *c = job->y + j0;
-        for (int pc = 0; pc < k; pc += job->kc_max) {
-            const int kc = k - pc < job->kc_max ? k - pc : job->kc_max;
-            const int first = pc == 0;
-            const float *bias = first && lin->bias ? lin->bias + j0 : NULL;
-            const int load_c = !first || job->residual;
-            const void *a_slice = job->bf16
-                ? (const void *)((const uint32_t *)job->apack + (size_t)pc / 2 * job->m_pad)
-                : (const void *)((const float *)job->apack + (size_t)pc * job->m_pad);
-            for (int ir = 0; ir < m; ir += CLIPN_GEMM_MR) {
-                const int mr = m - ir < CLIPN_GEMM_MR ? m - ir : CLIPN_GEMM_MR;
-                run_tile(job, a_slice, p, pc, kc, ir, c, mr, nr, bias, load_c);
+
+    if (job->apack) { /* small m: panel-major over x packed once by the caller */
+        for (int p = p0; p < p1; p++)
+            for (int pc = 0; pc < k; pc += job->kc_max) {
+                const int kc = k - pc < job->kc_max ? k - pc : job->kc_max;
+                const void *a_slice = job->bf16
+                    ? (const void *)((const uint32_t *)job->apack + (size_t)pc / 2 * job->m_pad)
+                    : (const void *)((const float *)job->apack + (size_t)pc * job->m_pad);
+                panel_slice(job, a_slice, p, pc, kc, 0, m);
             }
+        return;
+    }
+
+    /* The thread's block; without one (its allocation failed) a one-micro-panel block on
+     * the stack: slower, same arithmetic (row blocking does not change any sum's order). */
+    _Alignas(64) float one_panel[CLIPN_GEMM_MR * GEMM_KC];
+    float *apack = clipn_gemm_thread_scratch();
+    int mc_max = job->mc_max;
+    if (!apack) {
+        apack = one_panel;
+        mc_max = CLIPN_GEMM_MR;
+    }
+    for (int pc = 0; pc < k; pc += job->kc_max) {
+        const int kc = k - pc < job->kc_max ? k - pc : job->kc_max;
+        for (int ic = 0; ic < m; ic += mc_max) {
+            const int mc = m - ic < mc_max ? m - ic : mc_max;
+            if (job->bf16)
+                pack_activations_bf16(job->x + (size_t)ic * k + pc, (size_t)k, mc, kc,
+                                      (uint32_t *)apack);
+            else
+                pack_activations(job->x + (size_t)ic * k + pc, (size_t)k, mc, kc, apack);
+            for (int p = p0; p < p1; p++)
+                panel_slice(job, apack, p, pc, kc, ic, mc);
         }
-        if (job->act != CLIPN_ACT_NONE)
-            job->ops->activate(c, (size_t)n, m, nr, job->act);
     }
 }
 
@@ -389,8 +411,6 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
             job.apack = apack;
             if (ops->gemm_ukernel_stream)
                 job.ukernel = ops->gemm_ukernel_stream;
-            clipn_parallel_for(tasks, gemm_small_m_task, &job);
-            return;
         }
     }
     clipn_parallel_for(tasks, gemm_task, &job);

@@ -72,4 +72,35 @@ size_t clipn_attention_scratch_floats(int L, int W, int heads);
 void clipn_attention(const float *qkv, float *out, int L, int W, int heads, int causal,
                      float *scratch);
 
+/* ---- PIL's 8-bit resample passes (lib/image/resample.c, docs/images.md). Fixed point with
+ * CLIPN_RESAMPLE_BITS fraction bits and integer sums, so every ISA gives the same bytes;
+ * CLIPN_ISA=portable runs the plain C ones. */
+#define CLIPN_RESAMPLE_BITS 22
+
+/* The taps of one axis: output j reads `count` inputs from `first` with coefficients
+ * fixed[j * ksize ...]. `spread` is the same coefficients laid out for the SIMD passes,
+ * filled by clipn_resample_spread. */
+typedef struct clipn_resample_taps {
+    int n, ksize;
+    const int *bounds;         /* [n][2]: first, count */
+    const int32_t *fixed;      /* [n][ksize] */
+    const int32_t *spread;     /* [n][spread_len] */
+    int spread_len;
+} clipn_resample_taps;
+
+/* Ints clipn_resample_spread writes per output for C channels and ksize taps (0 on
+ * overflow): C * ksize rounded up to 24, each coefficient repeated per channel. */
+int clipn_resample_spread_len(int C, int ksize);
+void clipn_resample_spread(const int *bounds, const int32_t *fixed, int n, int ksize, int C,
+                           int32_t *spread);
+/* Horizontal pass: one row of C-channel pixels (src_bytes bytes) -> taps->n pixels. */
+void clipn_resample_row_h(const uint8_t *src, size_t src_bytes, int C,
+                          const clipn_resample_taps *taps, uint8_t *dst);
+/* Vertical pass, one output row: dst[x] = clip8(sum_t rows[(first_row + t) row_bytes + x]
+ * k[t]), acc [row_bytes] scratch. */
+void clipn_resample_row_v(const uint8_t *rows, size_t row_bytes, int first_row,
+                          const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
+/* PIL's rgbA2rgba / lA2la (C = 4 or 2): colour channels times alpha / 255, rounded. */
+void clipn_premultiply_row(const uint8_t *src, int C, int w, uint8_t *dst);
+
 #endif

@@ -31,15 +31,22 @@
 #define V_SELECT(m, t, f) _mm256_blendv_ps(f, t, m)
 #define V_COPYSIGN(mag, s) _mm256_or_ps(mag, _mm256_and_ps(s, _mm256_set1_ps(-0.0f)))
 #define VEC_FN(name) name##_avx2
-#include "vecmath.inc"
-
-#define MR CLIPN_GEMM_MR
-#define NR CLIPN_GEMM_NR
 
 static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] */
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+#define V_LANES 8
+#define V_LOADU _mm256_loadu_ps
+#define V_STOREU _mm256_storeu_ps
+#define V_LOAD_TAIL(p, n) _mm256_maskload_ps(p, tail_mask((int)(n)))
+#define V_STORE_TAIL(p, n, v) _mm256_maskstore_ps(p, tail_mask((int)(n)), v)
+#include "vecmath.inc"
+#include "elementwise.inc"
+
+#define MR CLIPN_GEMM_MR
+#define NR CLIPN_GEMM_NR
 
 /* The 6 x 64 panel tile as four 6 x 16 strips (12 ymm accumulators each); the 6 x kc
  * activation micro-panel stays in L1 across the strips. `prefetch`: the first strip also
@@ -50,10 +57,10 @@ static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] 
 #define STREAM_PREFETCH 2048 /* as kernels_avx512.c */
 #endif
 static inline __attribute__((always_inline)) void
-gemm_tile_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
-               const float *bias, int load_c, int prefetch)
+gemm_tile_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, const float *bias,
+               int load_c, int prefetch)
 {
-    for (int s = 0; s < NR / 16 && 16 * s < nr; s++) {
+    for (int s = 0; s < NR / 16; s++) {
         __m256 acc[MR][2];
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++)
@@ -76,69 +83,35 @@ gemm_tile_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, int
                 acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
             }
         }
-        const __m256i mask[2] = {tail_mask(nr - 16 * s), tail_mask(nr - 16 * s - 8)};
         __m256 bv[2];
         for (int j = 0; j < 2; j++)
-            bv[j] = bias ? _mm256_maskload_ps(bias + 16 * s + 8 * j, mask[j]) : _mm256_setzero_ps();
+            bv[j] = bias ? _mm256_loadu_ps(bias + 16 * s + 8 * j) : _mm256_setzero_ps();
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
-            if (i >= mr)
-                break;
             float *ci = c + (size_t)i * ldc + 16 * s;
 #pragma GCC unroll 2
             for (int j = 0; j < 2; j++) {
                 __m256 v = acc[i][j];
                 if (load_c)
-                    v = _mm256_add_ps(v, _mm256_maskload_ps(ci + 8 * j, mask[j]));
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(ci + 8 * j));
                 if (bias)
                     v = _mm256_add_ps(v, bv[j]);
-                _mm256_maskstore_ps(ci + 8 * j, mask[j], v);
+                _mm256_storeu_ps(ci + 8 * j, v);
             }
         }
     }
 }
 
 static void gemm_ukernel_avx2(int kc, const float *a, const float *b, float *c, size_t ldc,
-                              int mr, int nr, const float *bias, int load_c)
+                              const float *bias, int load_c)
 {
-    gemm_tile_avx2(kc, a, b, c, ldc, mr, nr, bias, load_c, 0);
+    gemm_tile_avx2(kc, a, b, c, ldc, bias, load_c, 0);
 }
 
 static void gemm_ukernel_stream_avx2(int kc, const float *a, const float *b, float *c,
-                                     size_t ldc, int mr, int nr, const float *bias, int load_c)
+                                     size_t ldc, const float *bias, int load_c)
 {
-    gemm_tile_avx2(kc, a, b, c, ldc, mr, nr, bias, load_c, 1);
-}
-
-static void map_avx2(float *x, size_t n, int act)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, v_act_avx2(_mm256_loadu_ps(x + i), act));
-    if (i < n) {
-        const __m256i m = tail_mask((int)(n - i));
-        _mm256_maskstore_ps(x + i, m, v_act_avx2(_mm256_maskload_ps(x + i, m), act));
-    }
-}
-
-static void activate_avx2(float *c, size_t ldc, int rows, int cols, int act)
-{
-    for (int i = 0; i < rows; i++)
-        map_avx2(c + (size_t)i * ldc, (size_t)cols, act);
-}
-
-static void gelu_erf_avx2(float *x, size_t n) { map_avx2(x, n, CLIPN_ACT_GELU_ERF); }
-static void quickgelu_avx2(float *x, size_t n) { map_avx2(x, n, CLIPN_ACT_QUICK); }
-
-static void erf_avx2(const float *x, float *y, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, v_erf_avx2(_mm256_loadu_ps(x + i)));
-    if (i < n) {
-        const __m256i m = tail_mask((int)(n - i));
-        _mm256_maskstore_ps(y + i, m, v_erf_avx2(_mm256_maskload_ps(x + i, m)));
-    }
+    gemm_tile_avx2(kc, a, b, c, ldc, bias, load_c, 1);
 }
 
 static float hsum(__m256 v)
@@ -249,6 +222,137 @@ static void attention_head_avx2(const float *qkv, float *out, int L, int W, int 
     }
 }
 
+/* ---- PIL's 8-bit resample passes (the portable ones: kernels_portable.c) */
+
+/* The same sums with AVX2. Integer sums do not depend on order, so the result is
+ * identical to the scalar code. The horizontal pass reads each output's window of
+ * C * cnt interleaved bytes in 24-byte steps (24 is a multiple of C for C = 1..4, so
+ * every lane of the 3 accumulators keeps one channel), against coefficients expanded to
+ * one per byte and zero-padded (taps->spread, clipn_resample_spread). */
+#define CHUNK 24
+
+void clipn_resample_row_h_avx2(const uint8_t *src, size_t src_bytes, int C,
+                               const clipn_resample_taps *taps, uint8_t *dst)
+{
+    const int32_t init = 1 << (CLIPN_RESAMPLE_BITS - 1);
+    const int L = taps->spread_len;
+    for (int j = 0; j < taps->n; j++) {
+        int xmin = taps->bounds[2 * j], cnt = taps->bounds[2 * j + 1];
+        size_t off = (size_t)xmin * C;
+        int chunks = (C * cnt + CHUNK - 1) / CHUNK;
+        if (off + (size_t)chunks * CHUNK > src_bytes) { /* window ends at the row's end */
+            clipn_resample_one_h_portable(src, C, taps, j, dst);
+            continue;
+        }
+        const uint8_t *p = src + off;
+        const int32_t *k = taps->spread + (size_t)j * L;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0;
+        for (int m = 0; m < chunks; m++, p += CHUNK, k += CHUNK) {
+            __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+            __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+            __m256i v2 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16)));
+            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(v0, _mm256_loadu_si256((const __m256i *)k)));
+            a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(v1, _mm256_loadu_si256((const __m256i *)(k + 8))));
+            a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(v2, _mm256_loadu_si256((const __m256i *)(k + 16))));
+        }
+        /* lane i of accumulator a holds channel (8a + i) % C */
+        int32_t l[CHUNK], s0 = init, s1 = init, s2 = init, s3 = init;
+        uint8_t *d = dst + (size_t)j * C;
+        if (C == 3) {
+            _mm256_storeu_si256((__m256i *)l, a0);
+            _mm256_storeu_si256((__m256i *)(l + 8), a1);
+            _mm256_storeu_si256((__m256i *)(l + 16), a2);
+            s0 += l[0] + l[3] + l[6] + l[9] + l[12] + l[15] + l[18] + l[21];
+            s1 += l[1] + l[4] + l[7] + l[10] + l[13] + l[16] + l[19] + l[22];
+            s2 += l[2] + l[5] + l[8] + l[11] + l[14] + l[17] + l[20] + l[23];
+            d[0] = clipn_clip8(s0);
+            d[1] = clipn_clip8(s1);
+            d[2] = clipn_clip8(s2);
+            continue;
+        }
+        /* C = 1, 2, 4 divide 8: the three accumulators share one lane layout */
+        __m256i a = _mm256_add_epi32(_mm256_add_epi32(a0, a1), a2);
+        __m128i q = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        _mm_storeu_si128((__m128i *)l, q); /* lane i: channel i % C */
+        if (C == 4) {
+            d[0] = clipn_clip8(s0 + l[0]);
+            d[1] = clipn_clip8(s1 + l[1]);
+            d[2] = clipn_clip8(s2 + l[2]);
+            d[3] = clipn_clip8(s3 + l[3]);
+        } else if (C == 2) {
+            d[0] = clipn_clip8(s0 + l[0] + l[2]);
+            d[1] = clipn_clip8(s1 + l[1] + l[3]);
+        } else {
+            d[0] = clipn_clip8(s0 + l[0] + l[1] + l[2] + l[3]);
+        }
+    }
+}
+
+void clipn_resample_row_v_avx2(const uint8_t *rows, size_t row_bytes, int first_row,
+                               const int32_t *k, int cnt, int32_t *acc, uint8_t *dst)
+{
+    const int32_t init = 1 << (CLIPN_RESAMPLE_BITS - 1);
+    const uint8_t *base = rows + (size_t)first_row * row_bytes;
+    size_t x = 0;
+    for (; x + 16 <= row_bytes; x += 16) {
+        __m256i s0 = _mm256_set1_epi32(init), s1 = s0;
+        const uint8_t *r = base + x;
+        for (int t = 0; t < cnt; t++, r += row_bytes) {
+            __m256i kt = _mm256_set1_epi32(k[t]);
+            __m128i b = _mm_loadu_si128((const __m128i *)r);
+            s0 = _mm256_add_epi32(s0, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(b), kt));
+            s1 = _mm256_add_epi32(s1, _mm256_mullo_epi32(
+                                          _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), kt));
+        }
+        _mm256_storeu_si256((__m256i *)(acc + x), s0);
+        _mm256_storeu_si256((__m256i *)(acc + x + 8), s1);
+    }
+    for (; x < row_bytes; x++) {
+        int32_t ss = init;
+        for (int t = 0; t < cnt; t++)
+            ss += base[(size_t)t * row_bytes + x] * k[t];
+        acc[x] = ss;
+    }
+    for (x = 0; x < row_bytes; x++)
+        dst[x] = clipn_clip8(acc[x]);
+}
+
+/* rgbA2rgba / lA2la on 16 pixels' worth of bytes at a time: x * alpha (the alpha byte
+ * times 255, which MULDIV255 maps to itself), + 128, ((t >> 8) + t) >> 8, all within
+ * 16 bits without wrapping. SHUF replicates each pixel's alpha word, BLEND marks it. */
+#define PREMULTIPLY_AVX2(fn, C, SHUF, BLEND)                                                   \
+    static void fn(const uint8_t *src, int w, uint8_t *dst)                                   \
+    {                                                                                         \
+        const __m256i zero = _mm256_setzero_si256(), c128 = _mm256_set1_epi16(128);            \
+        const __m256i c255 = _mm256_set1_epi16(255);                                          \
+        size_t n = (size_t)w * C, i = 0;                                                      \
+        for (; i + 32 <= n; i += 32) {                                                        \
+            __m256i v = _mm256_loadu_si256((const __m256i *)(src + i));                       \
+            __m256i half[2] = {_mm256_unpacklo_epi8(v, zero), _mm256_unpackhi_epi8(v, zero)}; \
+            for (int k = 0; k < 2; k++) {                                                     \
+                __m256i x = half[k];                                                          \
+                __m256i a = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(x, SHUF), SHUF);    \
+                a = _mm256_blend_epi16(a, c255, BLEND);                                       \
+                __m256i t = _mm256_add_epi16(_mm256_mullo_epi16(x, a), c128);                 \
+                half[k] = _mm256_srli_epi16(_mm256_add_epi16(_mm256_srli_epi16(t, 8), t), 8); \
+            }                                                                                 \
+            _mm256_storeu_si256((__m256i *)(dst + i), _mm256_packus_epi16(half[0], half[1])); \
+        }                                                                                     \
+        clipn_premultiply_row_portable(src + i, C, (int)((n - i) / C), dst + i);              \
+    }
+PREMULTIPLY_AVX2(premultiply_rgba_avx2, 4, 0xFF, 0x88)
+PREMULTIPLY_AVX2(premultiply_la_avx2, 2, 0xF5, 0xAA)
+
+void clipn_premultiply_row_avx2(const uint8_t *src, int C, int w, uint8_t *dst)
+{
+    if (C == 4)
+        premultiply_rgba_avx2(src, w, dst);
+    else if (C == 2)
+        premultiply_la_avx2(src, w, dst);
+    else
+        clipn_premultiply_row_portable(src, C, w, dst);
+}
+
 const clipn_kernel_ops clipn_ops_avx2 = {
     .isa = "avx2",
     .gemm_ukernel = gemm_ukernel_avx2,
@@ -259,4 +363,7 @@ const clipn_kernel_ops clipn_ops_avx2 = {
     .quickgelu = quickgelu_avx2,
     .erf = erf_avx2,
     .attention_head = attention_head_avx2,
+    .resample_row_h = clipn_resample_row_h_avx2,
+    .resample_row_v = clipn_resample_row_v_avx2,
+    .premultiply_row = clipn_premultiply_row_avx2,
 };

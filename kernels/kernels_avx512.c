@@ -32,44 +32,44 @@
 #define V_SELECT(m, t, f) _mm512_mask_blend_ps(m, f, t)
 #define V_COPYSIGN(mag, s) _mm512_or_ps(mag, _mm512_and_ps(s, _mm512_set1_ps(-0.0f)))
 #define VEC_FN(name) name##_avx512
-#include "vecmath.inc"
-
-#define MR CLIPN_GEMM_MR
-#define NR CLIPN_GEMM_NR
 
 static inline __mmask16 tail_mask(int n) /* first n lanes, n in [0, 16] */
 {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* Write the mr x nr corner of a 6 x 64 accumulator tile to C, adding the residual already
- * in C (load_c) and the bias. Shared by the fp32 and BF16 micro-kernels; always inlined so
- * the accumulators stay in registers. */
+#define V_LANES 16
+#define V_LOADU _mm512_loadu_ps
+#define V_STOREU _mm512_storeu_ps
+#define V_LOAD_TAIL(p, n) _mm512_maskz_loadu_ps(tail_mask((int)(n)), p)
+#define V_STORE_TAIL(p, n, v) _mm512_mask_storeu_ps(p, tail_mask((int)(n)), v)
+#include "vecmath.inc"
+#include "elementwise.inc"
+
+#define MR CLIPN_GEMM_MR
+#define NR CLIPN_GEMM_NR
+
+/* Write a 6 x 64 accumulator tile to C, adding the residual already in C (load_c) and the
+ * bias. Shared by the fp32 and BF16 micro-kernels; always inlined so the accumulators stay
+ * in registers. */
 static inline __attribute__((always_inline)) void
-store_tile_avx512(__m512 acc[MR][4], float *c, size_t ldc, int mr, int nr, const float *bias,
-                  int load_c)
+store_tile_avx512(__m512 acc[MR][4], float *c, size_t ldc, const float *bias, int load_c)
 {
-    const __mmask16 mask[4] = {tail_mask(nr), tail_mask(nr - 16), tail_mask(nr - 32),
-                               tail_mask(nr - 48)};
     __m512 bv[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
-        bv[j] = bias ? _mm512_maskz_loadu_ps(mask[j], bias + 16 * j) : _mm512_setzero_ps();
+        bv[j] = bias ? _mm512_loadu_ps(bias + 16 * j) : _mm512_setzero_ps();
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) {
-        if (i >= mr)
-            break;
         float *ci = c + (size_t)i * ldc;
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-            if (!mask[j])
-                continue;
             __m512 v = acc[i][j];
             if (load_c)
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask[j], ci + 16 * j));
+                v = _mm512_add_ps(v, _mm512_loadu_ps(ci + 16 * j));
             if (bias)
                 v = _mm512_add_ps(v, bv[j]);
-            _mm512_mask_storeu_ps(ci + 16 * j, mask[j], v);
+            _mm512_storeu_ps(ci + 16 * j, v);
         }
     }
 }
@@ -81,7 +81,7 @@ store_tile_avx512(__m512 acc[MR][4], float *c, size_t ldc, int mr, int nr, const
 #define STREAM_PREFETCH 2048 /* 1-8 KiB tried: 2 KiB 4-6% ahead of 4 KiB, 8 KiB worst */
 #endif
 static inline __attribute__((always_inline)) void
-gemm_tile_avx512(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
+gemm_tile_avx512(int kc, const float *a, const float *b, float *c, size_t ldc,
                  const float *bias, int load_c, int prefetch)
 {
     __m512 acc[MR][4];
@@ -111,25 +111,25 @@ gemm_tile_avx512(int kc, const float *a, const float *b, float *c, size_t ldc, i
             acc[i][3] = _mm512_fmadd_ps(ai, b3, acc[i][3]);
         }
     }
-    store_tile_avx512(acc, c, ldc, mr, nr, bias, load_c);
+    store_tile_avx512(acc, c, ldc, bias, load_c);
 }
 
 static void gemm_ukernel_avx512(int kc, const float *a, const float *b, float *c, size_t ldc,
-                                int mr, int nr, const float *bias, int load_c)
+                                const float *bias, int load_c)
 {
-    gemm_tile_avx512(kc, a, b, c, ldc, mr, nr, bias, load_c, 0);
+    gemm_tile_avx512(kc, a, b, c, ldc, bias, load_c, 0);
 }
 
 static void gemm_ukernel_stream_avx512(int kc, const float *a, const float *b, float *c,
-                                       size_t ldc, int mr, int nr, const float *bias, int load_c)
+                                       size_t ldc, const float *bias, int load_c)
 {
-    gemm_tile_avx512(kc, a, b, c, ldc, mr, nr, bias, load_c, 1);
+    gemm_tile_avx512(kc, a, b, c, ldc, bias, load_c, 1);
 }
 
 /* The same 6 x 64 tile from BF16 pairs: vdpbf16ps adds a.lo*b.lo + a.hi*b.hi into each
  * fp32 lane, so one instruction covers two steps of k. */
 static void gemm_ukernel_bf16_avx512(int kp, const uint32_t *a, const uint16_t *b, float *c,
-                                     size_t ldc, int mr, int nr, const float *bias, int load_c)
+                                     size_t ldc, const float *bias, int load_c)
 {
     __m512 acc[MR][4];
 #pragma GCC unroll 6
@@ -152,38 +152,7 @@ static void gemm_ukernel_bf16_avx512(int kp, const uint32_t *a, const uint16_t *
             acc[i][3] = _mm512_dpbf16_ps(acc[i][3], ai, b3);
         }
     }
-    store_tile_avx512(acc, c, ldc, mr, nr, bias, load_c);
-}
-
-static void map_avx512(float *x, size_t n, int act)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(x + i, v_act_avx512(_mm512_loadu_ps(x + i), act));
-    if (i < n) {
-        const __mmask16 m = tail_mask((int)(n - i));
-        _mm512_mask_storeu_ps(x + i, m, v_act_avx512(_mm512_maskz_loadu_ps(m, x + i), act));
-    }
-}
-
-static void activate_avx512(float *c, size_t ldc, int rows, int cols, int act)
-{
-    for (int i = 0; i < rows; i++)
-        map_avx512(c + (size_t)i * ldc, (size_t)cols, act);
-}
-
-static void gelu_erf_avx512(float *x, size_t n) { map_avx512(x, n, CLIPN_ACT_GELU_ERF); }
-static void quickgelu_avx512(float *x, size_t n) { map_avx512(x, n, CLIPN_ACT_QUICK); }
-
-static void erf_avx512(const float *x, float *y, size_t n)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, v_erf_avx512(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        const __mmask16 m = tail_mask((int)(n - i));
-        _mm512_mask_storeu_ps(y + i, m, v_erf_avx512(_mm512_maskz_loadu_ps(m, x + i)));
-    }
+    store_tile_avx512(acc, c, ldc, bias, load_c);
 }
 
 /* Two passes: the mean summed in double (8 lanes x 2), the variance in float around it
@@ -403,4 +372,7 @@ const clipn_kernel_ops clipn_ops_avx512 = {
     .quickgelu = quickgelu_avx512,
     .erf = erf_avx512,
     .attention_head = attention_head_avx512,
+    .resample_row_h = clipn_resample_row_h_avx2, /* integer passes: AVX2's (kernels_avx2.c) */
+    .resample_row_v = clipn_resample_row_v_avx2,
+    .premultiply_row = clipn_premultiply_row_avx2,
 };

@@ -31,10 +31,29 @@ static inline uint16_t clipn_to_bf16(float f)
 
 enum { CLIPN_ACT_NONE = 0, CLIPN_ACT_GELU_ERF = 1, CLIPN_ACT_QUICK = 2 };
 
-/* C[mr, nr] (ldc) = A B + (load_c ? C : 0) + (bias ? bias : 0) for one MR x NR tile.
- * a: packed [kc][MR]; b: panel rows [kc][NR]; mr <= MR, nr <= NR. */
+/* ---- The micro-kernel contract (docs/kernels.md). One call computes one full tile:
+ *
+ *   C[MR][NR] (row stride ldc) = A B + (load_c ? C : 0) + (bias ? bias[NR] : 0)
+ *
+ *   a: one packed activation micro-panel, [kc][MR] floats (k-major: MR values per k),
+ *      64-byte aligned; b: kc rows of one weight panel, [kc][NR] floats, 64-byte aligned.
+ *   The tile is always whole: the driver (kernels/gemm.c) handles every edge by running
+ *   the kernel on a local MR x NR tile and copying the valid corner, and zero-pads A past
+ *   m and B past n_out. So a kernel has no mr/nr, no masks, no tail loops.
+ *   Order of the epilogue: acc = sum over k of a*b (k ascending within the slice, in any
+ *   fixed association the ISA likes), then acc + C (when load_c), then + bias: the driver
+ *   relies on it to give the same bits for a row whatever m is. load_c is set on every K
+ *   slice after the first (C holds the partial sum) and for the residual epilogue (C holds
+ *   the residual stream); bias is non-NULL only on the first slice. The activation
+ *   (GELU/QuickGELU) is not the kernel's: the driver applies ops.activate to each finished
+ *   block.
+ * The BF16 kernel has the same contract with kp = ceil(kc / 2) k-pairs:
+ *   a [kp][MR] u32 (two bf16: k even in the low half), b [kp][NR][2] bf16. */
 typedef void (*clipn_gemm_ukernel_fn)(int kc, const float *a, const float *b, float *c,
-                                      size_t ldc, int mr, int nr, const float *bias, int load_c);
+                                      size_t ldc, const float *bias, int load_c);
+typedef void (*clipn_gemm_ukernel_bf16_fn)(int kp, const uint32_t *a, const uint16_t *b,
+                                           float *c, size_t ldc, const float *bias,
+                                           int load_c);
 
 typedef struct clipn_kernel_ops {
     const char *isa;
@@ -42,10 +61,8 @@ typedef struct clipn_kernel_ops {
     /* Optional (NULL: gemm_ukernel): the same tile, same sums in the same order, also
      * prefetching the weight panel ahead; the small-m driver streams panels from memory. */
     clipn_gemm_ukernel_fn gemm_ukernel_stream;
-    /* Same tile with BF16 inputs and fp32 accumulation (NULL where the ISA has none):
-     * a [kp][MR] bf16 pairs, b [kp][NR][2] bf16, kp = k pairs. */
-    void (*gemm_ukernel_bf16)(int kp, const uint32_t *a, const uint16_t *b, float *c,
-                              size_t ldc, int mr, int nr, const float *bias, int load_c);
+    /* Same tile with BF16 inputs and fp32 accumulation (NULL where the ISA has none). */
+    clipn_gemm_ukernel_bf16_fn gemm_ukernel_bf16;
     /* GELU / QuickGELU over a [rows, cols] block (ldc), run by the GEMM driver on each
      * block of C it just finished while the block is still in cache. (Applying it inside
      * the micro-kernel measured 25% slower: 24 live accumulators plus the erf code.) */
@@ -58,7 +75,42 @@ typedef struct clipn_kernel_ops {
     /* one head of attention; scratch has clipn_attention_head_scratch(L, hd) floats */
     void (*attention_head)(const float *qkv, float *out, int L, int W, int hd, int h,
                            int causal, float *scratch);
+    /* the image resampler's passes (kernels.h); NULL: the portable ones */
+    void (*resample_row_h)(const uint8_t *src, size_t src_bytes, int C,
+                           const clipn_resample_taps *taps, uint8_t *dst);
+    void (*resample_row_v)(const uint8_t *rows, size_t row_bytes, int first_row,
+                           const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
+    void (*premultiply_row)(const uint8_t *src, int C, int w, uint8_t *dst);
 } clipn_kernel_ops;
+
+/* PIL's clip8: floor(ss / 2^CLIPN_RESAMPLE_BITS) clamped to 0..255. */
+static inline uint8_t clipn_clip8(int32_t ss)
+{
+    if (ss < 0)
+        return 0;
+    ss >>= CLIPN_RESAMPLE_BITS;
+    return ss > 255 ? 255 : (uint8_t)ss;
+}
+
+/* MULDIV255 of PIL's ImagingUtils.h: a * b / 255 rounded, as PIL computes it. */
+static inline unsigned clipn_muldiv255(unsigned a, unsigned b)
+{
+    unsigned t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+}
+
+/* The portable passes, for the ISA versions' edge cases */
+void clipn_resample_one_h_portable(const uint8_t *src, int C, const clipn_resample_taps *taps,
+                                   int j, uint8_t *dst);
+void clipn_premultiply_row_portable(const uint8_t *src, int C, int w, uint8_t *dst);
+#if defined(__x86_64__)
+/* kernels/kernels_avx2.c's passes, also in the AVX-512 table (AVX-512 CPUs have AVX2) */
+void clipn_resample_row_h_avx2(const uint8_t *src, size_t src_bytes, int C,
+                               const clipn_resample_taps *taps, uint8_t *dst);
+void clipn_resample_row_v_avx2(const uint8_t *rows, size_t row_bytes, int first_row,
+                               const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
+void clipn_premultiply_row_avx2(const uint8_t *src, int C, int w, uint8_t *dst);
+#endif
 
 extern const clipn_kernel_ops clipn_ops_portable;
 #if defined(__x86_64__)

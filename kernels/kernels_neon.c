@@ -34,7 +34,29 @@
 #define V_SELECT(m, t, f) vbslq_f32(m, t, f)
 #define V_COPYSIGN(mag, s) vbslq_f32(vdupq_n_u32(0x80000000u), s, mag)
 #define VEC_FN(name) name##_neon
+
+/* tails of 1-3 go through a zero-padded vector */
+static inline float32x4_t load_tail(const float *p, size_t n)
+{
+    float t[4] = {0};
+    memcpy(t, p, n * sizeof *t);
+    return vld1q_f32(t);
+}
+
+static inline void store_tail(float *p, size_t n, float32x4_t v)
+{
+    float t[4];
+    vst1q_f32(t, v);
+    memcpy(p, t, n * sizeof *t);
+}
+
+#define V_LANES 4
+#define V_LOADU vld1q_f32
+#define V_STOREU vst1q_f32
+#define V_LOAD_TAIL load_tail
+#define V_STORE_TAIL store_tail
 #include "vecmath.inc"
+#include "elementwise.inc"
 
 #define MR CLIPN_GEMM_MR
 #define NR CLIPN_GEMM_NR
@@ -51,9 +73,9 @@
     } while (0)
 
 static void gemm_ukernel_neon(int kc, const float *a, const float *b, float *c, size_t ldc,
-                              int mr, int nr, const float *bias, int load_c)
+                              const float *bias, int load_c)
 {
-    for (int s = 0; s < NR / 16 && 16 * s < nr; s++) {
+    for (int s = 0; s < NR / 16; s++) {
         float32x4_t acc[MR][4];
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++)
@@ -75,77 +97,21 @@ static void gemm_ukernel_neon(int kc, const float *a, const float *b, float *c, 
             ROW_FMA(5, a45, 1, vfmaq_lane_f32);
         }
         /* out: (acc + C) + bias, in the portable kernel's order */
-        const int cols = nr - 16 * s < 16 ? nr - 16 * s : 16;
         const float *bias_s = bias ? bias + 16 * s : NULL;
         /* constant row indices (full unroll) keep acc in registers through the k loop */
 #pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
-            if (i >= mr)
-                break;
             float *ci = c + (size_t)i * ldc + 16 * s;
-            if (cols == 16) {
 #pragma GCC unroll 4
-                for (int j = 0; j < 4; j++) {
-                    float32x4_t v = acc[i][j];
-                    if (load_c)
-                        v = vaddq_f32(v, vld1q_f32(ci + 4 * j));
-                    if (bias_s)
-                        v = vaddq_f32(v, vld1q_f32(bias_s + 4 * j));
-                    vst1q_f32(ci + 4 * j, v);
-                }
-            } else {
-                float row[16];
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; j++)
-                    vst1q_f32(row + 4 * j, acc[i][j]);
-                for (int j = 0; j < cols; j++) {
-                    float v = row[j];
-                    if (load_c)
-                        v += ci[j];
-                    if (bias_s)
-                        v += bias_s[j];
-                    ci[j] = v;
-                }
+            for (int j = 0; j < 4; j++) {
+                float32x4_t v = acc[i][j];
+                if (load_c)
+                    v = vaddq_f32(v, vld1q_f32(ci + 4 * j));
+                if (bias_s)
+                    v = vaddq_f32(v, vld1q_f32(bias_s + 4 * j));
+                vst1q_f32(ci + 4 * j, v);
             }
         }
-    }
-}
-
-/* ---- elementwise: 4 lanes at a time; a tail of 1-3 goes through a zero-padded vector so
- * every element sees the same vector code */
-
-static void map_neon(float *x, size_t n, int act)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(x + i, v_act_neon(vld1q_f32(x + i), act));
-    if (i < n) {
-        float t[4] = {0};
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vst1q_f32(t, v_act_neon(vld1q_f32(t), act));
-        memcpy(x + i, t, (n - i) * sizeof *t);
-    }
-}
-
-static void activate_neon(float *c, size_t ldc, int rows, int cols, int act)
-{
-    for (int i = 0; i < rows; i++)
-        map_neon(c + (size_t)i * ldc, (size_t)cols, act);
-}
-
-static void gelu_erf_neon(float *x, size_t n) { map_neon(x, n, CLIPN_ACT_GELU_ERF); }
-static void quickgelu_neon(float *x, size_t n) { map_neon(x, n, CLIPN_ACT_QUICK); }
-
-static void erf_neon(const float *x, float *y, size_t n)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(y + i, v_erf_neon(vld1q_f32(x + i)));
-    if (i < n) {
-        float t[4] = {0};
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vst1q_f32(t, v_erf_neon(vld1q_f32(t)));
-        memcpy(y + i, t, (n - i) * sizeof *t);
     }
 }
 

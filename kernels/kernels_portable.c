@@ -16,7 +16,7 @@ static float act_scalar(float v, int act)
 }
 
 static void gemm_ukernel_portable(int kc, const float *a, const float *b, float *c, size_t ldc,
-                                  int mr, int nr, const float *bias, int load_c)
+                                  const float *bias, int load_c)
 {
     float acc[CLIPN_GEMM_MR][CLIPN_GEMM_NR];
     memset(acc, 0, sizeof acc);
@@ -24,9 +24,9 @@ static void gemm_ukernel_portable(int kc, const float *a, const float *b, float 
         for (int i = 0; i < CLIPN_GEMM_MR; i++)
             for (int j = 0; j < CLIPN_GEMM_NR; j++)
                 acc[i][j] += a[k * CLIPN_GEMM_MR + i] * b[k * CLIPN_GEMM_NR + j];
-    for (int i = 0; i < mr; i++) {
+    for (int i = 0; i < CLIPN_GEMM_MR; i++) {
         float *ci = c + (size_t)i * ldc;
-        for (int j = 0; j < nr; j++) {
+        for (int j = 0; j < CLIPN_GEMM_NR; j++) {
             float v = acc[i][j];
             if (load_c)
                 v += ci[j];
@@ -124,6 +124,59 @@ static void attention_head_portable(const float *qkv, float *out, int L, int W, 
     }
 }
 
+/* ---- PIL's 8-bit resample passes (ImagingResampleHorizontal_8bpc / Vertical_8bpc) */
+
+void clipn_resample_one_h_portable(const uint8_t *src, int C, const clipn_resample_taps *taps,
+                                   int j, uint8_t *dst)
+{
+    const int32_t init = 1 << (CLIPN_RESAMPLE_BITS - 1);
+    const int xmin = taps->bounds[2 * j], cnt = taps->bounds[2 * j + 1];
+    const int32_t *k = &taps->fixed[(size_t)j * taps->ksize];
+    const uint8_t *p = src + (size_t)xmin * C;
+    int32_t ss[4] = {init, init, init, init};
+    for (int t = 0; t < cnt; t++)
+        for (int c = 0; c < C; c++)
+            ss[c] += p[t * C + c] * k[t];
+    for (int c = 0; c < C; c++)
+        dst[(size_t)j * C + c] = clipn_clip8(ss[c]);
+}
+
+static void resample_row_h_portable(const uint8_t *src, size_t src_bytes, int C,
+                                    const clipn_resample_taps *taps, uint8_t *dst)
+{
+    (void)src_bytes;
+    for (int j = 0; j < taps->n; j++)
+        clipn_resample_one_h_portable(src, C, taps, j, dst);
+}
+
+/* accumulated row by row so the inner loop runs over contiguous bytes */
+static void resample_row_v_portable(const uint8_t *rows, size_t row_bytes, int first_row,
+                                    const int32_t *k, int cnt, int32_t *acc, uint8_t *dst)
+{
+    const int32_t init = 1 << (CLIPN_RESAMPLE_BITS - 1);
+    for (size_t x = 0; x < row_bytes; x++)
+        acc[x] = init;
+    for (int t = 0; t < cnt; t++) {
+        const uint8_t *r = rows + (size_t)(first_row + t) * row_bytes;
+        int32_t kt = k[t];
+        for (size_t x = 0; x < row_bytes; x++)
+            acc[x] += r[x] * kt;
+    }
+    for (size_t x = 0; x < row_bytes; x++)
+        dst[x] = clipn_clip8(acc[x]);
+}
+
+/* rgbA2rgba / lA2la: PIL resizes RGBA and LA premultiplied. */
+void clipn_premultiply_row_portable(const uint8_t *src, int C, int w, uint8_t *dst)
+{
+    for (int x = 0; x < w; x++, src += C, dst += C) {
+        unsigned alpha = src[C - 1];
+        for (int c = 0; c < C - 1; c++)
+            dst[c] = (uint8_t)clipn_muldiv255(src[c], alpha);
+        dst[C - 1] = (uint8_t)alpha;
+    }
+}
+
 const clipn_kernel_ops clipn_ops_portable = {
     .isa = "portable",
     .gemm_ukernel = gemm_ukernel_portable,
@@ -133,4 +186,7 @@ const clipn_kernel_ops clipn_ops_portable = {
     .quickgelu = quickgelu_portable,
     .erf = erf_portable,
     .attention_head = attention_head_portable,
+    .resample_row_h = resample_row_h_portable,
+    .resample_row_v = resample_row_v_portable,
+    .premultiply_row = clipn_premultiply_row_portable,
 };

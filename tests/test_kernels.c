@@ -53,6 +53,54 @@ static double ulp_of(double v) /* spacing of floats at |v| */
 static double gelu_d(double v) { return 0.5 * v * (1.0 + erf(v / sqrt(2.0))); }
 static double quickgelu_d(double v) { return v / (1.0 + exp(-1.702 * v)); }
 
+/* ------------------------------------------------------------------ image resample */
+
+/* The resampler's passes of each ISA give the portable bytes (integer sums), for every
+ * channel count, windows that end at the row's end, and premultiply tails. */
+START_TEST(test_resample_isa_vs_portable)
+{
+    const char *isa = ISAS[_i];
+    if (_i == 0 || !clipn_kernels_isa_available(isa))
+        return;
+    enum { W = 101, N = 37, KS = 9, ROWS = 5 };
+    uint8_t src[W * 4 * ROWS];
+    for (size_t i = 0; i < sizeof src; i++)
+        src[i] = (uint8_t)(frand() * 128 + 128);
+    int bounds[2 * N];
+    int32_t fixed[N * KS];
+    for (int j = 0; j < N; j++) {
+        const int cnt = 1 + j % KS;
+        bounds[2 * j] = j == N - 1 ? W - cnt : (j * (W - KS)) / N; /* last: ends at W */
+        bounds[2 * j + 1] = cnt;
+        for (int t = 0; t < KS; t++)
+            fixed[j * KS + t] = t < cnt ? (int32_t)(frand() * (1 << 21)) + (1 << 20) : 0;
+    }
+    for (int C = 1; C <= 4; C++) {
+        const int L = clipn_resample_spread_len(C, KS);
+        ck_assert_int_gt(L, 0);
+        int32_t *spread = malloc((size_t)N * L * sizeof *spread);
+        ck_assert_ptr_nonnull(spread);
+        clipn_resample_spread(bounds, fixed, N, KS, C, spread);
+        const clipn_resample_taps taps = {N, KS, bounds, fixed, spread, L};
+        uint8_t want[N * 4], got[N * 4], want_v[W * 4], got_v[W * 4], want_p[W * 4],
+            got_p[W * 4];
+        int32_t acc[W * 4];
+        const int32_t k[ROWS] = {1 << 20, -(1 << 19), 3 << 20, 1 << 18, -(1 << 18)};
+        for (int v = 0; v < 2; v++) {
+            ck_assert_int_eq(clipn_kernels_select(v ? isa : "portable", NULL), 0);
+            clipn_resample_row_h(src, (size_t)W * C, C, &taps, v ? got : want);
+            clipn_resample_row_v(src, (size_t)W * C, 0, k, ROWS, acc, v ? got_v : want_v);
+            clipn_premultiply_row(src, C, W, v ? got_p : want_p);
+        }
+        ck_assert_mem_eq(got, want, (size_t)N * C);
+        ck_assert_mem_eq(got_v, want_v, (size_t)W * C);
+        ck_assert_mem_eq(got_p, want_p, (size_t)W * C);
+        free(spread);
+    }
+    clipn_kernels_reset_from_env();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ GEMM */
 
 /* Relative error budget of one product: 4u(sqrt(K) + 4) in fp32; BF16 rounds both inputs
@@ -919,6 +967,7 @@ Suite *make_suite(void)
     tcase_add_loop_test(tc, test_layernorm, 0, N_ISAS);
     tcase_add_loop_test(tc, test_attention, 0, N_ISAS);
     tcase_add_loop_test(tc, test_isa_vs_portable, 0, N_ISAS);
+    tcase_add_loop_test(tc, test_resample_isa_vs_portable, 0, N_ISAS);
     tcase_add_test(tc, test_dispatch_select);
     tcase_add_test(tc, test_dispatch_env);
     tcase_add_test(tc, test_dropped_weight_pages_refault);

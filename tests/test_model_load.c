@@ -5,6 +5,8 @@
 
 #include "internal.h"
 
+#include <sys/resource.h>
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stddef.h>
@@ -752,6 +754,73 @@ START_TEST(bad_json)
 }
 END_TEST
 
+/* A key twice in any object of the header or the config: cJSON keeps both and its lookups
+ * return the first, so the file meant one thing to us and may mean another to a reader
+ * that keeps the last (Python's json, safetensors' serde). */
+START_TEST(duplicate_json_keys_refused)
+{
+    builder b;
+    builder_init(&b);
+    set_cfg(&b, "embed_dim", "4, \"embed_dim\": 5");
+    build_fail(&b, CLIPN_E_FORMAT, "config has the key \"embed_dim\" twice");
+    builder_init(&b);
+    b.format = "libclipn\", \"format\": \"libclipn";
+    build_fail(&b, CLIPN_E_FORMAT, "header has the key \"format\" twice");
+    static const char entry[] = "{\"x\": {\"dtype\": \"U8\", \"shape\": [1], \"dtype\": \"F32\", "
+                                "\"data_offsets\": [0, 1]}}";
+    write_raw(path, strlen(entry), entry, strlen(entry), "a", 1);
+    expect_fail(CLIPN_E_FORMAT, "has the key \"dtype\" twice");
+    /* and more than 16 keys (sorted, not pairwise) */
+    char many[4096];
+    size_t n = (size_t)snprintf(many, sizeof many, "{");
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(many + n, sizeof many - n, "%s\"t%d\": {\"dtype\": \"U8\", "
+                              "\"shape\": [0], \"data_offsets\": [0, 0]}",
+                              i ? ", " : "", i == 39 ? 7 : i);
+    snprintf(many + n, sizeof many - n, "}");
+    raw_header(many);
+    expect_fail(CLIPN_E_FORMAT, "has the key \"t7\" twice");
+}
+END_TEST
+
+static long max_rss_kb(void)
+{
+    struct rusage ru;
+    ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
+}
+
+/* A 10 MB header of one JSON array cost 435 MB of RSS in cJSON (50 MB: 2.2 GB, under the
+ * 100 MiB header limit); the values are counted before cJSON runs now. */
+START_TEST(header_json_cost_bounded)
+{
+    const size_t n = 10u << 20;
+    char *h = malloc(n + 1);
+    ck_assert_ptr_nonnull(h);
+    for (int wrapped = 0; wrapped < 2; wrapped++) {
+        size_t k = 0;
+        if (wrapped)
+            k += (size_t)sprintf(h, "{\"x\": ");
+        h[k++] = '[';
+        while (k + 4 < n)
+            h[k++] = '0', h[k++] = ',';
+        h[k++] = '0';
+        h[k++] = ']';
+        if (wrapped)
+            h[k++] = '}';
+        h[k] = '\0';
+        write_raw(path, k, h, k, NULL, 0);
+        long before = max_rss_kb();
+        expect_fail(CLIPN_E_LIMIT, wrapped ? "JSON values" : "entries");
+        long grown_mb = (max_rss_kb() - before) / 1024;
+        printf("  %s: 10 MB header of one array, refused, max RSS grew %ld MB\n",
+               wrapped ? "object" : "root array", grown_mb);
+        ck_assert_int_lt(grown_mb, 64); /* the mapping and one copy of the header */
+    }
+    free(h);
+}
+END_TEST
+
 START_TEST(metadata_damage)
 {
     builder b;
@@ -997,7 +1066,7 @@ START_TEST(data_offsets)
     static const char twice[] = "{\"x\": {\"dtype\": \"U8\", \"shape\": [], \"data_offsets\": [0, 1]},"
                                 " \"x\": {\"dtype\": \"U8\", \"shape\": [], \"data_offsets\": [1, 2]}}";
     write_raw(path, strlen(twice), twice, strlen(twice), "ab", 2);
-    expect_fail(CLIPN_E_FORMAT, "'x' is listed twice");
+    expect_fail(CLIPN_E_FORMAT, "has the key \"x\" twice");
 }
 END_TEST
 
@@ -1376,6 +1445,8 @@ Suite *make_suite(void)
     tcase_add_test(bad, merges_must_fit_the_vocab);
     tcase_add_loop_test(bad, bad_merges_lines, 0, 4);
     tcase_add_test(bad, too_many_merges_refused);
+    tcase_add_test(bad, duplicate_json_keys_refused);
+    tcase_add_test(bad, header_json_cost_bounded);
     tcase_add_loop_test(bad, non_finite_weights_refused, 0, 8);
     tcase_add_test(bad, logit_scale_overflow);
     suite_add_tcase(s, bad);

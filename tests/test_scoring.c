@@ -354,6 +354,11 @@ START_TEST(test_head_damaged_refused)
     patch_and_expect_refusal(orig, len, "[0,48]", "[4,52]", &fm); /* overlaps heads.no */
     patch_and_expect_refusal(orig, len, "heads.no", "heads.xx", &fm);
     patch_and_expect_refusal(orig, len, "[\\\"tench", "[1\\\"ench", &fm); /* bad class list */
+    /* a key twice (cJSON's lookups take the first; other readers the last), and a class
+       list of more values than classes */
+    patch_and_expect_refusal(orig, len, "\"prompts_fingerprint\"", "\"model_fingerprint\"  ",
+                             &fm);
+    patch_and_expect_refusal(orig, len, "[\\\"tench\\\",", "[1,1,1,1,1,", &fm);
 
     /* a NaN in the data */
     b = malloc(len);

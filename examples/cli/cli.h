@@ -35,7 +35,8 @@ int cli_parse_precision(void *dest, const char *cmd, char *value);
 #define CLI_PRECISION_OPTION CLI_CUSTOM("--precision", &cli_precision, cli_parse_precision)
 #define CLI_PRECISION_USAGE \
     "  --precision P    fp32, bf16 or int8 (default: the model file's own; docs/cli.md)\n"
-/* Read a whole file; NULL + message on failure. Caller frees. */
+/* Read a whole text file (cli_read_file_capped with CLI_MAX_TEXT_FILE, pipes allowed);
+ * NULL + message on failure. Caller frees. */
 char *cli_read_file(const char *cmd, const char *path, size_t *len);
 /* Split text into lines (no trailing newline or CR, empty lines dropped); the array and
  * strings live in one allocation with *lines pointing into it. Returns count or -1. */
@@ -78,6 +79,65 @@ enum { CLI_ARGS_OK = 0, CLI_ARGS_HELP = -1 };
  * option, a missing or bad value prints one line and returns 2 (a usage error). */
 int cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts,
                    void (*usage)(FILE *), int *n_pos);
+
+/* ---- outputs (cli_output.c): every file is written to a temporary file in the target's
+ * folder, every write checked, fsync'ed and renamed into place; on failure the target is
+ * untouched and the temporary removed. An existing device or FIFO target (/dev/null,
+ * /dev/stdout) is written in place. Symbolic links are followed. */
+typedef struct cli_out cli_out;
+/* NULL + message on failure. */
+cli_out *cli_out_open(const char *cmd, const char *path);
+FILE *cli_out_file(cli_out *o);
+/* Flush, fsync, rename into place; 0, or 1 with "clipn <cmd>: <path>: <strerror>".
+ * Frees o either way. */
+int cli_out_close(cli_out *o);
+/* Abandon: the temporary file is removed, the target untouched. Frees o (NULL is fine). */
+void cli_out_discard(cli_out *o);
+/* A file some other code writes by name (clipn_heads_save): save(tmp, arg) writes a
+ * temporary file this creates (next to path, or in $TMPDIR for a device target), which is
+ * then renamed onto path (or copied into the device). save prints its own error and
+ * returns non-zero on failure; the temporary is then removed and path untouched. */
+int cli_out_save_with(const char *cmd, const char *path,
+                      int (*save)(const char *tmp, void *arg), void *arg);
+int cli_out_write_all(const char *cmd, const char *path, const void *data, size_t n);
+/* Can path be written (folder exists and is writable, not a directory)? 0 or 1 (printed). */
+int cli_out_check(const char *cmd, const char *opt, const char *path);
+
+/* Standard output with error tracking: cli_stdout_init at start (main), cli_stdout_close
+ * at exit: flush, and on a write error "clipn <cmd>: standard output: <strerror>", 1. */
+void cli_stdout_init(void);
+int cli_stdout_close(const char *cmd);
+int cli_stdout_failed(void); /* a write to stdout has failed already */
+
+/* A path and the option that named it ("" for a positional), for the checks below. */
+typedef struct cli_path {
+    const char *opt;
+    const char *path; /* NULL entries are ignored */
+} cli_path;
+/* Before any work: refuse (exit 2) an output that is the same file as an input (same path,
+ * or same device and inode) or as another output; then check every output is writable
+ * (1). Returns 0, 1 or 2 (message printed). */
+int cli_check_paths(const char *cmd, const cli_path *outs, int n_outs, const cli_path *ins,
+                    int n_ins);
+/* The same for a list of input paths (images): 0 or 2. */
+int cli_check_paths_list(const char *cmd, const cli_path *outs, int n_outs, const char *what,
+                         char *const *paths, size_t n);
+
+/* ---- bounded inputs (cli_util.c): opened non-blocking, fstat'ed; a regular file is read
+ * if it is at most `cap` bytes; a pipe (`<(...)`, a FIFO) is read as a stream up to `cap`
+ * only where allow_pipe; anything else (/dev/zero, a directory, a socket) is refused. */
+#define CLI_MAX_TEXT_FILE ((size_t)256 << 20) /* class, template, image lists, --file */
+#define CLI_MAX_NPY_FILE ((size_t)16 << 30)   /* .npy inputs */
+char *cli_read_file_capped(const char *cmd, const char *path, size_t cap, int allow_pipe,
+                           size_t *len);
+
+/* JSON strings: a copy of s that is valid UTF-8 (each invalid byte becomes U+FFFD), for
+ * cJSON (which escapes control characters itself). NULL when out of memory. */
+char *cli_utf8_valid(const char *s);
+/* cJSON_AddStringToObject with the name and value made valid UTF-8; NULL on no memory. */
+struct cJSON;
+struct cJSON *cli_json_add_string(struct cJSON *obj, const char *name, const char *value);
+struct cJSON *cli_json_add_item(struct cJSON *obj, const char *name, struct cJSON *item);
 
 /* Write a float32 C-order .npy of the given shape. Returns 0 or 1 (message printed). */
 int cli_write_npy_f32(const char *cmd, const char *path, const float *data, int ndim,

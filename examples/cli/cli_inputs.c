@@ -213,7 +213,10 @@ int cli_inputs_add_list(const char *cmd, const char *list_file, int labels, cli_
                -1;
     }
     size_t first = list->n;
-    for (char *p = text; p < text + len;) {
+    char *start = text;
+    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
+        start += 3; /* a UTF-8 byte-order mark (Windows editors) is not part of the path */
+    for (char *p = start; p < text + len;) {
         char *nl = memchr(p, '\n', (size_t)(text + len - p));
         char *end = nl ? nl : text + len, *e = end;
         if (e > p && e[-1] == '\r')

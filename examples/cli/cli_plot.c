@@ -60,7 +60,7 @@ enum { PANEL_W = 380, MARGIN_L = 56, PLOT = 280, TITLE_H = 34, AXIS_H = 44, ROW_
 static void xml_text(FILE *f, const char *s, int width)
 {
     char buf[512];
-    cli_text_fit(s, width, buf, sizeof buf);
+    cli_text_fit_middle(s, width, buf, sizeof buf);
     for (const char *c = buf; *c; c++) {
         switch (*c) {
         case '&': fputs("&amp;", f); break;
@@ -161,7 +161,7 @@ void cli_plot_curve(cli_roc_plot *p, int style, const char *score, const double 
     panel_origin(p, &x0, &y0);
     int k = style % N_STYLES;
     /* earlier curves wider: a later one drawn on top leaves the earlier's edges showing */
-    double width = 4.0 - 0.5 * (style < 6 ? style : 6);
+    double width = style < 7 ? 4.0 - 0.4 * style : 1.2;
     const char *dash = dashes[k];
     fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\" stroke-opacity=\"0.9\"",
             colors[k], width);

@@ -2,10 +2,15 @@
 #include "cli.h"
 #include "cli_backend.h"
 
+#include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int cli_fail(const char *cmd, const char *fmt, ...)
 {
@@ -128,43 +133,94 @@ clipn_model *cli_load_model(const char *cmd, const char *path)
     return m;
 }
 
-char *cli_read_file(const char *cmd, const char *path, size_t *len)
+char *cli_read_file_capped(const char *cmd, const char *path, size_t cap, int allow_pipe,
+                           size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* non-blocking: opening a FIFO with no writer must not hang before the fstat */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
         cli_fail(cmd, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap)
-            break;
-        char *nb = realloc(buf, cap * 2 + 1);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
+    struct stat st;
+    char *buf = NULL;
+    size_t n = 0, want;
+    if (fstat(fd, &st) != 0) {
+        cli_fail(cmd, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (S_ISREG(st.st_mode)) {
+        if ((unsigned long long)st.st_size > cap) {
+            cli_fail(cmd, "%s: %lld bytes, more than the limit of %zu", path,
+                     (long long)st.st_size, cap);
+            goto fail;
         }
-        buf = nb;
-        cap *= 2;
+        want = (size_t)st.st_size;
+    } else if (S_ISFIFO(st.st_mode) && allow_pipe) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+            cli_fail(cmd, "%s: %s", path, strerror(errno));
+            goto fail;
+        }
+        want = 1 << 16;
+    } else {
+        cli_fail(cmd, "%s: %s", path,
+                 S_ISDIR(st.st_mode) ? "Is a directory"
+                 : allow_pipe        ? "not a regular file or a pipe"
+                                     : "not a regular file");
+        goto fail;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf) {
+    /* read one byte more than expected, to see a file that grows or a pipe over the cap */
+    size_t alloc = want + 1;
+    if (!(buf = malloc(alloc + 1))) {
         cli_fail(cmd, "%s: out of memory", path);
-        return NULL;
+        goto fail;
     }
-    if (bad) {
-        free(buf);
-        cli_fail(cmd, "%s: read error", path);
-        return NULL;
+    for (;;) {
+        if (n == alloc) {
+            if (S_ISREG(st.st_mode) || n > cap) {
+                cli_fail(cmd, S_ISREG(st.st_mode) ? "%s: the file changed while being read"
+                                                  : "%s: more than the limit of %zu bytes",
+                         path, cap);
+                goto fail;
+            }
+            size_t na = alloc > cap / 2 ? cap + 1 : alloc * 2;
+            char *nb = realloc(buf, na + 1);
+            if (!nb) {
+                cli_fail(cmd, "%s: out of memory", path);
+                goto fail;
+            }
+            buf = nb;
+            alloc = na;
+        }
+        ssize_t got = read(fd, buf + n, alloc - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            cli_fail(cmd, "%s: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
     }
+    if (n > cap) {
+        cli_fail(cmd, "%s: more than the limit of %zu bytes", path, cap);
+        goto fail;
+    }
+    close(fd);
     buf[n] = '\0';
     *len = n;
     return buf;
+fail:
+    free(buf);
+    close(fd);
+    return NULL;
+}
+
+char *cli_read_file(const char *cmd, const char *path, size_t *len)
+{
+    return cli_read_file_capped(cmd, path, CLI_MAX_TEXT_FILE, 1, len);
 }
 
 int cli_read_lines(const char *cmd, const char *path, char ***lines)
@@ -204,37 +260,208 @@ int cli_read_lines(const char *cmd, const char *path, char ***lines)
     return n;
 }
 
+/* ------------------------------------------------------------------ .npy */
+
 int cli_write_npy_f32(const char *cmd, const char *path, const float *data, int ndim,
                       const size_t *shape)
 {
     char hdr[256];
-    char dims[160] = "";
-    size_t total = 1;
+    char dims[200] = "";
+    size_t total = 1, used = 0;
+    if (ndim < 0 || ndim > 8)
+        return cli_fail(cmd, "%s: internal: %d dimensions", path, ndim);
     for (int i = 0; i < ndim; i++) {
-        char d[32];
-        snprintf(d, sizeof d, "%zu%s", shape[i], (ndim == 1 || i < ndim - 1) ? ", " : "");
-        strncat(dims, d, sizeof dims - strlen(dims) - 1);
+        int k = snprintf(dims + used, sizeof dims - used, "%zu%s", shape[i],
+                         (ndim == 1 || i < ndim - 1) ? ", " : "");
+        if (k < 0 || (size_t)k >= sizeof dims - used)
+            return cli_fail(cmd, "%s: internal: .npy shape does not fit the header", path);
+        used += (size_t)k;
         total *= shape[i];
     }
     int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }",
                      dims);
+    if (n < 0 || (size_t)n >= sizeof hdr)
+        return cli_fail(cmd, "%s: internal: .npy header too long", path);
     /* pad so that magic(6) + version(2) + len(2) + header is a multiple of 64, ending in \n */
     int total_hdr = 10 + n + 1;
     int pad = (64 - total_hdr % 64) % 64;
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return cli_fail(cmd, "%s: %s", path, strerror(errno));
+    cli_out *o = cli_out_open(cmd, path);
+    if (!o)
+        return 1;
+    FILE *f = cli_out_file(o);
     unsigned short hl = (unsigned short)(n + pad + 1);
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff),
                              (unsigned char)(hl >> 8)};
     fwrite(pre, 1, 10, f);
     fwrite(hdr, 1, (size_t)n, f);
-    for (int i = 0; i < pad; i++)
-        fputc(' ', f);
-    fputc('\n', f);
-    fwrite(data, sizeof(float), total, f);
-    if (fclose(f) != 0)
-        return cli_fail(cmd, "%s: write error", path);
+    fprintf(f, "%*s\n", pad, "");
+    if (total)
+        fwrite(data, sizeof(float), total, f);
+    return cli_out_close(o); /* every write's error is seen here */
+}
+
+/* The header dict exactly as numpy writes it, read strictly: Python literal syntax for a
+ * dict of the three keys 'descr', 'fortran_order', 'shape', each once, with plain string,
+ * bool and tuple-of-decimal-int values. Whatever numpy would read differently (duplicate
+ * keys: the last one wins in numpy) or refuse is refused. */
+typedef struct npy_hdr {
+    const char *p, *end;
+    char descr[16];
+    int fortran, have_descr, have_fortran, have_shape, ndim;
+    size_t shape[8];
+} npy_hdr;
+
+static void npy_ws(npy_hdr *h)
+{
+    while (h->p < h->end && (*h->p == ' ' || *h->p == '\t' || *h->p == '\n' || *h->p == '\r'))
+        h->p++;
+}
+
+/* 'text' or "text" without escapes, into out (size n). 0 or -1. */
+static int npy_string(npy_hdr *h, char *out, size_t n)
+{
+    if (h->p >= h->end || (*h->p != '\'' && *h->p != '"'))
+        return -1;
+    char q = *h->p++;
+    size_t k = 0;
+    while (h->p < h->end && *h->p != q) {
+        if (*h->p == '\\' || *h->p == '\n' || k + 1 >= n)
+            return -1;
+        out[k++] = *h->p++;
+    }
+    if (h->p >= h->end)
+        return -1;
+    h->p++;
+    out[k] = '\0';
+    return 0;
+}
+
+static int npy_word(npy_hdr *h, const char *w)
+{
+    size_t n = strlen(w);
+    if ((size_t)(h->end - h->p) < n || memcmp(h->p, w, n))
+        return 0;
+    const char *after = h->p + n;
+    if (after < h->end && (isalnum((unsigned char)*after) || *after == '_'))
+        return 0;
+    h->p = after;
+    return 1;
+}
+
+/* (d0, d1, ...): a tuple of decimal ints; "(n)" is an int in Python, not a tuple. */
+static int npy_shape(npy_hdr *h)
+{
+    if (h->p >= h->end || *h->p != '(')
+        return -1;
+    h->p++;
+    int nd = 0, commas = 0;
+    for (;;) {
+        npy_ws(h);
+        if (h->p < h->end && *h->p == ')') {
+            h->p++;
+            break;
+        }
+        if (nd > commas || nd == 8) /* two numbers without a comma, or too many dims */
+            return -1;
+        if (h->p >= h->end || !isdigit((unsigned char)*h->p))
+            return -1;
+        if (*h->p == '0' && h->p + 1 < h->end && isdigit((unsigned char)h->p[1]))
+            return -1; /* 012 is a SyntaxError in Python 3 */
+        unsigned long long v = 0;
+        while (h->p < h->end && isdigit((unsigned char)*h->p)) {
+            if (v > (1ull << 40))
+                return -2;
+            v = v * 10 + (unsigned)(*h->p++ - '0');
+        }
+        if (v > (1ull << 40))
+            return -2;
+        if (h->p < h->end && (isalpha((unsigned char)*h->p) || *h->p == '_' || *h->p == '.'))
+            return -1; /* 3L, 1_0, 2.0, 0x1... */
+        h->shape[nd++] = (size_t)v;
+        npy_ws(h);
+        if (h->p < h->end && *h->p == ',') {
+            h->p++;
+            commas++;
+        }
+    }
+    if (nd == 1 && commas == 0)
+        return -1;
+    if (commas > nd)
+        return -1; /* "(,)" */
+    h->ndim = nd;
+    return 0;
+}
+
+/* 0, or -1 with a reason in *why. */
+static int npy_parse_header(npy_hdr *h, const char **why)
+{
+    *why = "malformed header dict";
+    npy_ws(h);
+    if (h->p >= h->end || *h->p++ != '{')
+        return -1;
+    for (;;) {
+        npy_ws(h);
+        if (h->p < h->end && *h->p == '}') {
+            h->p++;
+            break;
+        }
+        char key[32];
+        if (npy_string(h, key, sizeof key))
+            return -1;
+        npy_ws(h);
+        if (h->p >= h->end || *h->p++ != ':')
+            return -1;
+        npy_ws(h);
+        int *seen;
+        if (!strcmp(key, "descr")) {
+            seen = &h->have_descr;
+            if (npy_string(h, h->descr, sizeof h->descr)) {
+                *why = "'descr' must be a plain dtype string";
+                return -1;
+            }
+        } else if (!strcmp(key, "fortran_order")) {
+            seen = &h->have_fortran;
+            if (npy_word(h, "False"))
+                h->fortran = 0;
+            else if (npy_word(h, "True"))
+                h->fortran = 1;
+            else {
+                *why = "'fortran_order' must be True or False";
+                return -1;
+            }
+        } else if (!strcmp(key, "shape")) {
+            seen = &h->have_shape;
+            int r = npy_shape(h);
+            if (r) {
+                *why = r == -2 ? "shape too large" : "malformed shape tuple";
+                return -1;
+            }
+        } else {
+            *why = "unknown key in the header dict";
+            return -1;
+        }
+        if ((*seen)++) {
+            *why = "duplicate key in the header dict";
+            return -1;
+        }
+        npy_ws(h);
+        if (h->p < h->end && *h->p == ',') {
+            h->p++;
+            continue;
+        }
+        npy_ws(h);
+        if (h->p >= h->end || *h->p != '}')
+            return -1;
+    }
+    npy_ws(h);
+    if (h->p != h->end) {
+        *why = "text after the header dict";
+        return -1;
+    }
+    if (!h->have_descr || !h->have_fortran || !h->have_shape) {
+        *why = "the header dict needs 'descr', 'fortran_order' and 'shape'";
+        return -1;
+    }
     return 0;
 }
 
@@ -242,7 +469,7 @@ int cli_read_npy_f32(const char *cmd, const char *path, float **data, int *ndim,
                      size_t shape[8])
 {
     size_t len;
-    char *buf = cli_read_file(cmd, path, &len);
+    char *buf = cli_read_file_capped(cmd, path, CLI_MAX_NPY_FILE, 0, &len);
     if (!buf)
         return 1;
     int rc = 1;
@@ -250,12 +477,16 @@ int cli_read_npy_f32(const char *cmd, const char *path, float **data, int *ndim,
         cli_fail(cmd, "%s: not a .npy file", path);
         goto out;
     }
-    unsigned char major = (unsigned char)buf[6];
+    unsigned char major = (unsigned char)buf[6], minor = (unsigned char)buf[7];
     size_t hl, off;
+    if (minor != 0 || major < 1 || major > 3) {
+        cli_fail(cmd, "%s: unsupported .npy version %d.%d", path, major, minor);
+        goto out;
+    }
     if (major == 1) {
         hl = (unsigned char)buf[8] | ((size_t)(unsigned char)buf[9] << 8);
         off = 10;
-    } else if (major == 2 || major == 3) {
+    } else {
         if (len < 12) {
             cli_fail(cmd, "%s: truncated .npy header", path);
             goto out;
@@ -263,54 +494,43 @@ int cli_read_npy_f32(const char *cmd, const char *path, float **data, int *ndim,
         hl = (unsigned char)buf[8] | ((size_t)(unsigned char)buf[9] << 8) |
              ((size_t)(unsigned char)buf[10] << 16) | ((size_t)(unsigned char)buf[11] << 24);
         off = 12;
-    } else {
-        cli_fail(cmd, "%s: unsupported .npy version %d", path, major);
-        goto out;
     }
     if (hl > len - off) {
         cli_fail(cmd, "%s: truncated .npy header", path);
         goto out;
     }
-    char hdr[4096];
-    if (hl >= sizeof hdr) {
-        cli_fail(cmd, "%s: .npy header too long", path);
+    if (hl > 65536) {
+        cli_fail(cmd, "%s: .npy header longer than 64 KiB", path);
         goto out;
     }
-    memcpy(hdr, buf + off, hl);
-    hdr[hl] = '\0';
-    if (!strstr(hdr, "'descr': '<f4'")) {
-        cli_fail(cmd, "%s: .npy dtype must be float32 little-endian ('<f4')", path);
-        goto out;
-    }
-    if (!strstr(hdr, "'fortran_order': False")) {
-        cli_fail(cmd, "%s: .npy must be C order", path);
-        goto out;
-    }
-    char *s = strstr(hdr, "'shape': (");
-    if (!s) {
-        cli_fail(cmd, "%s: .npy header has no shape", path);
-        goto out;
-    }
-    s += 10;
-    int nd = 0;
-    size_t total = 1;
-    while (*s && *s != ')') {
-        while (*s == ' ' || *s == ',')
-            s++;
-        if (*s == ')')
-            break;
-        if (*s < '0' || *s > '9' || nd == 8) {
-            cli_fail(cmd, "%s: bad .npy shape", path);
+    npy_hdr h = {.p = buf + off, .end = buf + off + hl};
+    for (const char *c = h.p; c < h.end; c++)
+        if (!*c || ((unsigned char)*c >= 0x80 && major < 3)) {
+            cli_fail(cmd, "%s: bad byte in the .npy header", path);
             goto out;
         }
-        errno = 0;
-        unsigned long long v = strtoull(s, &s, 10);
-        if (errno || v > ((size_t)1 << 40) || (v && total > ((size_t)1 << 40) / v)) {
+    const char *why;
+    if (npy_parse_header(&h, &why)) {
+        cli_fail(cmd, "%s: .npy header: %s", path, why);
+        goto out;
+    }
+    if (strcmp(h.descr, "<f4")) {
+        cli_fail(cmd, "%s: .npy dtype must be float32 little-endian ('<f4'), not '%s'", path,
+                 h.descr);
+        goto out;
+    }
+    if (h.fortran) {
+        cli_fail(cmd, "%s: .npy must be C order (fortran_order False)", path);
+        goto out;
+    }
+    size_t total = 1;
+    for (int i = 0; i < h.ndim; i++) {
+        if (h.shape[i] && total > ((size_t)1 << 40) / h.shape[i]) {
             cli_fail(cmd, "%s: .npy shape too large", path);
             goto out;
         }
-        shape[nd++] = (size_t)v;
-        total *= (size_t)v;
+        total *= h.shape[i];
+        shape[i] = h.shape[i];
     }
     off += hl;
     if (total > (len - off) / sizeof(float) || (len - off) != total * sizeof(float)) {
@@ -324,9 +544,66 @@ int cli_read_npy_f32(const char *cmd, const char *path, float **data, int *ndim,
         goto out;
     }
     memcpy(*data, buf + off, total * sizeof(float));
-    *ndim = nd;
+    *ndim = h.ndim;
     rc = 0;
 out:
     free(buf);
     return rc;
+}
+
+/* ------------------------------------------------------------------ JSON strings */
+
+char *cli_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1), *o = out; /* at worst every byte becomes U+FFFD */
+    if (!out)
+        return NULL;
+    while (*p) {
+        unsigned c = p[0];
+        size_t k = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 : (c >= 0xe0 && c <= 0xef) ? 3
+                                : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+        int ok = k > 0;
+        for (size_t i = 1; ok && i < k; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (ok && k == 3) {
+            unsigned cp = (c & 0x0f) << 12 | (p[1] & 0x3fu) << 6 | (p[2] & 0x3fu);
+            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff); /* no overlongs, surrogates */
+        } else if (ok && k == 4) {
+            unsigned cp = (c & 0x07) << 18 | (p[1] & 0x3fu) << 12 | (p[2] & 0x3fu) << 6 |
+                          (p[3] & 0x3fu);
+            ok = cp >= 0x10000 && cp <= 0x10ffff;
+        }
+        if (ok) {
+            memcpy(o, p, k);
+            o += k;
+            p += k;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+cJSON *cli_json_add_item(cJSON *obj, const char *name, cJSON *item)
+{
+    char *n = item ? cli_utf8_valid(name) : NULL;
+    if (!n || !cJSON_AddItemToObject(obj, n, item)) {
+        cJSON_Delete(item);
+        item = NULL;
+    }
+    free(n);
+    return item;
+}
+
+cJSON *cli_json_add_string(cJSON *obj, const char *name, const char *value)
+{
+    char *v = cli_utf8_valid(value);
+    cJSON *item = v ? cJSON_CreateString(v) : NULL;
+    free(v);
+    return cli_json_add_item(obj, name, item);
 }

@@ -30,7 +30,9 @@ static void usage(FILE *f)
             "  --threads N      compute threads (default: all cores)\n"
             CLI_PRECISION_USAGE
             CLI_INPUTS_HELP
-            "Images are reported in that order. An unreadable image is reported on stderr and skipped; the exit status is then 1.\n");
+            "Images are reported in that order. An unreadable image is reported on stderr and\n"
+            "skipped; the others are still classified and printed, and the exit status is\n"
+            "then 1.\n");
 }
 
 static cJSON *number_or_null(double v)
@@ -38,58 +40,87 @@ static cJSON *number_or_null(double v)
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
-/* Indices of the k largest probabilities, descending (k is small: selection). */
-static void top_k(const float *p, int n, int k, int *idx)
+/* p[a] ranks before p[b]: larger first, NaN last, ties by index (the order a stable
+ * descending sort gives). */
+static int ranks_before(const float *p, int a, int b)
 {
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int c = 0; c < n; c++) {
-            int used = 0;
-            for (int u = 0; u < j; u++)
-                used |= idx[u] == c;
-            if (!used && (best < 0 || p[c] > p[best]))
-                best = c;
-        }
-        idx[j] = best;
+    float x = isnan(p[a]) ? -INFINITY : p[a], y = isnan(p[b]) ? -INFINITY : p[b];
+    return x > y || (x == y && a < b);
+}
+
+/* Sift down in a heap whose root is the worst-ranked of the k kept. */
+static void sift_down(const float *p, int *h, int k, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < k && ranks_before(p, h[w], h[l]))
+            w = l;
+        if (r < k && ranks_before(p, h[w], h[r]))
+            w = r;
+        if (w == i)
+            return;
+        int t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
     }
 }
 
+/* Indices of the k best-ranked probabilities, best first: O(n log k) with a heap of the
+ * k kept, then heap-sorted in place. */
+static void top_k(const float *p, int n, int k, int *idx)
+{
+    for (int c = 0; c < k; c++)
+        idx[c] = c;
+    for (int i = k / 2 - 1; i >= 0; i--)
+        sift_down(p, idx, k, i);
+    for (int c = k; c < n; c++)
+        if (ranks_before(p, c, idx[0])) {
+            idx[0] = c;
+            sift_down(p, idx, k, 0);
+        }
+    for (int end = k - 1; end > 0; end--) { /* the worst goes last each time */
+        int t = idx[0];
+        idx[0] = idx[end];
+        idx[end] = t;
+        sift_down(p, idx, end, 0);
+    }
+}
+
+/* One JSON line per image; every string made valid UTF-8 and every allocation checked:
+ * -1 when out of memory (nothing printed). */
 static int print_json(const char *path, const clipn_heads *h, const float *probs,
                       const int *top, int k, const clipn_scores *s)
 {
-    cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *sc = cJSON_CreateObject();
-    cJSON *ood = cJSON_CreateObject();
-    if (!o || !arr || !sc || !ood) {
-        cJSON_Delete(o);
-        cJSON_Delete(arr);
-        cJSON_Delete(sc);
-        cJSON_Delete(ood);
-        return -1;
-    }
-    cJSON_AddStringToObject(o, "image", path);
-    cJSON_AddStringToObject(o, "pred", h->class_names[s->pred]);
-    for (int j = 0; j < k; j++) {
+    cJSON *o = cJSON_CreateObject();
+    int ok = o != NULL;
+    ok = ok && cli_json_add_string(o, "image", path);
+    ok = ok && cli_json_add_string(o, "pred", h->class_names[s->pred]);
+    cJSON *arr = ok ? cli_json_add_item(o, "top", cJSON_CreateArray()) : NULL;
+    ok = ok && arr;
+    for (int j = 0; ok && j < k; j++) {
         cJSON *e = cJSON_CreateObject();
-        if (!e)
+        if (!e || !cJSON_AddItemToArray(arr, e)) {
+            cJSON_Delete(e);
+            ok = 0;
             break;
-        cJSON_AddStringToObject(e, "class", h->class_names[top[j]]);
-        cJSON_AddItemToObject(e, "prob", cJSON_CreateNumber(probs[top[j]]));
-        cJSON_AddItemToArray(arr, e);
+        }
+        ok = cli_json_add_string(e, "class", h->class_names[top[j]]) &&
+             cli_json_add_item(e, "prob", cJSON_CreateNumber(probs[top[j]]));
     }
-    cJSON_AddItemToObject(o, "top", arr);
-    cJSON_AddItemToObject(sc, "ctw", number_or_null(s->ctw));
-    cJSON_AddItemToObject(sc, "atd", number_or_null(s->atd));
-    cJSON_AddItemToObject(sc, "msp", number_or_null(s->msp));
-    cJSON_AddItemToObject(sc, "maxlogit", number_or_null(s->maxlogit));
-    cJSON_AddItemToObject(sc, "energy", number_or_null(s->energy));
-    cJSON_AddItemToObject(sc, "mcm", number_or_null(s->mcm));
-    cJSON_AddItemToObject(sc, "glmcm", number_or_null(s->glmcm));
-    cJSON_AddItemToObject(sc, "neglabel", number_or_null(s->neglabel));
-    cJSON_AddItemToObject(o, "scores", sc);
-    cJSON_AddItemToObject(ood, "ctw", h->no ? cJSON_CreateBool(s->ood_ctw) : cJSON_CreateNull());
-    cJSON_AddItemToObject(ood, "atd", h->no ? cJSON_CreateBool(s->ood_atd) : cJSON_CreateNull());
-    cJSON_AddItemToObject(o, "ood", ood);
-    char *text = cJSON_PrintUnformatted(o);
+    cJSON *sc = ok ? cli_json_add_item(o, "scores", cJSON_CreateObject()) : NULL;
+    ok = ok && sc;
+    const double v[8] = {s->ctw,    s->atd,    s->msp,   s->maxlogit,
+                         s->energy, s->mcm,    s->glmcm, s->neglabel};
+    static const char *const names[8] = {"ctw", "atd",    "msp",   "maxlogit",
+                                         "energy", "mcm", "glmcm", "neglabel"};
+    for (int j = 0; ok && j < 8; j++)
+        ok = cli_json_add_item(sc, names[j], number_or_null(v[j])) != NULL;
+    cJSON *ood = ok ? cli_json_add_item(o, "ood", cJSON_CreateObject()) : NULL;
+    ok = ok && ood &&
+         cli_json_add_item(ood, "ctw", h->no ? cJSON_CreateBool(s->ood_ctw) : cJSON_CreateNull()) &&
+         cli_json_add_item(ood, "atd", h->no ? cJSON_CreateBool(s->ood_atd) : cJSON_CreateNull());
+    char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!text)
         return -1;
@@ -120,8 +151,25 @@ static double best_known(const clipn_heads *h, const float *feat, const float *p
     return best;
 }
 
-/* Class names in 40 display columns (cut with an ellipsis), control characters shown as
- * escapes; each verdict with the values it compared. */
+/* The class column: as wide as the widest class name, 12 to 60 display columns (one
+ * heads per run: computed once). */
+static int name_column(const clipn_heads *h)
+{
+    static const clipn_heads *done;
+    static int width;
+    if (done != h) {
+        width = 12;
+        for (int c = 0; c < h->n_classes && width < 60; c++) {
+            int w = cli_text_width(h->class_names[c]);
+            width = w > width ? (w < 60 ? w : 60) : width;
+        }
+        done = h;
+    }
+    return width;
+}
+
+/* Class names in one column (wider names cut with an ellipsis), control characters shown
+ * as escapes; each verdict with the values it compared. */
 static void print_table(const char *path, const clipn_heads *h, const float *feat,
                         const float *probs, const int *top, int k, const clipn_scores *s)
 {
@@ -129,12 +177,12 @@ static void print_table(const char *path, const clipn_heads *h, const float *fea
     putchar('\n');
     for (int j = 0; j < k; j++) {
         printf("  %2d. ", j + 1);
-        cli_print_cell(stdout, h->class_names[top[j]], 40);
+        cli_print_cell(stdout, h->class_names[top[j]], name_column(h));
         printf(" %7.3f%%\n", 100.0 * probs[top[j]]);
     }
     if (h->no) {
         char name[256];
-        cli_text_fit(h->class_names[s->pred], 40, name, sizeof name);
+        cli_text_fit_middle(h->class_names[s->pred], 60, name, sizeof name);
         double p_no = 1.0 - (double)s->ctw, p_ood = 1.0 - (double)s->atd;
         printf("  CTW: %-19s p_no %.4g %s 0.5 at \"%s\"\n",
                s->ood_ctw ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_no,
@@ -186,7 +234,8 @@ static int classify_one(void *user, size_t i, const float *feat, const char *err
     } else {
         print_table(o->images[i], o->heads, feat, o->probs, o->top_idx, o->top, &s);
     }
-    fflush(stdout);
+    if (fflush(stdout) != 0 || cli_stdout_failed())
+        return 1; /* stop: main reports the write error once, with its reason */
     return 0;
 }
 

@@ -129,6 +129,14 @@ int cmd_embed_image(int argc, char **argv)
     if (!pixels_path &&
         (st = cli_inputs_gather(cmd, argv + 1, n_pos, list_file, CLI_NO_LABELS, &inputs)))
         return st;
+    const cli_path outs[] = {{"--out", out_path}};
+    const cli_path ins[] = {{"--model", model_path}, {"--pixels", pixels_path},
+                            {"--list", list_file}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, 3)) ||
+        (st = cli_check_paths_list(cmd, outs, 1, "image", inputs.paths, inputs.n))) {
+        cli_image_list_free(&inputs);
+        return st;
+    }
 
     clipn_model *model = cli_load_model(cmd, model_path);
     if (!model) {

@@ -44,6 +44,11 @@ int cmd_embed_text(int argc, char **argv)
     if ((n_texts > 0) == (file != NULL))
         return cli_fail(cmd, "give texts or --file, exactly one (see --help)"), 2;
 
+    const cli_path outs[] = {{"--out", out_path}};
+    const cli_path ins[] = {{"--model", model_path}, {"--file", file}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, 2)))
+        return st;
+
     char **texts = argv + 1, **lines = NULL;
     int n = n_texts;
     if (file && (n = cli_read_lines(cmd, file, &lines)) < 0)

@@ -124,9 +124,10 @@ static void csv_field(FILE *f, const char *s)
 static int write_scores_csv(const char *cmd, const char *path, const pipeline *p,
                             const eval_set *sets, char **labels, const clipn_heads *heads)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return cli_fail(cmd, "%s: cannot create the file", path);
+    cli_out *o = cli_out_open(cmd, path);
+    if (!o)
+        return 1;
+    FILE *f = cli_out_file(o);
     fprintf(f, "image,set,label,pred,ctw,atd,msp,maxlogit,energy,mcm,glmcm,neglabel\n");
     for (size_t i = 0; i < p->n_images; i++) {
         const image_result *r = &p->res[i];
@@ -147,9 +148,7 @@ static int write_scores_csv(const char *cmd, const char *path, const pipeline *p
         }
         fputc('\n', f);
     }
-    if (fclose(f) != 0)
-        return cli_fail(cmd, "%s: write failed", path);
-    return 0;
+    return cli_out_close(o);
 }
 
 /* Scores of one set for one score kind, from the successfully scored images. */
@@ -172,13 +171,15 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
                        metric m[][N_SCORES], float *buf_id, float *buf_ood, const char *conv)
 {
     FILE *svg = NULL, *csv = NULL;
-    if (svg_path && !(svg = fopen(svg_path, "w")))
-        return cli_fail(cmd, "%s: cannot create the file", svg_path);
-    if (roc_csv && !(csv = fopen(roc_csv, "w"))) {
-        if (svg)
-            fclose(svg);
-        return cli_fail(cmd, "%s: cannot create the file", roc_csv);
+    cli_out *svg_out = NULL, *csv_out = NULL;
+    if (svg_path && !(svg_out = cli_out_open(cmd, svg_path)))
+        return 1;
+    if (roc_csv && !(csv_out = cli_out_open(cmd, roc_csv))) {
+        cli_out_discard(svg_out);
+        return 1;
     }
+    svg = svg_out ? cli_out_file(svg_out) : NULL;
+    csv = csv_out ? cli_out_file(csv_out) : NULL;
     if (csv)
         fprintf(csv, "set,score,threshold,fpr,tpr\n");
     cli_roc_plot plot;
@@ -214,13 +215,17 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
             free(thr);
         }
     }
-    if (svg) {
+    if (svg)
         cli_plot_end(&plot);
-        if (fclose(svg) != 0 && !rc)
-            rc = cli_fail(cmd, "%s: write failed", svg_path);
+    if (rc) { /* out of memory: what was written is incomplete, keep the old files */
+        cli_out_discard(svg_out);
+        cli_out_discard(csv_out);
+        return rc;
     }
-    if (csv && fclose(csv) != 0 && !rc)
-        rc = cli_fail(cmd, "%s: write failed", roc_csv);
+    if (svg_out)
+        rc |= cli_out_close(svg_out);
+    if (csv_out)
+        rc |= cli_out_close(csv_out);
     return rc;
 }
 
@@ -353,14 +358,27 @@ int cmd_eval(int argc, char **argv)
     if (n_stdin > 1)
         return cli_fail(cmd, "only one LIST can be '-' (standard input)"), 2;
 
-    /* Read every list before the (slow) model load, so a typo fails fast. */
+    /* Outputs checked and every list read before the (slow) model load, so a typo or an
+     * unwritable output fails fast, and no input is ever overwritten. */
+    const cli_path outs[] = {{"--scores-csv", scores_csv}, {"--roc-csv", roc_csv},
+                             {"--plot", plot}};
+    cli_path ins[5 + MAX_OOD + 1] = {{"--model", model_path}, {"--head", a.head},
+                                    {"--classes", a.classes}, {"--templates", a.templates},
+                                    {"--no-templates", a.no_templates}};
+    int n_ins = 5;
+    for (int s = 0; s < n_sets; s++)
+        ins[n_ins++] = (cli_path){s ? "--ood" : "--id", ood_specs[s]};
+    if ((st = cli_check_paths(cmd, outs, 3, ins, n_ins)))
+        return st;
     size_t n_images = 0;
     int rc = 1;
     for (int s = 0; s < n_sets; s++) {
-        if (cli_inputs_add_spec(cmd, ood_specs[s], CLI_LABELS, &sets[s].list) < 0) {
+        if (cli_inputs_add_spec(cmd, ood_specs[s], CLI_LABELS, &sets[s].list) < 0 ||
+            (st = cli_check_paths_list(cmd, outs, 3, "image", sets[s].list.paths,
+                                       sets[s].list.n))) {
             for (int t = 0; t <= s; t++)
                 cli_image_list_free(&sets[t].list);
-            return 1;
+            return st ? st : 1;
         }
         sets[s].first = n_images;
         n_images += sets[s].list.n;
@@ -414,19 +432,21 @@ int cmd_eval(int argc, char **argv)
     if (bad)
         goto done;
 
-    /* ---- metrics */
-    int has_no = heads->no != NULL;
+    /* ---- metrics. A set none of whose images could be scored is reported and skipped;
+     * the others are still reported and every output still written (exit status 1). */
+    int has_no = heads->no != NULL, skipped = 0;
     size_t n_ok[MAX_OOD + 1] = {0};
     for (size_t i = 0; i < n_images; i++)
         n_ok[res[i].set] += res[i].ok;
     if (!n_ok[0]) {
-        cli_fail(cmd, "%s: no ID image could be scored", id_spec);
-        goto done;
+        cli_fail(cmd, "%s: no ID image could be scored: no metrics", id_spec);
+        skipped = 1;
     }
-    for (int o = 1; o < n_sets; o++) {
+    for (int o = 1; o < n_sets && n_ok[0]; o++) {
         if (!n_ok[o]) {
-            cli_fail(cmd, "OOD set %s: no image could be scored", sets[o].name);
-            goto done;
+            cli_fail(cmd, "OOD set %s: no image could be scored (skipped)", sets[o].name);
+            skipped = 1;
+            continue;
         }
         for (int s = 0; s < N_SCORES; s++) {
             if (!score_available(s, has_no, heads->n_neg > 0))
@@ -435,7 +455,8 @@ int cmd_eval(int argc, char **argv)
             if (clipn_auroc(buf_id, ni, buf_ood, no, &m[o][s].auroc, &err) != CLIPN_OK ||
                 clipn_fpr95(buf_id, ni, buf_ood, no, mode, &m[o][s].fpr95, &err) != CLIPN_OK) {
                 cli_fail(cmd, "%s / %s: %s", sets[o].name, score_names[s], err.message);
-                goto done;
+                skipped = 1;
+                continue;
             }
             m[o][s].valid = 1;
         }
@@ -460,37 +481,38 @@ int cmd_eval(int argc, char **argv)
         mode == CLIPN_FPR95_INTERP
             ? "interp (official CLIPN: interp1d(tpr, fpr)(0.95) on sklearn roc_curve)"
             : "nearest (MCM / Outlier Exposure: FPR at the TPR nearest 0.95)";
+    int out_failed = 0;
 
     /* ---- report */
-    if (json) {
+    if (!n_ok[0]) {
+        /* nothing to report: only the per-image scores are written */
+    } else if (json) {
         cJSON *root = cJSON_CreateObject(), *ood = cJSON_CreateObject(), *n_ood = cJSON_CreateObject();
-        if (!root || !ood || !n_ood) {
-            cJSON_Delete(root);
+        int bad = !root || !ood || !n_ood;
+        if (bad) {
             cJSON_Delete(ood);
             cJSON_Delete(n_ood);
-            cli_fail(cmd, "out of memory");
-            goto done;
-        }
-        cJSON_AddItemToObject(root, "ood", ood);
-        for (int o = 1; o < n_sets; o++) {
-            cJSON *set = cJSON_CreateObject();
-            cJSON_AddItemToObject(ood, sets[o].name, set);
-            for (int s = 0; s < N_SCORES; s++) {
-                cJSON *e = cJSON_CreateObject();
-                cJSON_AddItemToObject(e, "auroc", num_or_null(m[o][s].auroc, m[o][s].valid));
-                cJSON_AddItemToObject(e, "fpr95", num_or_null(m[o][s].fpr95, m[o][s].valid));
-                cJSON_AddItemToObject(set, score_names[s], e);
+        } else {
+            bad |= !cli_json_add_item(root, "ood", ood);
+            for (int o = 1; o < n_sets; o++) {
+                cJSON *set = cli_json_add_item(ood, sets[o].name, cJSON_CreateObject());
+                bad |= !set;
+                for (int s = 0; set && s < N_SCORES; s++) {
+                    cJSON *e = cJSON_AddObjectToObject(set, score_names[s]);
+                    bad |= !e || !cli_json_add_item(e, "auroc", num_or_null(m[o][s].auroc, m[o][s].valid)) ||
+                           !cli_json_add_item(e, "fpr95", num_or_null(m[o][s].fpr95, m[o][s].valid));
+                }
+                bad |= !cli_json_add_item(n_ood, sets[o].name, cJSON_CreateNumber((double)n_ok[o]));
             }
-            cJSON_AddNumberToObject(n_ood, sets[o].name, (double)n_ok[o]);
+            bad |= !cJSON_AddStringToObject(root, "fpr95_convention", conv);
+            bad |= !cli_json_add_item(root, "id_accuracy", num_or_null(acc, labelled > 0));
+            bad |= !cJSON_AddNumberToObject(root, "n_id", (double)n_ok[0]);
+            bad |= !cJSON_AddNumberToObject(root, "n_id_labelled", (double)labelled);
+            bad |= !cli_json_add_item(root, "n_ood", n_ood);
+            bad |= !cJSON_AddNumberToObject(root, "n_failed", (double)n_failed);
+            bad |= !cJSON_AddBoolToObject(root, "has_no_tower", has_no);
         }
-        cJSON_AddStringToObject(root, "fpr95_convention", conv);
-        cJSON_AddItemToObject(root, "id_accuracy", num_or_null(acc, labelled > 0));
-        cJSON_AddNumberToObject(root, "n_id", (double)n_ok[0]);
-        cJSON_AddNumberToObject(root, "n_id_labelled", (double)labelled);
-        cJSON_AddItemToObject(root, "n_ood", n_ood);
-        cJSON_AddNumberToObject(root, "n_failed", (double)n_failed);
-        cJSON_AddBoolToObject(root, "has_no_tower", has_no);
-        char *text = cJSON_PrintUnformatted(root);
+        char *text = bad ? NULL : cJSON_PrintUnformatted(root);
         cJSON_Delete(root);
         if (!text) {
             cli_fail(cmd, "out of memory");
@@ -522,19 +544,23 @@ int cmd_eval(int argc, char **argv)
                            m[o][s].fpr95);
                 else
                     printf(" %-9s %8s %8s  (%s)\n", score_names[s], "n/a", "n/a",
-                           s < 2 ? "model has no no tower"
-                                 : "heads carry no negatives: clipn head --negatives");
+                           !n_ok[o] ? "no image could be scored"
+                           : s < 2  ? "model has no no tower"
+                                    : "heads carry no negatives: clipn head --negatives");
             }
         for (int o = 1; o < n_sets; o++) {
             cli_print_text(stdout, sets[o].name);
             printf(": %zu images\n", n_ok[o]);
         }
     }
+    /* every output is attempted, whatever happened to the others */
     if (scores_csv && write_scores_csv(cmd, scores_csv, &p, sets, labels, heads))
-        goto done;
-    if ((plot || roc_csv) &&
+        out_failed = 1;
+    if (n_ok[0] && (plot || roc_csv) &&
         write_plots(cmd, plot, roc_csv, &p, sets, n_sets, has_no, m, buf_id, buf_ood,
                     conv_long))
+        out_failed = 1;
+    if (out_failed || skipped || n_failed)
         goto done;
     rc = 0;
 done:

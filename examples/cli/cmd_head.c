@@ -96,6 +96,25 @@ static clipn_heads *import_heads(const char *cmd, const clipn_model *model, cons
     return h;
 }
 
+typedef struct save_args {
+    const char *cmd;
+    const clipn_model *model;
+    const clipn_heads *heads;
+    const char *const *tmpl, *const *no_tmpl;
+    int n_tmpl, n_no;
+} save_args;
+
+/* clipn_heads_save into the temporary file cli_out_save_with renames into place. */
+static int save_heads(const char *tmp, void *arg)
+{
+    const save_args *s = arg;
+    clipn_error err;
+    if (clipn_heads_save(tmp, s->model, s->heads, (const char *const *)s->heads->class_names,
+                         s->tmpl, s->n_tmpl, s->no_tmpl, s->n_no, &err) != CLIPN_OK)
+        return cli_fail_err(s->cmd, &err);
+    return 0;
+}
+
 int cmd_head(int argc, char **argv)
 {
     const char *cmd = argv[0], *model_path = NULL, *out = NULL, *yes_npy = NULL, *no_npy = NULL;
@@ -128,6 +147,13 @@ int cmd_head(int argc, char **argv)
         return cli_fail(cmd, "--templates does nothing with --yes-npy (no text is encoded)"), 2;
     if (!yes_npy && no_npy)
         return cli_fail(cmd, "--no-npy needs --yes-npy"), 2;
+    const cli_path outs[] = {{"--out", out}};
+    const cli_path ins[] = {{"--model", model_path}, {"--classes", a.classes},
+                            {"--templates", a.templates}, {"--no-templates", a.no_templates},
+                            {"--yes-npy", yes_npy}, {"--no-npy", no_npy},
+                            {"--negatives", negatives}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, (int)(sizeof ins / sizeof ins[0]))))
+        return st;
     clipn_model *model = cli_load_model(cmd, model_path);
     if (!model)
         return 1;
@@ -146,14 +172,12 @@ int cmd_head(int argc, char **argv)
     if (yes_npy) {
         if (!(heads = import_heads(cmd, model, a.classes, yes_npy, no_npy)))
             goto done;
-        n_tmpl = n_no = 0; /* nothing was encoded: record no templates */
+        /* nothing was encoded: record no templates */
         if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
             goto done;
-        if (clipn_heads_save(out, model, heads, (const char *const *)heads->class_names, NULL,
-                             0, NULL, 0, &err) != CLIPN_OK) {
-            cli_fail_err(cmd, &err);
+        save_args sa = {cmd, model, heads, NULL, NULL, 0, 0};
+        if (cli_out_save_with(cmd, out, save_heads, &sa))
             goto done;
-        }
         fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, imported)\n", out,
                 heads->n_classes, heads->dim);
         rc = 0;
@@ -167,11 +191,9 @@ int cmd_head(int argc, char **argv)
         goto done;
     if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
         goto done;
-    if (clipn_heads_save(out, model, heads, (const char *const *)heads->class_names, tmpl,
-                         n_tmpl, no_tmpl, n_no, &err) != CLIPN_OK) {
-        cli_fail_err(cmd, &err);
+    save_args sa = {cmd, model, heads, tmpl, no_tmpl, n_tmpl, n_no};
+    if (cli_out_save_with(cmd, out, save_heads, &sa))
         goto done;
-    }
     char fp[17] = "";
     clipn_model_fingerprint(model, fp, NULL);
     fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, %s, model %s)\n", out,

@@ -23,6 +23,7 @@ static void usage(FILE *f)
                CLI_PRECISION_USAGE);
 }
 
+/* A JSON string from valid UTF-8 (cli_utf8_valid): control characters as \u00XX. */
 static void print_json_string(const char *s)
 {
     putchar('"');
@@ -86,50 +87,73 @@ static unsigned long long text_params(const clipn_config *c)
 }
 
 /* Count tensors per dtype and read the informative "source" straight from the header
- * (already validated by clipn_model_load). */
-static void print_header_facts(const char *path)
+ * (already validated by clipn_model_load). 0, or -1 with the reason in *why. */
+typedef struct header_facts {
+    char *source; /* NULL when the file has none */
+    unsigned long counts[4];
+} header_facts;
+static const char *const dtype_names[] = {"F32", "F16", "BF16", "U8"};
+
+static int read_header_facts(const char *path, header_facts *hf, const char **why)
 {
+    memset(hf, 0, sizeof *hf);
     FILE *f = fopen(path, "rb");
     unsigned char len8[8];
     cJSON *header = NULL;
+    *why = "cannot read the header";
     if (f && fread(len8, 1, 8, f) == 8) {
         unsigned long long n = 0;
         for (int i = 7; i >= 0; i--)
             n = n << 8 | len8[i];
         char *text = n < (1ull << 32) ? malloc((size_t)n + 1) : NULL;
+        if (!text && n < (1ull << 32))
+            *why = "out of memory";
         if (text && fread(text, 1, (size_t)n, f) == (size_t)n) {
             text[n] = '\0';
             header = cJSON_Parse(text);
+            if (!header)
+                *why = "out of memory parsing the header"; /* it parsed when loaded */
         }
         free(text);
     }
     if (f)
         fclose(f);
+    if (!header)
+        return -1;
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(header, "__metadata__");
     const cJSON *source = cJSON_GetObjectItemCaseSensitive(meta, "source");
-    printf("  \"source\": ");
-    if (cJSON_IsString(source))
-        print_json_string(source->valuestring);
-    else
-        printf("null");
-    static const char *const names[] = {"F32", "F16", "BF16", "U8"};
-    unsigned long counts[4] = {0};
+    int rc = 0;
+    if (cJSON_IsString(source) && !(hf->source = cli_utf8_valid(source->valuestring))) {
+        *why = "out of memory";
+        rc = -1;
+    }
     const cJSON *e;
     cJSON_ArrayForEach(e, header)
     {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "dtype");
         for (int k = 0; k < 4 && cJSON_IsString(d); k++)
-            counts[k] += strcmp(d->valuestring, names[k]) == 0;
+            hf->counts[k] += strcmp(d->valuestring, dtype_names[k]) == 0;
+    }
+    cJSON_Delete(header);
+    return rc;
+}
+
+static void print_header_facts(const header_facts *hf)
+{
+    printf("  \"source\": ");
+    if (hf->source) {
+        print_json_string(hf->source);
+    } else {
+        printf("null");
     }
     printf(",\n  \"tensors_by_dtype\": {");
     int first = 1;
     for (int k = 0; k < 4; k++)
-        if (counts[k]) {
-            printf("%s\"%s\": %lu", first ? "" : ", ", names[k], counts[k]);
+        if (hf->counts[k]) {
+            printf("%s\"%s\": %lu", first ? "" : ", ", dtype_names[k], hf->counts[k]);
             first = 0;
         }
     printf("},\n");
-    cJSON_Delete(header);
 }
 
 /* ------------------------------------------------------------------ what a file is */
@@ -382,13 +406,26 @@ int cmd_info(int argc, char **argv)
         return 1;
     const clipn_config *c = clipn_model_config(model);
 
+    /* everything is gathered before the first byte is printed: a failure prints one
+     * line on stderr and nothing on stdout */
     size_t need = clipn_config_to_json(c, NULL, 0);
-    char *json = malloc(need + 1);
-    if (!json) {
+    char *json = need ? malloc(need + 1) : NULL;
+    header_facts hf = {0};
+    const char *why = "out of memory";
+    if (!json || clipn_config_to_json(c, json, need + 1) != need || strlen(json) != need ||
+        read_header_facts(path, &hf, &why)) {
+        free(hf.source);
+        free(json);
+        clipn_model_free(model);
+        return cli_fail(argv[0], "%s: %s", path, why);
+    }
+    char *file_json = cli_utf8_valid(path);
+    if (!file_json) {
+        free(hf.source);
+        free(json);
         clipn_model_free(model);
         return cli_fail(argv[0], "out of memory");
     }
-    clipn_config_to_json(c, json, need + 1);
 
     unsigned long long W = (unsigned long long)c->vision_width,
                        P = (unsigned long long)c->patch_size,
@@ -405,9 +442,9 @@ int cmd_info(int argc, char **argv)
 
     struct stat st;
     printf("{\n  \"file\": ");
-    print_json_string(path);
+    print_json_string(file_json);
     printf(",\n  \"file_bytes\": %lld,\n", stat(path, &st) == 0 ? (long long)st.st_size : -1LL);
-    print_header_facts(path);
+    print_header_facts(&hf);
     printf("  \"parameters\": {\"visual\": %llu, \"text\": %llu, \"text_no\": %llu, "
            "\"total\": %llu},\n",
            visual, text, text_no, visual + text + text_no + 1 /* logit_scale */);
@@ -419,6 +456,8 @@ int cmd_info(int argc, char **argv)
     printf("  \"config\": ");
     print_config(json, 2);
     printf("\n}\n");
+    free(file_json);
+    free(hf.source);
     free(json);
     clipn_model_free(model);
     return 0;

@@ -128,8 +128,10 @@ int cmd_neg_labels(int argc, char **argv)
         return st == CLI_ARGS_HELP ? 0 : st;
     if (n_extra > 0)
         return cli_fail(cmd, "unexpected argument '%s' (see --help)", argv[1]), 2;
-    if (!model_path || !classes_path || !out)
-        return cli_fail(cmd, "--model, --classes and --out are required (see --help)"), 2;
+    if ((st = cli_require_model(cmd, model_path)))
+        return st;
+    if (!classes_path || !out)
+        return cli_fail(cmd, "--classes C and --out NEG.txt are required (see --help)"), 2;
     if ((nouns_path != NULL) != (adjs_path != NULL) || (nouns_path && wordnet))
         return cli_fail(cmd, "give --nouns and --adjectives together, or --wordnet DIR"), 2;
     if (!(no.fraction > 0))
@@ -142,11 +144,8 @@ int cmd_neg_labels(int argc, char **argv)
     clipn_ctx *ctx = NULL;
     clipn_neg_labels *labels = NULL;
     clipn_error err;
-    if ((n_classes = cli_read_lines(cmd, classes_path, &classes)) <= 0) {
-        if (n_classes == 0)
-            cli_fail(cmd, "%s: no class names in the file", classes_path);
+    if ((n_classes = cli_read_classes(cmd, classes_path, &classes)) <= 0)
         goto done;
-    }
     if (nouns_path) {
         if ((n_nouns = cli_read_lines(cmd, nouns_path, &nouns)) < 0 ||
             (n_adjs = cli_read_lines(cmd, adjs_path, &adjs)) < 0)

@@ -44,6 +44,14 @@ int cmd_preprocess(int argc, char **argv)
         return st;
     size_t n = inputs.n;
 
+    const cli_path outs[] = {{"--out", out_path}};
+    const cli_path ins[] = {{"--model", model_path}, {"--list", list_file}};
+    if ((st = cli_check_paths(cmd, outs, 1, ins, 2)) ||
+        (st = cli_check_paths_list(cmd, outs, 1, "image", inputs.paths, n))) {
+        cli_image_list_free(&inputs);
+        return st;
+    }
+
     clipn_image_opts opts;
     clipn_image_opts_default(&opts);
     if (model_path) {

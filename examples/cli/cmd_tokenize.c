@@ -98,8 +98,7 @@ int cmd_tokenize(int argc, char **argv)
         for (int i = 1; i <= n_texts && !rc; i++)
             rc = print_ids(cmd, tok, argv[i], strlen(argv[i]), ids, ctx);
     }
-    if (!rc && (fflush(stdout) || ferror(stdout)))
-        rc = cli_fail(cmd, "error writing the output");
+    /* a failed write to stdout is reported by main (cli_stdout_close), with its reason */
     free(data);
     free(ids);
     clipn_tokenizer_free(tok);

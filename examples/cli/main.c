@@ -1,6 +1,7 @@
 /* clipn: CLIPN zero-shot OOD detection from the shell. */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,21 +30,30 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* a write past RLIMIT_FSIZE fails with EFBIG and is reported, instead of killing the
+     * process with a partial file left behind */
+    signal(SIGXFSZ, SIG_IGN);
+    cli_stdout_init();
     if (argc < 2) {
         usage(stderr);
         return 2;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return 0;
+        return cli_stdout_close("help");
     }
     if (!strcmp(argv[1], "--version")) {
         printf("clipn %s\n", CLIPN_VERSION_STRING);
-        return 0;
+        return cli_stdout_close("--version");
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            /* output lost (a full disk, a file size limit) is an error, never exit 0 */
+            if (cli_stdout_close(argv[1]))
+                rc = rc ? rc : 1;
+            return rc;
+        }
     fprintf(stderr, "clipn: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -12,16 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(CLIPN_IMAGE_NO_SIMD)
-#include <immintrin.h>
-#define CLIPN_IMAGE_AVX2 1 /* compiled for AVX2 per function, chosen at run time */
-#endif
-
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* PIL's coefficients are computed without fused multiply-add */
 #endif
 
-#define PRECISION_BITS (32 - 8 - 2) /* PIL's fixed point for 8-bit images */
+#define PRECISION_BITS CLIPN_RESAMPLE_BITS /* PIL's fixed point for 8-bit images: 32 - 8 - 2 */
 
 /* PIL's bicubic_filter, a = -0.5, same expression order. */
 static double bicubic_filter(double x)
@@ -34,15 +29,6 @@ static double bicubic_filter(double x)
     if (x < 2.0)
         return (((x - 5) * x + 8) * x - 4) * a;
     return 0.0;
-}
-
-/* PIL's clip8 lookup: floor(ss / 2^22) clamped to 0..255. */
-static inline uint8_t clip8(int32_t ss)
-{
-    if (ss < 0)
-        return 0;
-    ss >>= PRECISION_BITS;
-    return ss > 255 ? 255 : (uint8_t)ss;
 }
 
 /* MULDIV255 of ImagingUtils.h: a * b / 255 rounded, as PIL computes it. */
@@ -145,201 +131,9 @@ static int *nearest_table(int in_size, int out_size, int first, int n)
     return tab;
 }
 
-/* ---- 8 bits per channel: ImagingResampleHorizontal_8bpc / Vertical_8bpc */
-
-/* Output j of a horizontal pass over one row of C-channel pixels. */
-static inline void horizontal_8bpc_one(const uint8_t *src, int C, const resample_axis *ax, int j,
-                                       uint8_t *dst)
-{
-    const int32_t init = 1 << (PRECISION_BITS - 1);
-    int xmin = ax->bounds[2 * j], cnt = ax->bounds[2 * j + 1];
-    const int32_t *k = &ax->fixed[(size_t)j * ax->ksize];
-    const uint8_t *p = src + (size_t)xmin * C;
-    int32_t ss[4] = {init, init, init, init};
-    for (int t = 0; t < cnt; t++)
-        for (int c = 0; c < C; c++)
-            ss[c] += p[t * C + c] * k[t];
-    for (int c = 0; c < C; c++)
-        dst[(size_t)j * C + c] = clip8(ss[c]);
-}
-
-static void horizontal_8bpc(const uint8_t *src, int C, const resample_axis *ax, int n,
-                            uint8_t *dst)
-{
-    for (int j = 0; j < n; j++)
-        horizontal_8bpc_one(src, C, ax, j, dst);
-}
-
-/* One output row of the vertical pass, accumulated row by row so the inner loop runs
- * over contiguous bytes. */
-static void vertical_8bpc_row(const uint8_t *rows, size_t row_bytes, int first_row,
-                              const int32_t *k, int cnt, int32_t *acc, uint8_t *dst)
-{
-    const int32_t init = 1 << (PRECISION_BITS - 1);
-    for (size_t x = 0; x < row_bytes; x++)
-        acc[x] = init;
-    for (int t = 0; t < cnt; t++) {
-        const uint8_t *r = rows + (size_t)(first_row + t) * row_bytes;
-        int32_t kt = k[t];
-        for (size_t x = 0; x < row_bytes; x++)
-            acc[x] += r[x] * kt;
-    }
-    for (size_t x = 0; x < row_bytes; x++)
-        dst[x] = clip8(acc[x]);
-}
-
-/* rgbA2rgba / lA2la: PIL resizes RGBA and LA premultiplied. */
-static void premultiply_row(const uint8_t *src, int C, int w, uint8_t *dst)
-{
-    for (int x = 0; x < w; x++, src += C, dst += C) {
-        unsigned alpha = src[C - 1];
-        for (int c = 0; c < C - 1; c++)
-            dst[c] = (uint8_t)muldiv255(src[c], alpha);
-        dst[C - 1] = (uint8_t)alpha;
-    }
-}
-
-#ifdef CLIPN_IMAGE_AVX2
-/* The same sums with AVX2. Integer sums do not depend on order, so the result is
- * identical to the scalar code. The horizontal pass reads each output's window of
- * C * cnt interleaved bytes in 24-byte steps (24 is a multiple of C for C = 1..4, so
- * every lane of the 3 accumulators keeps one channel), against coefficients expanded to
- * one per byte and zero-padded (kexp, 24-byte multiples). */
-#define CHUNK 24
-
-static int have_avx2(void) { return __builtin_cpu_supports("avx2") ? 1 : 0; }
-
-__attribute__((target("avx2"))) static void
-horizontal_8bpc_avx2(const uint8_t *src, size_t src_bytes, int C, const resample_axis *ax,
-                     const int32_t *kexp, int L, int n, uint8_t *dst)
-{
-    const int32_t init = 1 << (PRECISION_BITS - 1);
-    for (int j = 0; j < n; j++) {
-        int xmin = ax->bounds[2 * j], cnt = ax->bounds[2 * j + 1];
-        size_t off = (size_t)xmin * C;
-        int chunks = (C * cnt + CHUNK - 1) / CHUNK;
-        if (off + (size_t)chunks * CHUNK > src_bytes) { /* window ends at the row's end */
-            horizontal_8bpc_one(src, C, ax, j, dst);
-            continue;
-        }
-        const uint8_t *p = src + off;
-        const int32_t *k = kexp + (size_t)j * L;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0;
-        for (int m = 0; m < chunks; m++, p += CHUNK, k += CHUNK) {
-            __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
-            __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
-            __m256i v2 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16)));
-            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(v0, _mm256_loadu_si256((const __m256i *)k)));
-            a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(v1, _mm256_loadu_si256((const __m256i *)(k + 8))));
-            a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(v2, _mm256_loadu_si256((const __m256i *)(k + 16))));
-        }
-        /* lane i of accumulator a holds channel (8a + i) % C */
-        int32_t l[CHUNK], s0 = init, s1 = init, s2 = init, s3 = init;
-        uint8_t *d = dst + (size_t)j * C;
-        if (C == 3) {
-            _mm256_storeu_si256((__m256i *)l, a0);
-            _mm256_storeu_si256((__m256i *)(l + 8), a1);
-            _mm256_storeu_si256((__m256i *)(l + 16), a2);
-            s0 += l[0] + l[3] + l[6] + l[9] + l[12] + l[15] + l[18] + l[21];
-            s1 += l[1] + l[4] + l[7] + l[10] + l[13] + l[16] + l[19] + l[22];
-            s2 += l[2] + l[5] + l[8] + l[11] + l[14] + l[17] + l[20] + l[23];
-            d[0] = clip8(s0);
-            d[1] = clip8(s1);
-            d[2] = clip8(s2);
-            continue;
-        }
-        /* C = 1, 2, 4 divide 8: the three accumulators share one lane layout */
-        __m256i a = _mm256_add_epi32(_mm256_add_epi32(a0, a1), a2);
-        __m128i q = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-        _mm_storeu_si128((__m128i *)l, q); /* lane i: channel i % C */
-        if (C == 4) {
-            d[0] = clip8(s0 + l[0]);
-            d[1] = clip8(s1 + l[1]);
-            d[2] = clip8(s2 + l[2]);
-            d[3] = clip8(s3 + l[3]);
-        } else if (C == 2) {
-            d[0] = clip8(s0 + l[0] + l[2]);
-            d[1] = clip8(s1 + l[1] + l[3]);
-        } else {
-            d[0] = clip8(s0 + l[0] + l[1] + l[2] + l[3]);
-        }
-    }
-}
-
-__attribute__((target("avx2"))) static void
-vertical_8bpc_row_avx2(const uint8_t *rows, size_t row_bytes, int first_row, const int32_t *k,
-                       int cnt, int32_t *acc, uint8_t *dst)
-{
-    const int32_t init = 1 << (PRECISION_BITS - 1);
-    const uint8_t *base = rows + (size_t)first_row * row_bytes;
-    size_t x = 0;
-    for (; x + 16 <= row_bytes; x += 16) {
-        __m256i s0 = _mm256_set1_epi32(init), s1 = s0;
-        const uint8_t *r = base + x;
-        for (int t = 0; t < cnt; t++, r += row_bytes) {
-            __m256i kt = _mm256_set1_epi32(k[t]);
-            __m128i b = _mm_loadu_si128((const __m128i *)r);
-            s0 = _mm256_add_epi32(s0, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(b), kt));
-            s1 = _mm256_add_epi32(s1, _mm256_mullo_epi32(
-                                          _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), kt));
-        }
-        _mm256_storeu_si256((__m256i *)(acc + x), s0);
-        _mm256_storeu_si256((__m256i *)(acc + x + 8), s1);
-    }
-    for (; x < row_bytes; x++) {
-        int32_t ss = init;
-        for (int t = 0; t < cnt; t++)
-            ss += base[(size_t)t * row_bytes + x] * k[t];
-        acc[x] = ss;
-    }
-    for (x = 0; x < row_bytes; x++)
-        dst[x] = clip8(acc[x]);
-}
-
-/* rgbA2rgba / lA2la on 16 pixels' worth of bytes at a time: x * alpha (the alpha byte
- * times 255, which MULDIV255 maps to itself), + 128, ((t >> 8) + t) >> 8, all within
- * 16 bits without wrapping. SHUF replicates each pixel's alpha word, BLEND marks it. */
-#define PREMULTIPLY_AVX2(fn, C, SHUF, BLEND)                                                   \
-    __attribute__((target("avx2"))) static void fn(const uint8_t *src, int w, uint8_t *dst)   \
-    {                                                                                         \
-        const __m256i zero = _mm256_setzero_si256(), c128 = _mm256_set1_epi16(128);            \
-        const __m256i c255 = _mm256_set1_epi16(255);                                          \
-        size_t n = (size_t)w * C, i = 0;                                                      \
-        for (; i + 32 <= n; i += 32) {                                                        \
-            __m256i v = _mm256_loadu_si256((const __m256i *)(src + i));                       \
-            __m256i half[2] = {_mm256_unpacklo_epi8(v, zero), _mm256_unpackhi_epi8(v, zero)}; \
-            for (int k = 0; k < 2; k++) {                                                     \
-                __m256i x = half[k];                                                          \
-                __m256i a = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(x, SHUF), SHUF);    \
-                a = _mm256_blend_epi16(a, c255, BLEND);                                       \
-                __m256i t = _mm256_add_epi16(_mm256_mullo_epi16(x, a), c128);                 \
-                half[k] = _mm256_srli_epi16(_mm256_add_epi16(_mm256_srli_epi16(t, 8), t), 8); \
-            }                                                                                 \
-            _mm256_storeu_si256((__m256i *)(dst + i), _mm256_packus_epi16(half[0], half[1])); \
-        }                                                                                     \
-        premultiply_row(src + i, C, (int)((n - i) / C), dst + i);                             \
-    }
-PREMULTIPLY_AVX2(premultiply_rgba_avx2, 4, 0xFF, 0x88)
-PREMULTIPLY_AVX2(premultiply_la_avx2, 2, 0xF5, 0xAA)
-
-/* kexp for horizontal_8bpc_avx2: [n][L] with L = C * ksize rounded up to CHUNK. */
-static int32_t *expand_coeffs(const resample_axis *ax, int n, int C, int *L_out)
-{
-    int L = (C * ax->ksize + CHUNK - 1) / CHUNK * CHUNK;
-    int32_t *kexp = calloc((size_t)n * (size_t)L, sizeof(int32_t));
-    if (!kexp)
-        return NULL;
-    for (int j = 0; j < n; j++) {
-        const int32_t *k = &ax->fixed[(size_t)j * ax->ksize];
-        int32_t *e = kexp + (size_t)j * L;
-        for (int t = 0; t < ax->bounds[2 * j + 1]; t++)
-            for (int c = 0; c < C; c++)
-                e[t * C + c] = k[t];
-    }
-    *L_out = L;
-    return kexp;
-}
-#endif
+/* ---- 8 bits per channel: ImagingResampleHorizontal_8bpc / Vertical_8bpc. The passes are
+ * kernels (kernels/: portable C, AVX2 where the CPU has it, chosen with the other kernels
+ * and by CLIPN_ISA); integer sums, so every variant gives the same bytes. */
 
 /* rgba2rgbA / la2lA. */
 static void unpremultiply(uint8_t *px, int C, size_t n)
@@ -374,7 +168,7 @@ static clipn_status resize_crop_8bpc(const clipn_image *im, int new_w, int new_h
     const int need_h = new_w != w, need_v = new_h != h;
     resample_axis hx = {0}, vy = {0};
     uint8_t *tmp = NULL, *rowbuf = NULL;
-    int32_t *acc = NULL, *kexp = NULL;
+    int32_t *acc = NULL, *spread = NULL;
     clipn_status st = CLIPN_OK;
 
     if (need_h && (st = axis_init(&hx, w, new_w, left, S, name, err)) != CLIPN_OK)
@@ -391,43 +185,33 @@ static clipn_status resize_crop_8bpc(const clipn_image *im, int new_w, int new_h
         st = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory for resize", name);
         goto out;
     }
-    int simd = 0, L = 0;
-    (void)simd;
-    (void)L;
-#ifdef CLIPN_IMAGE_AVX2
-    if (have_avx2()) {
-        simd = 1;
-        if (need_h && !(kexp = expand_coeffs(&hx, S, C, &L))) {
+    clipn_resample_taps taps = {.n = S, .ksize = hx.ksize, .bounds = hx.bounds,
+                                .fixed = hx.fixed};
+    if (need_h) {
+        taps.spread_len = clipn_resample_spread_len(C, hx.ksize);
+        spread = taps.spread_len ? malloc((size_t)S * (size_t)taps.spread_len * sizeof *spread)
+                                 : NULL;
+        if (!spread) {
             st = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory for resize", name);
             goto out;
         }
+        clipn_resample_spread(hx.bounds, hx.fixed, S, hx.ksize, C, spread);
+        taps.spread = spread;
     }
-#endif
     /* horizontal pass first (or the crop columns as they are), as PIL does */
     for (int y = r0; y < r1; y++) {
         const uint8_t *src;
         if ((st = clipn_image_row(im, y, &src, name, err)) != CLIPN_OK)
             goto out;
         if (premultiply) {
-#ifdef CLIPN_IMAGE_AVX2
-            if (simd && C == 4)
-                premultiply_rgba_avx2(src, w, rowbuf);
-            else if (simd && C == 2)
-                premultiply_la_avx2(src, w, rowbuf);
-            else
-#endif
-                premultiply_row(src, C, w, rowbuf);
+            clipn_premultiply_row(src, C, w, rowbuf);
             src = rowbuf;
         }
         uint8_t *dst = tmp + (size_t)(y - r0) * row_bytes;
         if (!need_h)
             memcpy(dst, src + (size_t)left * C, row_bytes);
-#ifdef CLIPN_IMAGE_AVX2
-        else if (simd)
-            horizontal_8bpc_avx2(src, (size_t)w * C, C, &hx, kexp, L, S, dst);
-#endif
         else
-            horizontal_8bpc(src, C, &hx, S, dst);
+            clipn_resample_row_h(src, (size_t)w * C, C, &taps, dst);
     }
     if (need_v) {
         for (int i = 0; i < S; i++) {
@@ -435,13 +219,7 @@ static clipn_status resize_crop_8bpc(const clipn_image *im, int new_w, int new_h
             int row = vy.bounds[2 * i] - r0, cnt = vy.bounds[2 * i + 1];
             const int32_t *k = &vy.fixed[(size_t)i * vy.ksize];
             uint8_t *dst = out + (size_t)i * row_bytes;
-#ifdef CLIPN_IMAGE_AVX2
-            if (simd) {
-                vertical_8bpc_row_avx2(first, row_bytes, row, k, cnt, acc, dst);
-                continue;
-            }
-#endif
-            vertical_8bpc_row(first, row_bytes, row, k, cnt, acc, dst);
+            clipn_resample_row_v(first, row_bytes, row, k, cnt, acc, dst);
         }
     } else {
         memcpy(out, tmp, (size_t)S * row_bytes);
@@ -453,7 +231,7 @@ out:
     axis_free(&vy);
     free(tmp);
     free(acc);
-    free(kexp);
+    free(spread);
     free(rowbuf);
     return st;
 }

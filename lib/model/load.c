@@ -348,9 +348,14 @@ static clipn_status read_metadata(loader *L)
     const char *text = meta_string(meta, "config");
     if (!text)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: __metadata__ config is missing", L->path);
-    if (clipn_json_depth(text, strlen(text)) > MAX_CONFIG_DEPTH)
-        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: config JSON nests too deep", L->path);
-    cJSON *cfg = clipn_json_parse(text, strlen(text) + 1, NULL, 1);
+    /* 25 fields and two arrays of 3: far fewer than 256 values, no key twice */
+    char what[300];
+    snprintf(what, sizeof what, "%s: __metadata__ config", L->path);
+    const clipn_json_limits lim = {.max_depth = MAX_CONFIG_DEPTH, .max_values = 256};
+    cJSON *cfg = NULL;
+    clipn_status js = clipn_json_parse_strict(text, strlen(text), &lim, what, &cfg, L->err);
+    if (js != CLIPN_OK)
+        return js;
     if (!cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
         return clipn_fail(L->err, CLIPN_E_FORMAT,
@@ -1046,6 +1051,7 @@ clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, cli
 typedef struct json_out {
     char *buf;
     size_t cap, len;
+    int failed;                                /* a vsnprintf failed (glibc allocates) */
 } json_out;
 
 static void put(json_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1056,7 +1062,9 @@ static void put(json_out *o, const char *fmt, ...)
     int n = vsnprintf(o->len < o->cap ? o->buf + o->len : NULL,
                       o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
     va_end(ap);
-    if (n > 0)
+    if (n < 0)
+        o->failed = 1;
+    else
         o->len += (size_t)n;
 }
 
@@ -1069,7 +1077,10 @@ static void put_float(json_out *o, float v)
         return;
     }
     for (int prec = 1; prec <= 9; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
+        if (snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v) < 0) {
+            o->failed = 1;
+            return;
+        }
         if (strtof(tmp, NULL) == v)
             break;
     }
@@ -1086,12 +1097,23 @@ static void put_vec3(json_out *o, const float v[3])
     put(o, "]");
 }
 
+/* 0 when any piece failed to format: never a text with a piece silently missing (head
+ * wrote a wrong fingerprint from one, info printed broken JSON). */
+static size_t json_done(json_out *o)
+{
+    if (!o->failed)
+        return o->len;
+    if (o->cap)
+        o->buf[0] = '\0';
+    return 0;
+}
+
 size_t clipn_config_to_json(const clipn_config *c, char *buf, size_t cap)
 {
-    json_out o = {buf, buf ? cap : 0, 0};
+    json_out o = {buf, buf ? cap : 0, 0, 0};
     if (!c) {
         put(&o, "null");
-        return o.len;
+        return json_done(&o);
     }
     put(&o,
         "{\"format_version\": %d, \"embed_dim\": %d, \"image_size\": %d, \"patch_size\": %d, "
@@ -1115,5 +1137,5 @@ size_t clipn_config_to_json(const clipn_config *c, char *buf, size_t cap)
     put(&o, ", \"logit_scale\": ");
     put_float(&o, c->logit_scale);
     put(&o, "}");
-    return o.len;
+    return json_done(&o);
 }

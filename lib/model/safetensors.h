@@ -50,8 +50,6 @@ clipn_status clipn_st_open(clipn_st_file *f, const char *path, uint64_t max_head
 /* Free the header and index; unmap unless the mapping was taken (f->map set to NULL). */
 void clipn_st_close(clipn_st_file *f);
 clipn_st_tensor *clipn_st_find(const clipn_st_file *f, const char *name);
-/* Deepest {}/[] nesting of JSON text outside strings (checked before cJSON recurses). */
-int clipn_json_depth(const char *s, size_t n);
 const char *clipn_st_dtype_name(clipn_st_dtype d);
 size_t clipn_st_dtype_size(clipn_st_dtype d);
 

@@ -78,6 +78,8 @@ has "$T/err" "looks like a safetensors file" "--list model"
 printf 'a.jpg\nb\000.jpg\n' >"$T/nul.txt"
 run 1 "--list with NUL" "$CLIPN" preprocess --size 32 --out "$T/x.npy" --list "$T/nul.txt"
 has "$T/err" "NUL bytes" "--list with NUL"
+printf '\357\273\277%s\r\n' "$T/imgs/x.png" >"$T/bom.txt"
+run 0 "--list with a BOM and CRLF" "$CLIPN" preprocess --size 32 --out "$T/x.npy" --list "$T/bom.txt"
 run 1 "--list folder" "$CLIPN" preprocess --size 32 --out "$T/x.npy" --list "$T/imgs"
 mkdir "$T/empty"
 run 1 "empty folder" "$CLIPN" preprocess --size 32 --out "$T/x.npy" "$T/empty"
@@ -88,7 +90,7 @@ mkdir -p "$T/o1"
 cp "$IMAGES/photo_brick_gray.jpg" "$IMAGES/photo_camera_gray.jpg" "$T/o1/"
 run 0 "eval text table" "$CLIPN" eval --model "$MODEL" --classes "$T/classes.txt" --id "$T/imgs" \
     --ood "café=$T/o1" --ood "猫の画像=$T/o1" \
-    --ood "a-very-long-ood-set-name-that-runs-on-and-on=$T/o1" --plot "$T/roc.svg"
+    --ood "a-very-long-ood-set-name-that-runs-on-and-on=$T/o1" --ood "x&y<z=$T/o1" --plot "$T/roc.svg"
 # every row's score column starts at the same display column (33 + 1)
 python3 - "$T/out" <<'PY' || fail "eval table: rows misaligned"
 import sys, unicodedata
@@ -96,16 +98,32 @@ def width(s):
     return sum(2 if unicodedata.east_asian_width(c) in 'WF' else 0 if unicodedata.combining(c) else 1 for c in s)
 rows = [l for l in open(sys.argv[1], encoding='utf-8') if ' ctw ' in l or l.startswith('OOD set')]
 cols = {width(l[:l.index(' ctw ' if ' ctw ' in l else ' score ')]) for l in rows}
-assert len(rows) == 4 and cols == {32}, (rows, cols)
-assert any('a-very-long-ood-set-name-that-r\u2026 ctw' in l for l in rows), rows
+assert len(rows) == 5 and cols == {32}, (rows, cols)
+assert any('a-very-long-ood-set-n\u2026-on-and-on ctw' in l for l in rows), rows  # cut in the middle
 PY
 
 # ---- the ROC plot: a grid of two columns, names shortened, FPR95 convention shown;
 # rendered to PNG by librsvg (rsvg-convert), which must parse it
 has "$T/roc.svg" 'width="760"' "plot grid of 2 columns"
 has "$T/roc.svg" 'FPR95 = FPR at TPR 0.95, interp' "plot FPR95 convention"
-has "$T/roc.svg" 'ID vs a-very-long-ood-set-name-that-r…<' "plot name shortened"
+has "$T/roc.svg" 'ID vs a-very-long-ood-set-n…-on-and-on<' "plot name shortened"
 has "$T/roc.svg" 'stroke-dasharray="8 4"' "plot dash patterns"
+# well-formed XML (names escaped), 4 panels, and in every panel each curve has its
+# own colour, dash pattern and width, so coinciding curves stay distinguishable
+python3 - "$T/roc.svg" <<'PY' || fail "plot: not well-formed or curves not distinguishable"
+import sys, xml.etree.ElementTree as ET
+ns = '{http://www.w3.org/2000/svg}'
+root = ET.parse(sys.argv[1]).getroot()
+panels = root.findall(ns + 'g')
+assert len(panels) == 4, len(panels)
+titles = [''.join(p.find(ns + 'text').itertext()) for p in panels]
+assert titles[3] == 'ID vs x&y<z', titles
+for p in panels:
+    styles = [(l.get('stroke'), l.get('stroke-dasharray'), l.get('stroke-width')) for l in p.findall(ns + 'polyline')]
+    n = len(styles)
+    assert n >= 6 and len(set(s[0] for s in styles)) == n and len(set(s[1] for s in styles)) == n \
+        and len(set(s[2] for s in styles)) == n, styles
+PY
 if command -v rsvg-convert >/dev/null; then
     run 0 "rsvg-convert the plot" rsvg-convert "$T/roc.svg" -o "$T/roc.png"
     python3 - "$T/roc.png" <<'PY' || fail "the PNG does not parse"
@@ -113,7 +131,7 @@ import struct, sys, zlib
 d = open(sys.argv[1], 'rb').read()
 assert d[:8] == b'\x89PNG\r\n\x1a\n'
 w, h = struct.unpack('>II', d[16:24])
-assert w == 760 and 900 < h < 1200, (w, h)
+assert w == 760 and 900 < h < 1200, (w, h)  # 2 rows of 2: fits a portrait page
 i, idat = 8, b''
 while i < len(d):
     n, = struct.unpack('>I', d[i:i + 4]); t = d[i + 4:i + 8]
@@ -227,8 +245,17 @@ run 1 "info zip" "$CLIPN" info "$T/x.zip"
 has "$T/err" "is a zip archive, not a libclipn model" "info zip"
 run 2 "info --model on a model" "$CLIPN" info "$MODEL" --model "$MODEL"
 
+# the hand-crafted variant's command, as README and docs/cli.md give it
+run 0 "head --no-templates data/...handcrafted" "$CLIPN" head --model "$MODEL" --classes "$T/classes.txt" \
+    --no-templates data/clipn_templates_no_handcrafted.txt --out "$T/hc.heads"
+run 0 "info hand-crafted heads" "$CLIPN" info "$T/hc.heads"
+has "$T/out" "^no templates: 128, first: 'a bad photo of no \{\}.'$" "info hand-crafted no templates"
+
 # ---- classify's table: display width, ellipsis, control characters, compared values
-printf 'cat\ncafé au lait with a very long name that goes on and on\n猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫猫\nbad\033[31mred\n' >"$T/wide.txt"
+# the column is as wide as the widest name up to 60 columns; wider names are cut in the
+# middle, so two names that differ only at the end stay distinct
+cjk=$(python3 -c "print('猫' * 34 + '犬')")
+printf 'cat\ncafé au lait with a very long name that goes on and on\n%s\nbad\033[31mred\n' "$cjk" >"$T/wide.txt"
 run 0 "classify table" "$CLIPN" classify --model "$MODEL" --classes "$T/wide.txt" "$T/imgs/x.png"
 python3 - "$T/out" <<'PY' || fail "classify table: rows misaligned or not cut"
 import sys, unicodedata
@@ -236,9 +263,9 @@ def width(s):
     return sum(2 if unicodedata.east_asian_width(c) in 'WF' else 0 if unicodedata.combining(c) else 1 for c in s)
 rows = [l.rstrip('\n') for l in open(sys.argv[1], encoding='utf-8') if l[:6].strip().endswith('.') and '%' in l]
 assert len(rows) == 4, rows
-assert {width(l[:l.rindex(' ', 0, len(l) - 1)].rstrip()) <= 46 for l in rows} == {True}, rows
-assert {width(l) for l in rows} == {55}, [(width(l), l) for l in rows]
-assert any('café au lait with a very long name that\u2026' in l for l in rows), rows
+assert {width(l) for l in rows} == {6 + 60 + 9}, [(width(l), l) for l in rows]
+assert any('café au lait with a very long name that goes on and on ' in l for l in rows), rows
+assert any('猫' * 20 + '\u2026' + '猫' * 8 + '犬 ' in l for l in rows), rows
 assert any('bad\\x1b[31mred' in l for l in rows), rows
 PY
 if grep -q "$(printf '\033')" "$T/out"; then fail "classify table: a raw ESC reached the terminal"; fi
