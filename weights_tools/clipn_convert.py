@@ -23,6 +23,7 @@ import json
 import os
 import pickle
 import re
+import stat
 import struct
 import sys
 import tempfile
@@ -760,6 +761,39 @@ def load_state_dict(path, warn):
 
 # ----------------------------------------------------------------------------- writing
 
+class UsageError(ConvertError):
+    """A command-line mistake caught before any work (exit status 2)."""
+
+
+def check_output(out_path, inputs):
+    """Before any work: the output must not be an input, and must be writable. inputs is a
+    list of (what, path). The output is written to a temporary file beside it and renamed
+    over it, so an existing device, FIFO or directory is refused (renaming would replace the
+    node itself)."""
+    for what, path in inputs:
+        same = os.path.abspath(out_path) == os.path.abspath(path)
+        try:
+            same = same or os.path.samefile(out_path, path)
+        except OSError:
+            pass
+        if same:
+            raise UsageError("output %s is the same file as the %s %s: refusing to overwrite "
+                             "an input" % (out_path, what, path))
+    if os.path.lexists(out_path) and not os.path.exists(out_path):
+        raise ConvertError("output %s: dangling symbolic link" % out_path)
+    if os.path.exists(out_path):
+        st = os.stat(out_path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConvertError("output %s: Is a directory" % out_path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConvertError("output %s: not a regular file" % out_path)
+    folder = os.path.dirname(os.path.realpath(out_path))
+    if not os.path.isdir(folder):
+        raise ConvertError("output %s: folder %s does not exist" % (out_path, folder))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConvertError("output %s: folder %s is not writable" % (out_path, folder))
+
+
 def write_model(out_path, plan, merges, cfg, source, dtype):
     header, offset, sizes = collections.OrderedDict(), 0, []
     meta = collections.OrderedDict()
@@ -795,7 +829,9 @@ def write_model(out_path, plan, merges, cfg, source, dtype):
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-(8 + len(text)) % ALIGN)  # data section starts 64-aligned
 
-    out_dir = os.path.dirname(os.path.abspath(out_path))
+    # a symlink is followed: the file it points to is replaced, the link kept
+    out_path = os.path.realpath(out_path)
+    out_dir = os.path.dirname(out_path)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out_path) + ".",
                                suffix=".tmp", dir=out_dir)
     try:
@@ -835,6 +871,14 @@ def write_model(out_path, plan, merges, cfg, source, dtype):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, out_path)
+        try:  # make the rename durable
+            dfd = os.open(out_dir, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
     except BaseException:
         try:
             os.unlink(tmp)
@@ -874,6 +918,7 @@ def main(argv=None):
     try:
         if args.heads_vision < 0 or args.heads_text < 0:
             raise ConvertError("head counts must be positive")
+        check_output(args.output, [("input", args.input), ("vocab", args.vocab)])
         sd, source = load_state_dict(args.input, warn)
         if source == "hf_clip":
             warn("Hugging Face CLIP: the activation is in config.json, not in the weights; "
@@ -888,6 +933,9 @@ def main(argv=None):
                  % (len(dropped), ", ".join(dropped[:5]), ", ..." if len(dropped) > 5 else ""))
         merges = read_merges(args.vocab, cfg["vocab_size"])
         size = write_model(args.output, plan, merges, cfg, source, OUT_DTYPES[args.dtype])
+    except UsageError as e:
+        print("clipn_convert: error: %s" % e, file=sys.stderr)
+        return 2
     except ConvertError as e:
         print("clipn_convert: error: %s" % e, file=sys.stderr)
         return 1

@@ -213,6 +213,7 @@ usage2 "eval without --ood" eval --model "$MODEL" --classes "$T/classes.txt" --i
 usage2 "eval two stdin lists" eval --model "$MODEL" --classes "$T/classes.txt" --id - --ood o=-
 usage2 "info without FILE" info
 usage2 "tokenize --model + --vocab" tokenize --model "$MODEL" --vocab x a
+usage2 "neg-labels without --model" neg-labels --classes "$T/classes.txt" --out "$T/neg.txt"
 
 # ---- info: heads files, and files that are not libclipn models
 run 0 "info heads" "$CLIPN" info "$T/h.heads"
@@ -243,6 +244,8 @@ has "$T/err" "legacy PyTorch checkpoint \(a pickle" "info pickle"
 printf 'PK\003\004 not much' >"$T/x.zip"
 run 1 "info zip" "$CLIPN" info "$T/x.zip"
 has "$T/err" "is a zip archive, not a libclipn model" "info zip"
+run 1 "info on an image" "$CLIPN" info "$IMAGES/photo_chelsea_q80.jpg"
+has "$T/err" "is a JPEG image, not a libclipn model" "info on an image"
 run 2 "info --model on a model" "$CLIPN" info "$MODEL" --model "$MODEL"
 
 # the hand-crafted variant's command, as README and docs/cli.md give it

@@ -249,6 +249,82 @@ class RoundTrip(Tmp):
         read_model(out)
 
 
+def slurp(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class OutputSafety(Tmp):
+    """The output never replaces an input, a device or a FIFO; a failed write keeps the old
+    file and leaves no temporary behind."""
+
+    SRC = os.path.join(FIXTURES, "tiny_clipn.pt")
+
+    def convert_ok(self, out):
+        rc, err = run_converter(self.SRC, out)
+        self.assertEqual(rc, 0, err)
+
+    def test_output_is_the_input(self):
+        src = self.path("in.clipn")
+        self.convert_ok(src)
+        before = slurp(src)
+        for out in (src, os.path.join(self.dir, ".", "in.clipn")):
+            rc, err = run_converter(src, out)
+            self.assertEqual(rc, 2, err)
+            self.assertIn("same file as the input", err)
+        os.symlink("in.clipn", self.path("link.clipn"))
+        os.link(src, self.path("hard.clipn"))
+        for out in ("link.clipn", "hard.clipn"):
+            rc, err = run_converter(src, self.path(out))
+            self.assertEqual(rc, 2, err)
+        self.assertEqual(slurp(src), before)
+
+    def test_output_is_the_vocab(self):
+        vocab = self.path("vocab.txt.gz")
+        shutil.copy(VOCAB, vocab)
+        rc, err = run_converter(self.SRC, vocab, "--vocab", vocab)
+        self.assertEqual(rc, 2, err)
+        self.assertEqual(slurp(vocab), slurp(VOCAB))
+
+    def test_output_not_a_regular_file(self):
+        fifo = self.path("fifo")
+        os.mkfifo(fifo)
+        rc, err = run_converter(self.SRC, fifo)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("not a regular file", err)
+        self.assertTrue(os.path.exists(fifo) and not os.path.isfile(fifo))
+        rc, err = run_converter(self.SRC, self.dir)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("Is a directory", err)
+        rc, err = run_converter(self.SRC, self.path("missing/out.clipn"))
+        self.assertEqual(rc, 1, err)
+        self.assertIn("does not exist", err)
+
+    def test_full_disk_keeps_the_old_file(self):
+        # RLIMIT_FSIZE: writes fail with EFBIG (Python ignores SIGXFSZ)
+        import resource
+        out = self.path("out.clipn")
+        with open(out, "w") as f:
+            f.write("old")
+        p = subprocess.run([sys.executable, "-I", "-S", CONVERTER, self.SRC, out],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                 (4096, 4096)))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"File too large", p.stderr)
+        self.assertEqual(slurp(out), b"old")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["out.clipn"])
+
+    def test_symlink_output_replaces_its_target(self):
+        target = self.path("real.clipn")
+        with open(target, "w") as f:
+            f.write("old")
+        os.symlink("real.clipn", self.path("link.clipn"))
+        self.convert_ok(self.path("link.clipn"))
+        self.assertTrue(os.path.islink(self.path("link.clipn")))
+        read_model(target)
+
+
 class DtypeConversion(unittest.TestCase):
     """Edge cases of the rounding that the random fixtures rarely hit."""
 
