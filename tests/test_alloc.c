@@ -65,19 +65,23 @@ static long count_end(void)
 }
 
 #define TINY "tests/fixtures/model/tiny_clipn.safetensors"
+/* fp32, and INT8 weights (their own kernels and per-thread blocks) */
+static const char *const MODELS[] = {TINY, "tests/fixtures/model/tiny_clipn_int8.safetensors"};
 
 static clipn_model *model;
 static clipn_ctx *ctx;
 static const clipn_config *cfg;
 
-static void open_ctx(int max_batch, int threads)
+static void open_model_ctx(const char *path, int max_batch, int threads)
 {
     clipn_error err;
-    ck_assert_msg(clipn_model_load(TINY, NULL, &model, &err) == CLIPN_OK, "%s", err.message);
+    ck_assert_msg(clipn_model_load(path, NULL, &model, &err) == CLIPN_OK, "%s", err.message);
     clipn_ctx_opts opts = {.max_batch = max_batch, .threads = threads};
     ck_assert_msg(clipn_ctx_new(model, &opts, &ctx, &err) == CLIPN_OK, "%s", err.message);
     cfg = clipn_model_config(model);
 }
+
+static void open_ctx(int max_batch, int threads) { open_model_ctx(TINY, max_batch, threads); }
 
 static void close_ctx(void)
 {
@@ -115,7 +119,7 @@ static int32_t *prompts(clipn_tokenizer *tok, int n)
 
 START_TEST(encode_calls_allocate_nothing_after_ctx_new)
 {
-    open_ctx(3, 0);
+    open_model_ctx(MODELS[_i], 3, 0);
     clipn_error err;
     clipn_tokenizer *tok;
     ck_assert_int_eq(clipn_tokenizer_from_model(model, &tok, &err), CLIPN_OK);
@@ -250,7 +254,7 @@ Suite *make_suite(void)
     Suite *s = suite_create("alloc");
     TCase *tc = tcase_create("alloc");
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, encode_calls_allocate_nothing_after_ctx_new);
+    tcase_add_loop_test(tc, encode_calls_allocate_nothing_after_ctx_new, 0, 2);
     tcase_add_test(tc, sized_and_local_allocate_on_first_call_only);
     tcase_add_test(tc, score_calls_allocate_nothing_after_a_threads_first);
     tcase_add_test(tc, ctx_threads_means_this_context);
