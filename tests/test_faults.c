@@ -4,8 +4,9 @@
  * run completes without reaching N. Allocations are counted by replacing malloc, calloc,
  * realloc and the aligned allocators in this test binary, which glibc supports and which
  * also catches the C library's own allocations (vsnprintf's, cJSON's, zlib's): that is
- * how clipn_config_to_json was found dropping text. Not built under ASan/TSan (their
- * runtimes own malloc); the CLI's loops in tests/fault cover those builds.
+ * how clipn_config_to_json was found dropping text. Under ASan/UBSan (make test-asan)
+ * only the library's own allocations are failed (through -Wl,--wrap), and LeakSanitizer
+ * checks the error paths free everything.
  * Each workload's counts are printed; the whole suite takes a few seconds. */
 #include "testutil.h"
 #include "internal.h"
@@ -26,13 +27,6 @@
 #define TINY_MODEL FIXTURE("model/tiny_clipn.safetensors")
 #define VOCAB "weights_tools/bpe_simple_vocab_16e6.txt.gz"
 
-#ifndef UNDER_SANITIZER
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-
 static long armed, seen, fail_at; /* counting while armed; fail the fail_at-th */
 
 static int should_fail(void)
@@ -44,6 +38,29 @@ static int should_fail(void)
     errno = ENOMEM; /* as malloc does */
     return 1;
 }
+
+/* The library's (and this file's) calls, through -Wl,--wrap (Makefile). */
+void *__real_malloc(size_t);
+void *__real_calloc(size_t, size_t);
+void *__real_realloc(void *, size_t);
+char *__real_strdup(const char *);
+int __real_posix_memalign(void **, size_t, size_t);
+void *__real_aligned_alloc(size_t, size_t);
+#ifndef UNDER_SANITIZER
+/* Without a sanitizer, malloc itself is replaced below and counts every allocation, the
+ * C library's and the shared libraries' included: the wrappers only forward. */
+void *__wrap_malloc(size_t n) { return __real_malloc(n); }
+void *__wrap_calloc(size_t a, size_t b) { return __real_calloc(a, b); }
+void *__wrap_realloc(void *p, size_t n) { return __real_realloc(p, n); }
+char *__wrap_strdup(const char *s) { return __real_strdup(s); }
+int __wrap_posix_memalign(void **o, size_t a, size_t n) { return __real_posix_memalign(o, a, n); }
+void *__wrap_aligned_alloc(size_t a, size_t n) { return __real_aligned_alloc(a, n); }
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
 
 /* exported (the build uses -fvisibility=hidden), so that the shared libraries' calls,
  * libc's own included, come here too */
@@ -67,6 +84,23 @@ EXPORT int posix_memalign(void **out, size_t a, size_t n)
     *out = p;
     return 0;
 }
+#else
+/* Under ASan/UBSan the runtime owns malloc: only the library's own allocations (and
+ * stb_image's, compiled into it) are failed, and LeakSanitizer checks that every error
+ * path frees what it allocated. */
+void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t a, size_t b) { return should_fail() ? NULL : __real_calloc(a, b); }
+void *__wrap_realloc(void *p, size_t n) { return should_fail() ? NULL : __real_realloc(p, n); }
+char *__wrap_strdup(const char *s) { return should_fail() ? NULL : __real_strdup(s); }
+int __wrap_posix_memalign(void **o, size_t a, size_t n)
+{
+    return should_fail() ? ENOMEM : __real_posix_memalign(o, a, n);
+}
+void *__wrap_aligned_alloc(size_t a, size_t n)
+{
+    return should_fail() ? NULL : __real_aligned_alloc(a, n);
+}
+#endif
 
 /* One workload: run(user, err) returns a status; on success check(user) compares with the
  * clean run and cleanup(user) releases what it made. */
@@ -430,20 +464,12 @@ START_TEST(faults_heads_build)
     clipn_model_free(shared_model);
 }
 END_TEST
-#else
-START_TEST(faults_skipped_under_sanitizer)
-{
-    printf("test_faults: skipped (the sanitizer runtime owns malloc)\n");
-}
-END_TEST
-#endif
 
 Suite *make_suite(void)
 {
     Suite *s = suite_create("faults");
     TCase *tc = tcase_create("allocation_failures");
     tcase_set_timeout(tc, 120);
-#ifndef UNDER_SANITIZER
     tcase_add_test(tc, faults_config_json_and_fingerprint);
     tcase_add_test(tc, faults_heads_save_and_load);
     tcase_add_test(tc, faults_preprocess_file);
@@ -455,9 +481,6 @@ Suite *make_suite(void)
     tcase_set_timeout(slow, 300);
     tcase_add_test(slow, faults_model_load);
     suite_add_tcase(s, slow);
-#else
-    tcase_add_test(tc, faults_skipped_under_sanitizer);
-#endif
     suite_add_tcase(s, tc);
     return s;
 }

@@ -213,6 +213,7 @@ usage2 "eval without --ood" eval --model "$MODEL" --classes "$T/classes.txt" --i
 usage2 "eval two stdin lists" eval --model "$MODEL" --classes "$T/classes.txt" --id - --ood o=-
 usage2 "info without FILE" info
 usage2 "tokenize --model + --vocab" tokenize --model "$MODEL" --vocab x a
+usage2 "neg-labels without --model" neg-labels --classes "$T/classes.txt" --out "$T/neg.txt"
 
 # ---- info: heads files, and files that are not libclipn models
 run 0 "info heads" "$CLIPN" info "$T/h.heads"
@@ -230,6 +231,13 @@ python3 -c "
 import json, sys; o = json.load(open(sys.argv[1]))
 assert o['kind'] == 'heads' and o['classes'] == ['cat', 'dog', 'astronaut'] and len(o['templates']) == 128
 assert len(o['model_fingerprint']) == 16" "$T/out" || fail "info heads --json: $(head -c 300 "$T/out")"
+printf 'ok\nbad\377name\n' >"$T/badutf8.txt"
+"$CLIPN" head --model "$MODEL" --classes "$T/badutf8.txt" --out "$T/hb.heads" 2>/dev/null ||
+    fail "head with an invalid UTF-8 class name"
+run 0 "info --json, invalid UTF-8 class" "$CLIPN" info --json "$T/hb.heads"
+python3 -c "
+import json, sys; assert json.load(open(sys.argv[1], encoding='utf-8'))['classes'] == ['ok', 'bad\ufffdname']" \
+    "$T/out" || fail "info --json: not valid UTF-8 JSON: $(head -c 200 "$T/out")"
 run 1 "info CLIPN .pt" "$CLIPN" info tests/fixtures/ckpt/tiny_clipn.pt
 has "$T/err" "is a CLIPN PyTorch checkpoint .*weights_tools/clipn_convert.py tests/fixtures/ckpt/tiny_clipn.pt OUT.safetensors" "info .pt"
 one_line "info .pt"
@@ -243,6 +251,8 @@ has "$T/err" "legacy PyTorch checkpoint \(a pickle" "info pickle"
 printf 'PK\003\004 not much' >"$T/x.zip"
 run 1 "info zip" "$CLIPN" info "$T/x.zip"
 has "$T/err" "is a zip archive, not a libclipn model" "info zip"
+run 1 "info on an image" "$CLIPN" info "$IMAGES/photo_chelsea_q80.jpg"
+has "$T/err" "is a JPEG image, not a libclipn model" "info on an image"
 run 2 "info --model on a model" "$CLIPN" info "$MODEL" --model "$MODEL"
 
 # the hand-crafted variant's command, as README and docs/cli.md give it
