@@ -45,7 +45,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: FORCE all test test-arm test-c test-exports test-cli test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores methods-parity
+.PHONY: FORCE all test test-arm test-c test-exports test-cli test-fault test-py parity example-pkgconfig bench install clean deps demo test-asan e2e-scores methods-parity
 all: $(BUILD)/libclipn.a $(BUILD)/libclipn.so $(BUILD)/clipn
 
 $(BUILD)/obj/%_avx2.o: %_avx2.c $(BUILD)/cflags
@@ -76,6 +76,9 @@ $(BUILD)/clipn: $(CLI_OBJ) $(BUILD)/libclipn.a
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libclipn.a tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(CHECK_LIBS) $(LDLIBS)
+# tests/test_faults.c fails allocations on purpose: the library's own calls reach it
+# through --wrap (also under ASan, whose runtime owns malloc), libc's through malloc itself
+$(BUILD)/tests/test_faults: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign,--wrap=aligned_alloc
 $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
@@ -83,7 +86,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-exports test-cli test-py parity example-pkgconfig e2e-scores methods-parity
+test: all test-c test-exports test-cli test-fault test-py parity example-pkgconfig e2e-scores methods-parity
 	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
 # run_suites(build dir, suites, runner prefix, extra env): each run gets a fresh TMPDIR for
 # the suites' scratch files, and a file left in it fails the run.
@@ -102,10 +105,28 @@ test-exports: $(BUILD)/libclipn.so
 # the CLI's exit status and one-line error on hostile files, its usability (image inputs,
 # warnings, tables, ROC plot rendered by rsvg-convert) and its data-safety promises
 # (atomic checked outputs, inputs never overwritten, bounded reads): tests/cli, about 6 s
-test-cli: $(BUILD)/clipn
+test-cli: $(BUILD)/clipn $(BUILD)/tests/npy_dump
 	@sh tests/cli/test_cli_errors.sh $(BUILD)/clipn
 	@sh tests/cli/test_cli_ux.sh $(BUILD)/clipn
 	@sh tests/cli/test_cli_safety.sh $(BUILD)/clipn
+	@$(PYTHON_TORCH) tests/cli/test_npy_strict.py $(BUILD)/tests/npy_dump
+# Allocation-failure loops, SQLite style (tests/fault/run_alloc_faults.sh): the CLI linked
+# with every allocation wrapped (tests/fault/fault_alloc.c) runs each subcommand's workload
+# failing allocation N = 1, 2, ...; each run must exit 1 with one line, or give the clean
+# run's output. Part of make test (~40 s) and of make test-asan (build/asan, ~2.5 min).
+FAULT_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign \
+              -Wl,--wrap=aligned_alloc,--wrap=strdup,--wrap=strndup
+$(BUILD)/fault/clipn: $(CLI_OBJ) $(BUILD)/obj/tests/fault/fault_alloc.o $(BUILD)/libclipn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(FAULT_WRAP) -o $@ $(CLI_OBJ) $(BUILD)/obj/tests/fault/fault_alloc.o \
+	    $(BUILD)/libclipn.a $(LDLIBS)
+test-fault: $(BUILD)/fault/clipn
+	@FAULT_MAX_RUNS=$${FAULT_MAX_RUNS:-100} sh tests/fault/run_alloc_faults.sh $(BUILD)/fault/clipn
+# the CLI's .npy reader on its own, for the numpy comparison (tests/cli/test_npy_strict.py)
+$(BUILD)/tests/npy_dump: tests/cli/npy_dump.c $(filter-out %/main.o,$(CLI_OBJ)) $(BUILD)/libclipn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iexamples/cli $(LDFLAGS) -o $@ $< $(filter-out %/main.o,$(CLI_OBJ)) \
+	    $(BUILD)/libclipn.a $(LDLIBS)
 test-py:
 	python3 -m unittest discover -s weights_tools/tests -t . -v
 parity: all $(BUILD)/golden_parity
@@ -171,7 +192,10 @@ test-arm:
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 test-asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 EXTRA_CFLAGS="$(SAN_FLAGS)" EXTRA_LDFLAGS="$(SAN_FLAGS)" \
-	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 test-c
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    FAULT_MAX_RUNS=$(ASAN_FAULT_MAX_RUNS) test-c test-fault
+# the allocation-failure loops under ASan sample fewer points per workload (each run is slower)
+ASAN_FAULT_MAX_RUNS ?= 40
 
 demo: all
 	@sh scripts/demo.sh
@@ -211,7 +235,7 @@ fuzz-build:
 	$(MAKE) CC=$(FUZZ_CC) BUILD=build/fuzz OPT=-O1 \
 	    EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libclipn.a
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	    extra=; [ $$t = npy ] && extra="-Iexamples/cli examples/cli/cli_util.c examples/cli/cli_output.c"; \
+	    extra=; [ $$t = npy ] && extra="-Iexamples/cli $(filter-out %/main.c,$(CLI_SRC))"; \
 	    echo "$(FUZZ_CC) ... -o build/fuzz/fuzz_$$t"; \
 	    $(FUZZ_CC) $(CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer -Itests/fuzz $$extra \
 	        -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build/fuzz/libclipn.a $(LDLIBS); \

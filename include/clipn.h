@@ -112,6 +112,9 @@ typedef struct clipn_load_opts {
 
 /* Load a libclipn model file (safetensors, see docs/model-format.md). The file is
  * memory-mapped; on any fault nothing is returned and *out stays NULL. opts may be NULL.
+ * Refused: anything but a regular file, a header with a key twice or more JSON values than
+ * its entries need, a NaN or infinite weight (the message names the tensor), image_std
+ * below 1e-6, and merges the tokenizer cannot read or whose ids are not the config's.
  * A precision this CPU cannot run (BF16 without AVX512_BF16) loads at fp32 instead: see
  * clipn_model_precision and clipn_model_precision_note. */
 CLIPN_API clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts,
@@ -131,7 +134,9 @@ CLIPN_API const char *clipn_precision_name(clipn_precision p);
 CLIPN_API const char *clipn_runtime_isa(void);
 CLIPN_API const char *clipn_runtime_int8_kernel(void);
 /* Write the config as a JSON object (NUL-terminated). Returns the length it needs
- * (excluding NUL), like snprintf. */
+ * (excluding NUL), like snprintf; or 0 when formatting failed (the C library's printf can
+ * run out of memory), and then buf holds "": a text with a piece missing is never
+ * returned. A config always formats to a non-empty text, so 0 means failure. */
 CLIPN_API size_t clipn_config_to_json(const clipn_config *cfg, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------- tokenizer */
@@ -142,7 +147,8 @@ typedef struct clipn_tokenizer clipn_tokenizer;
 /* From the BPE merges embedded in the model file. */
 CLIPN_API clipn_status clipn_tokenizer_from_model(const clipn_model *model, clipn_tokenizer **out,
                                         clipn_error *err);
-/* From the official vocab file (bpe_simple_vocab_16e6.txt, plain or .gz). */
+/* From the official vocab file (bpe_simple_vocab_16e6.txt, plain or .gz): a regular file
+ * of at most 64 MiB, 64 MiB once decompressed. */
 CLIPN_API clipn_status clipn_tokenizer_from_file(const char *path, clipn_tokenizer **out, clipn_error *err);
 CLIPN_API void clipn_tokenizer_free(clipn_tokenizer *tok);
 
@@ -172,7 +178,9 @@ CLIPN_API void clipn_image_opts_default(clipn_image_opts *opts);
 CLIPN_API void clipn_image_opts_from_model(const clipn_model *model, clipn_image_opts *opts);
 
 /* The official open_clip validation transform: PIL bicubic resize of the shorter side,
- * centre crop, RGB conversion, /255, normalise. `out` receives 3*S*S floats (CHW). */
+ * centre crop, RGB conversion, /255, normalise. `out` receives 3*S*S floats (CHW).
+ * clipn_preprocess_file reads only a regular file of at most 1 GiB (a FIFO or a device is
+ * refused with CLIPN_E_IO, without blocking). */
 CLIPN_API clipn_status clipn_preprocess_file(const char *path, const clipn_image_opts *opts, float *out,
                                    clipn_error *err);
 CLIPN_API clipn_status clipn_preprocess_memory(const void *data, size_t len, const clipn_image_opts *opts,
@@ -340,7 +348,12 @@ CLIPN_API clipn_status clipn_model_fingerprint(const clipn_model *model, char ou
 
 /* Save heads as a small safetensors file (docs/head-format.md) recording the class names,
  * the templates (may be NULL/0 when unknown; no_templates NULL = same as templates) and
- * the fingerprint of `model`. */
+ * the fingerprint of `model`. The file is written beside `path` under a temporary name,
+ * flushed to disk and renamed over `path` only when complete: on any failure what was at
+ * `path` is untouched and nothing but the temporary file is removed. Refused: a path that
+ * exists and is not a regular file (a symlink to one is followed), the file `model` was
+ * loaded from, NULL class or template entries, and rows that are not finite unit vectors
+ * (|norm - 1| > 1e-3). */
 CLIPN_API clipn_status clipn_heads_save(const char *path, const clipn_model *model,
                               const clipn_heads *heads, const char *const *classes,
                               const char *const *templates, int n_templates,
@@ -348,7 +361,8 @@ CLIPN_API clipn_status clipn_heads_save(const char *path, const clipn_model *mod
                               clipn_error *err);
 /* Load heads (with class_names). When model is not NULL, a file built from another model
  * (fingerprint or embed_dim mismatch) is refused with CLIPN_E_INVALID_ARG. The file is
- * treated as hostile: every size, offset and value is checked. */
+ * treated as hostile: it must be a regular file (never blocks on a FIFO), and every size,
+ * offset, key and value is checked; rows must be finite unit vectors. */
 CLIPN_API clipn_status clipn_heads_load(const char *path, const clipn_model *model, clipn_heads **out,
                               clipn_error *err);
 

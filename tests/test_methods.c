@@ -99,6 +99,14 @@ START_TEST(test_wordnet_refuses)
     ck_assert_int_eq(clipn_wordnet_read(dir, &w, &err), CLIPN_E_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.message, "data.noun:2"));
     unlink(path);
+    /* a FIFO as data.noun: refused at once (fopen blocked forever waiting for a writer) */
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    alarm(10);
+    clipn_status st = clipn_wordnet_read(dir, &w, &err);
+    alarm(0);
+    unlink(path);
+    ck_assert_int_eq(st, CLIPN_E_IO);
+    ck_assert_ptr_nonnull(strstr(err.message, "not a regular file"));
     rmdir(dir);
 }
 END_TEST

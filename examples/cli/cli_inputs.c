@@ -134,38 +134,8 @@ int cli_inputs_add_path(const char *cmd, const char *path, int labels, cli_image
 
 /* ------------------------------------------------------------------ list files */
 
-static char *read_stream(FILE *f, size_t *len)
+const char *cli_sniff(const unsigned char *s, size_t n)
 {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *nb = realloc(buf, cap * 2 + 1);
-        if (!nb) {
-            free(buf);
-            return NULL;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    if (buf) {
-        buf[n] = '\0';
-        *len = n;
-    }
-    return buf;
-}
-
-/* NULL when the text can be a list; else what the bytes look like. */
-static const char *not_a_list(const unsigned char *s, size_t n)
-{
-    size_t bad = n;
-    for (size_t i = 0; i < n && bad == n; i++)
-        if (s[i] < 0x20 && s[i] != '\n' && s[i] != '\r' && s[i] != '\t')
-            bad = i;
-    if (bad == n)
-        return NULL;
     static const struct {
         const char *magic;
         size_t len;
@@ -181,6 +151,21 @@ static const char *not_a_list(const unsigned char *s, size_t n)
             return sig[k].what;
     if (n >= 9 && s[8] == '{' && !s[7] && !s[6] && !s[5])
         return "a safetensors file (a model or heads)";
+    return NULL;
+}
+
+/* NULL when the text can be a list; else what the bytes look like. */
+static const char *not_a_list(const unsigned char *s, size_t n)
+{
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (s[i] < 0x20 && s[i] != '\n' && s[i] != '\r' && s[i] != '\t')
+            bad = i;
+    if (bad == n)
+        return NULL;
+    const char *what = cli_sniff(s, n);
+    if (what)
+        return what;
     return s[bad] ? "binary data (a control byte)" : "binary data (NUL bytes)";
 }
 
@@ -192,20 +177,11 @@ int cli_inputs_add_list(const char *cmd, const char *list_file, int labels, cli_
     if (!is_stdin && stat(list_file, &st) == 0 && S_ISDIR(st.st_mode))
         return cli_fail(cmd, "%s: a folder, not a list file (give it as IMAGE)", list_file),
                -1;
-    FILE *f = is_stdin ? stdin : fopen(list_file, "rb");
-    if (!f)
-        return cli_fail(cmd, "%s: %s", list_file, strerror(errno)), -1;
+    /* bounded, non-blocking open, regular files or pipes only (cli_read_file) */
     size_t len = 0;
-    char *text = read_stream(f, &len);
-    int read_error = ferror(f);
-    if (!is_stdin)
-        fclose(f);
+    char *text = cli_read_file(cmd, is_stdin ? "/dev/stdin" : list_file, &len);
     if (!text)
-        return cli_fail(cmd, "%s: out of memory", name), -1;
-    if (read_error) {
-        free(text);
-        return cli_fail(cmd, "%s: read error", name), -1;
-    }
+        return -1;
     const char *what = not_a_list((const unsigned char *)text, len);
     if (what) {
         free(text);

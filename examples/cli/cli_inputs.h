@@ -32,6 +32,10 @@ int cli_inputs_gather(const char *cmd, char **pos, int n_pos, const char *list_f
                       cli_image_list *list);
 void cli_image_list_free(cli_image_list *list);
 
+/* What a file's first n bytes say it is ("a JPEG image", "a zip archive", "a safetensors
+ * file (a model or heads)", ...), from its signature; NULL when none is known. */
+const char *cli_sniff(const unsigned char *s, size_t n);
+
 /* The option row for --list FILE. */
 #define CLI_LIST_OPTION(dest) CLI_STRING("--list", &(dest))
 /* The usage lines every image subcommand prints for its inputs. */

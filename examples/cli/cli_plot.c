@@ -60,7 +60,7 @@ enum { PANEL_W = 380, MARGIN_L = 56, PLOT = 280, TITLE_H = 34, AXIS_H = 44, ROW_
 static void xml_text(FILE *f, const char *s, int width)
 {
     char buf[512];
-    cli_text_fit(s, width, buf, sizeof buf);
+    cli_text_fit_middle(s, width, buf, sizeof buf);
     for (const char *c = buf; *c; c++) {
         switch (*c) {
         case '&': fputs("&amp;", f); break;

@@ -74,10 +74,43 @@ int cli_text_fit(const char *s, int width, char *out, size_t cap)
     return used;
 }
 
+int cli_text_fit_middle(const char *s, int width, char *out, size_t cap)
+{
+    if (!s || cli_text_width(s) <= width || width < 8)
+        return cli_text_fit(s, width, out, cap);
+    /* the tail: the last characters filling about a third of the columns */
+    int tail_w = (width - 1) / 3, used = 0;
+    const char *tail = s + strlen(s);
+    size_t len;
+    char shown[16];
+    int rest = cli_text_width(s);
+    for (const char *p = s; *p; p += len) {
+        /* walk forward: the tail starts at the first character after which the rest fits */
+        if (rest <= tail_w) {
+            tail = p;
+            used = rest;
+            break;
+        }
+        rest -= next_char(p, &len, shown);
+    }
+    int head = cli_text_fit(s, width - used, out, cap); /* ends in the ellipsis */
+    size_t o = strlen(out);
+    for (const char *p = tail; *p; p += len) {
+        next_char(p, &len, shown);
+        size_t k = strlen(shown);
+        if (o + k >= cap)
+            break;
+        memcpy(out + o, shown, k);
+        o += k;
+    }
+    out[o] = '\0';
+    return head + used;
+}
+
 void cli_print_cell(FILE *f, const char *s, int width)
 {
     char buf[1024];
-    int used = cli_text_fit(s, width, buf, sizeof buf);
+    int used = cli_text_fit_middle(s, width, buf, sizeof buf);
     fputs(buf, f);
     for (; used < width; used++)
         fputc(' ', f);

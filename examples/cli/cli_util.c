@@ -361,8 +361,10 @@ static int npy_shape(npy_hdr *h)
             h->p++;
             break;
         }
-        if (nd > commas || nd == 8) /* two numbers without a comma, or too many dims */
+        if (nd > commas) /* two numbers without a comma */
             return -1;
+        if (nd == 8)
+            return -3;
         if (h->p >= h->end || !isdigit((unsigned char)*h->p))
             return -1;
         if (*h->p == '0' && h->p + 1 < h->end && isdigit((unsigned char)h->p[1]))
@@ -433,7 +435,9 @@ static int npy_parse_header(npy_hdr *h, const char **why)
             seen = &h->have_shape;
             int r = npy_shape(h);
             if (r) {
-                *why = r == -2 ? "shape too large" : "malformed shape tuple";
+                *why = r == -2   ? "shape too large"
+                       : r == -3 ? "more than 8 dimensions"
+                                 : "malformed shape tuple";
                 return -1;
             }
         } else {

@@ -151,8 +151,25 @@ static double best_known(const clipn_heads *h, const float *feat, const float *p
     return best;
 }
 
-/* Class names in 40 display columns (cut with an ellipsis), control characters shown as
- * escapes; each verdict with the values it compared. */
+/* The class column: as wide as the widest class name, 12 to 60 display columns (one
+ * heads per run: computed once). */
+static int name_column(const clipn_heads *h)
+{
+    static const clipn_heads *done;
+    static int width;
+    if (done != h) {
+        width = 12;
+        for (int c = 0; c < h->n_classes && width < 60; c++) {
+            int w = cli_text_width(h->class_names[c]);
+            width = w > width ? (w < 60 ? w : 60) : width;
+        }
+        done = h;
+    }
+    return width;
+}
+
+/* Class names in one column (wider names cut with an ellipsis), control characters shown
+ * as escapes; each verdict with the values it compared. */
 static void print_table(const char *path, const clipn_heads *h, const float *feat,
                         const float *probs, const int *top, int k, const clipn_scores *s)
 {
@@ -160,12 +177,12 @@ static void print_table(const char *path, const clipn_heads *h, const float *fea
     putchar('\n');
     for (int j = 0; j < k; j++) {
         printf("  %2d. ", j + 1);
-        cli_print_cell(stdout, h->class_names[top[j]], 40);
+        cli_print_cell(stdout, h->class_names[top[j]], name_column(h));
         printf(" %7.3f%%\n", 100.0 * probs[top[j]]);
     }
     if (h->no) {
         char name[256];
-        cli_text_fit(h->class_names[s->pred], 40, name, sizeof name);
+        cli_text_fit_middle(h->class_names[s->pred], 60, name, sizeof name);
         double p_no = 1.0 - (double)s->ctw, p_ood = 1.0 - (double)s->atd;
         printf("  CTW: %-19s p_no %.4g %s 0.5 at \"%s\"\n",
                s->ood_ctw ? "OUT-OF-DISTRIBUTION" : "in-distribution", p_no,

@@ -1,7 +1,7 @@
 /* clipn info FILE: a model's config plus a few derived facts (one JSON object), a heads
  * file's classes, templates and fingerprint; any other file is named for what it is, with
  * the converter call that makes a model of it. */
-#include "cli.h"
+#include "cli_inputs.h"
 #include "cli_text.h"
 
 #include <cjson/cJSON.h>
@@ -398,6 +398,8 @@ int cmd_info(int argc, char **argv)
     } else {
         cJSON_Delete(header);
     }
+    if (kind == KIND_OTHER && cli_sniff(buf, n)) /* an image, a .npy ... */
+        return cli_fail(cmd, "%s is %s, not a libclipn model", path, cli_sniff(buf, n));
     if (model_path)
         return cli_fail(cmd, "--model is for heads files; %s is not one", path), 2;
 

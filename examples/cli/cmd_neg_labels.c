@@ -47,31 +47,18 @@ static int parse_fraction(void *dest, const char *cmd, char *v)
     return 0;
 }
 
-/* Writes lines to path through a temporary file renamed into place. */
+/* Writes lines to path through a checked temporary file renamed into place (cli_out). */
 static int write_lines(const char *cmd, const char *path, const char *const *lines, int n)
 {
-    size_t len = strlen(path) + 32;
-    char *tmp = malloc(len);
-    if (!tmp)
-        return cli_fail(cmd, "out of memory");
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        int e = errno;
-        free(tmp);
-        return cli_fail(cmd, "%s: %s", path, strerror(e));
+    cli_out *o = cli_out_open(cmd, path);
+    if (!o)
+        return 1;
+    FILE *f = cli_out_file(o);
+    for (int i = 0; i < n; i++) {
+        fputs(lines[i], f);
+        fputc('\n', f);
     }
-    int ok = 1;
-    for (int i = 0; ok && i < n; i++)
-        ok = fputs(lines[i], f) >= 0 && fputc('\n', f) != EOF;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        free(tmp);
-        return cli_fail(cmd, "%s: write failed", path);
-    }
-    free(tmp);
-    return 0;
+    return cli_out_close(o); /* every write's error is seen here */
 }
 
 int cli_add_negatives(const char *cmd, clipn_ctx *ctx, clipn_heads *heads, const char *path,
@@ -136,6 +123,12 @@ int cmd_neg_labels(int argc, char **argv)
         return cli_fail(cmd, "give --nouns and --adjectives together, or --wordnet DIR"), 2;
     if (!(no.fraction > 0))
         return cli_fail(cmd, "--fraction must be more than 0"), 2;
+    const cli_path outs[] = {{"--out", out}, {"--nouns-out", nouns_out},
+                             {"--adjectives-out", adjs_out}};
+    const cli_path ins[] = {{"--model", model_path}, {"--classes", classes_path},
+                            {"--nouns", nouns_path}, {"--adjectives", adjs_path}};
+    if ((st = cli_check_paths(cmd, outs, 3, ins, 4)))
+        return st;
 
     int rc = 1, n_classes = 0, n_nouns = 0, n_adjs = 0;
     char **classes = NULL, **nouns = NULL, **adjs = NULL;

@@ -62,6 +62,122 @@ static void json_scan(const char *s, size_t n, json_shape *out)
     out->root_members = root_nonempty ? root_commas + 1 : 0;
 }
 
+/* RFC 8259 syntax check without allocating: consulted only when cJSON failed, to tell an
+ * allocation failure inside cJSON (valid text) from a malformed text. Depth is bounded by
+ * the scan before. */
+typedef struct json_cursor {
+    const char *p, *end;
+} json_cursor;
+
+static void skip_ws(json_cursor *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static int eat(json_cursor *c, char ch)
+{
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+static int digits(json_cursor *c)
+{
+    const char *start = c->p;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+        c->p++;
+    return c->p > start;
+}
+
+static int valid_string(json_cursor *c)
+{
+    if (!eat(c, '"'))
+        return 0;
+    while (c->p < c->end) {
+        unsigned char ch = (unsigned char)*c->p++;
+        if (ch == '"')
+            return 1;
+        if (ch < 0x20)
+            return 0;
+        if (ch == '\\') {
+            if (c->p >= c->end)
+                return 0;
+            ch = (unsigned char)*c->p++;
+            if (ch == 'u') {
+                for (int k = 0; k < 4; k++, c->p++)
+                    if (c->p >= c->end || !strchr("0123456789abcdefABCDEF", *c->p) || !*c->p)
+                        return 0;
+            } else if (!strchr("\"\\/bfnrt", ch) || !ch) {
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
+static int valid_value(json_cursor *c)
+{
+    skip_ws(c);
+    if (c->p >= c->end)
+        return 0;
+    const char ch = *c->p;
+    if (ch == '"')
+        return valid_string(c);
+    if (ch == '{' || ch == '[') {
+        const char close = ch == '{' ? '}' : ']';
+        c->p++;
+        skip_ws(c);
+        if (eat(c, close))
+            return 1;
+        do {
+            if (ch == '{') {
+                skip_ws(c);
+                if (!valid_string(c))
+                    return 0;
+                skip_ws(c);
+                if (!eat(c, ':'))
+                    return 0;
+            }
+            if (!valid_value(c))
+                return 0;
+            skip_ws(c);
+        } while (eat(c, ','));
+        return eat(c, close);
+    }
+    static const char *const literals[] = {"true", "false", "null"};
+    for (int k = 0; k < 3; k++) {
+        size_t n = strlen(literals[k]);
+        if ((size_t)(c->end - c->p) >= n && memcmp(c->p, literals[k], n) == 0) {
+            c->p += n;
+            return 1;
+        }
+    }
+    eat(c, '-');
+    if (!eat(c, '0') && !digits(c))
+        return 0;
+    if (eat(c, '.') && !digits(c))
+        return 0;
+    if (eat(c, 'e') || eat(c, 'E')) {
+        if (!eat(c, '+'))
+            eat(c, '-');
+        if (!digits(c))
+            return 0;
+    }
+    return 1;
+}
+
+static int json_syntax_ok(const char *text, size_t len)
+{
+    json_cursor c = {text, text + len};
+    if (!valid_value(&c))
+        return 0;
+    skip_ws(&c);
+    return c.p == c.end;
+}
+
 static int by_key(const void *a, const void *b)
 {
     return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
@@ -133,7 +249,10 @@ clipn_status clipn_json_parse_strict(const char *text, size_t len, const clipn_j
     const char *end = NULL;
     cJSON *root = clipn_json_parse(text, len, &end, 0);
     if (!root) {
-        /* cJSON does not say whether it ran out of memory; a malformed text is likelier */
+        /* cJSON does not say whether it ran out of memory: a text that is valid JSON
+           failed for want of memory */
+        if (json_syntax_ok(text, len))
+            return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory parsing JSON", what);
         size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
         return clipn_fail(err, CLIPN_E_FORMAT, "%s is not valid JSON (near byte %zu)", what, at);
     }

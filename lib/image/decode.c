@@ -18,6 +18,25 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
+/* stb_image's allocations, through wrappers that remember a failure: stb reports it as
+ * a decoding error ("outofmem", or another decoder's complaint after it gives up), and an
+ * allocation failure must read as CLIPN_E_NOMEM, not as a corrupt file. */
+static _Thread_local int stb_out_of_memory;
+static void *stb_malloc(size_t n)
+{
+    void *p = malloc(n);
+    stb_out_of_memory |= !p;
+    return p;
+}
+static void *stb_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    stb_out_of_memory |= !q;
+    return q;
+}
+#define STBI_MALLOC(n) stb_malloc(n)
+#define STBI_REALLOC(p, n) stb_realloc(p, n)
+#define STBI_FREE(p) free(p)
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_STDIO
@@ -372,6 +391,9 @@ static clipn_status jpeg_failed(clipn_row_stream *js, const char *name, clipn_er
     if (js->jerr.premature_end)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: truncated JPEG (premature end of data)",
                           name);
+    if (js->jerr.pub.msg_code == JERR_OUT_OF_MEMORY) /* not the file's fault */
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory decoding the JPEG (%s)", name,
+                          js->jerr.message);
     return clipn_fail(err, CLIPN_E_FORMAT, "%s: corrupt JPEG: %s", name, js->jerr.message);
 }
 
@@ -495,6 +517,14 @@ static const char *stb_reason(void)
 {
     const char *r = stbi_failure_reason();
     return r && r[0] ? r : "unknown error";
+}
+
+/* A failed stb call: out of memory if one of its allocations failed, else `what`. */
+static clipn_status stb_fail(clipn_error *err, const char *name, const char *what)
+{
+    if (stb_out_of_memory)
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory decoding the image", name);
+    return clipn_fail(err, CLIPN_E_FORMAT, "%s: %s (%s)", name, what, stb_reason());
 }
 
 static const uint8_t png_iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
@@ -654,9 +684,9 @@ static clipn_status decode_stb_pixels(const uint8_t *data, size_t len, const cha
 {
     clipn_status st;
     int w, h, comp;
+    stb_out_of_memory = 0;
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &comp))
-        return clipn_fail(err, CLIPN_E_FORMAT, "%s: cannot read image header (%s)", name,
-                          stb_reason());
+        return stb_fail(err, name, "cannot read image header");
     /* stb's BMP header reader returns a top-down BMP's height negative, as stored; its
      * decoder flips and returns it positive, and PIL opens it the same way */
     if (fmt == FORMAT_BMP && h < 0 && h > INT_MIN)
@@ -671,8 +701,7 @@ static clipn_status decode_stb_pixels(const uint8_t *data, size_t len, const cha
     if (sixteen) {
         stbi_us *p16 = stbi_load_16_from_memory(data, (int)len, &x, &y, &got, 1);
         if (!p16)
-            return clipn_fail(err, CLIPN_E_FORMAT, "%s: corrupt image (%s)", name,
-                              stb_reason());
+            return stb_fail(err, name, "corrupt image");
         int32_t *p32 = (x == w && y == h) ? malloc((size_t)w * h * sizeof(int32_t)) : NULL;
         if (!p32) {
             stbi_image_free(p16);
@@ -688,8 +717,7 @@ static clipn_status decode_stb_pixels(const uint8_t *data, size_t len, const cha
         int req = fmt == FORMAT_GIF ? 4 : C;
         uint8_t *p = stbi_load_from_memory(data, (int)len, &x, &y, &got, req);
         if (!p)
-            return clipn_fail(err, CLIPN_E_FORMAT, "%s: corrupt image (%s)", name,
-                              stb_reason());
+            return stb_fail(err, name, "corrupt image");
         if (x != w || y != h) {
             stbi_image_free(p);
             return clipn_fail(err, CLIPN_E_FORMAT, "%s: inconsistent image size", name);

@@ -54,6 +54,9 @@ clipn_status clipn_model_fingerprint(const clipn_model *model, char out[17], cli
     const clipn_config *cfg = &model->config;
     char json[4096];
     size_t n = clipn_config_to_json(cfg, json, sizeof json);
+    if (n == 0) /* a fingerprint of a partial config would name another model */
+        return clipn_fail(err, CLIPN_E_NOMEM,
+                          "clipn_model_fingerprint: out of memory formatting the config");
     if (n >= sizeof json)
         return clipn_fail(err, CLIPN_E_INTERNAL, "clipn_model_fingerprint: config too long");
     uint64_t h = fnv1a(FNV_OFFSET, json, n);
@@ -100,23 +103,46 @@ static int add_json_string(cJSON *obj, const char *key, cJSON *value)
     return s ? 0 : -1;
 }
 
+/* Attach item under key; on failure (out of memory, or item NULL) free it and return 0.
+ * cJSON_AddItemToObject fails when it cannot copy the key, and an unchecked add saved a
+ * head file without its __metadata__ or a tensor's shape (the allocation-failure loop in
+ * tests/test_faults.c found it). */
+static int attach(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!item)
+        return 0;
+    if (!cJSON_AddItemToObject(obj, key, item)) {
+        cJSON_Delete(item);
+        return 0;
+    }
+    return 1;
+}
+
+static int append_number(cJSON *array, double v)
+{
+    cJSON *n = cJSON_CreateNumber(v);
+    if (!n || !cJSON_AddItemToArray(array, n)) {
+        cJSON_Delete(n);
+        return 0;
+    }
+    return 1;
+}
+
 static cJSON *tensor_entry(int C, int D, size_t begin, size_t end)
 {
     cJSON *t = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *off = cJSON_CreateArray();
-    if (!t || !shape || !off) {
+    if (!t || !append_number(shape, C) || !append_number(shape, D) ||
+        !append_number(off, (double)begin) || !append_number(off, (double)end)) {
         cJSON_Delete(t);
         cJSON_Delete(shape);
         cJSON_Delete(off);
         return NULL;
     }
-    cJSON_AddItemToObject(t, "shape", shape);
-    cJSON_AddItemToObject(t, "data_offsets", off);
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber(C));
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber(D));
-    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)begin));
-    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)end));
-    if (!cJSON_AddStringToObject(t, "dtype", "F32") || cJSON_GetArraySize(shape) != 2 ||
-        cJSON_GetArraySize(off) != 2) {
+    int have_shape = attach(t, "shape", shape); /* attach frees what it cannot attach */
+    if (!have_shape)
+        cJSON_Delete(off);
+    if (!have_shape || !attach(t, "data_offsets", off) ||
+        !cJSON_AddStringToObject(t, "dtype", "F32")) {
         cJSON_Delete(t);
         return NULL;
     }
@@ -210,9 +236,10 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
     hex64(h, prompts_fp);
 
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
-    int bad = !root || !meta;
-    if (!bad) {
-        cJSON_AddItemToObject(root, "__metadata__", meta);
+    int bad = !root;
+    if (!attach(root, "__metadata__", bad ? (cJSON_Delete(meta), NULL) : meta))
+        bad = 1;
+    if (!bad)
         bad = !cJSON_AddStringToObject(meta, "format", HEADS_FORMAT) ||
               !cJSON_AddStringToObject(meta, "version",
                                        heads->n_neg > 0 ? HEADS_VERSION_NEG : HEADS_VERSION) ||
@@ -221,31 +248,24 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
               add_json_string(meta, "classes", string_list(classes, heads->n_classes)) ||
               add_json_string(meta, "templates", string_list(templates, n_templates)) ||
               add_json_string(meta, "no_templates", string_list(no_templates, n_no_templates));
-    } else {
-        cJSON_Delete(meta);
-    }
-    cJSON *t_yes = bad ? NULL : tensor_entry(heads->n_classes, heads->dim, 0, bytes);
-    cJSON *t_no = bad || !heads->no ? NULL
-                                    : tensor_entry(heads->n_classes, heads->dim, bytes, 2 * bytes);
     const size_t data_end = heads->no ? 2 * bytes : bytes;
     const size_t neg_bytes = heads->n_neg > 0 ? (size_t)heads->n_neg * D * sizeof(float) : 0;
     if (!bad && neg_bytes) {
         char groups[16];
         snprintf(groups, sizeof groups, "%d", heads->neg_groups);
-        cJSON *t_neg = tensor_entry(heads->n_neg, heads->dim, data_end, data_end + neg_bytes);
-        if (t_neg)
-            cJSON_AddItemToObject(root, "heads.neg", t_neg);
-        bad = !t_neg || !heads->neg || !heads->neg_prompts ||
+        bad = !heads->neg || !heads->neg_prompts ||
+              !attach(root, "heads.neg",
+                      tensor_entry(heads->n_neg, heads->dim, data_end, data_end + neg_bytes)) ||
               !cJSON_AddStringToObject(meta, "neg_groups", groups) ||
               add_json_string(meta, "negatives",
                               string_list((const char *const *)heads->neg_prompts,
                                           heads->n_neg));
     }
-    if (t_yes)
-        cJSON_AddItemToObject(root, "heads.yes", t_yes);
-    if (t_no)
-        cJSON_AddItemToObject(root, "heads.no", t_no);
-    bad = bad || !t_yes || (heads->no && !t_no);
+    if (!bad)
+        bad = !attach(root, "heads.yes", tensor_entry(heads->n_classes, heads->dim, 0, bytes)) ||
+              (heads->no &&
+               !attach(root, "heads.no",
+                       tensor_entry(heads->n_classes, heads->dim, bytes, 2 * bytes)));
     char *header = bad ? NULL : cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!header)

@@ -91,36 +91,17 @@ static int list_push(word_list *l, char *s)
     return 0;
 }
 
+/* Through clipn_read_file: a regular file only (a FIFO named data.noun would block). */
 static char *read_whole(const char *path, size_t *len, clipn_error *err, clipn_status *st)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *st = clipn_fail(err, CLIPN_E_IO, "%s: %s (Debian: apt-get install wordnet-base)", path,
-                         strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        size = ftell(f);
-    if (size < 0 || (unsigned long)size > WORDNET_MAX_FILE || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        *st = clipn_fail(err, size < 0 ? CLIPN_E_IO : CLIPN_E_LIMIT,
-                         "%s: cannot read it, or larger than %u bytes", path, WORDNET_MAX_FILE);
-        return NULL;
-    }
-    buf = malloc((size_t)size + 1);
-    if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        *st = buf ? clipn_fail(err, CLIPN_E_IO, "%s: read error", path)
-                  : clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory", path);
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[size] = '\0';
-    *len = (size_t)size;
-    return buf;
+    uint8_t *buf = NULL;
+    clipn_error e;
+    *st = clipn_read_file(path, WORDNET_MAX_FILE, &buf, len, &e);
+    if (*st == CLIPN_E_IO)
+        clipn_fail(err, *st, "%s (Debian: apt-get install wordnet-base)", e.message);
+    else if (*st != CLIPN_OK)
+        clipn_fail(err, *st, "%s", e.message);
+    return (char *)buf;
 }
 
 /* "able" stays, "Abies_(a)" -> "abies": lower-case, '_' -> ' ', an adjective marker

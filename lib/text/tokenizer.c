@@ -400,7 +400,11 @@ clipn_status clipn_tokenizer_from_file(const char *path, clipn_tokenizer **out, 
         }
         int r = gzread(f, buf + len, (unsigned)(cap - len));
         if (r < 0) {
-            st = clipn_fail(err, CLIPN_E_IO, "%s: read error (corrupt gzip?)", path);
+            int zerr = Z_OK;
+            gzerror(f, &zerr);
+            st = zerr == Z_MEM_ERROR
+                     ? clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory decompressing", path)
+                     : clipn_fail(err, CLIPN_E_IO, "%s: read error (corrupt gzip?)", path);
             break;
         }
         if (r == 0)

@@ -95,6 +95,14 @@ expect 2 "preprocess --out an input image" "$CLIPN" preprocess --size 32 --out "
     "$T/w/img.png"
 expect 2 "embed-image --out the --pixels input" "$CLIPN" embed-image --model "$T/w/model.clipn" \
     --out "$T/w/h.heads" --pixels "$T/w/h.heads"
+expect 2 "neg-labels --out the classes" "$CLIPN" neg-labels --model "$T/w/model.clipn" \
+    --classes "$T/w/classes.txt" --nouns "$T/w/tmpl.txt" --adjectives "$T/w/tmpl.txt" \
+    --out "$T/w/classes.txt"
+expect 2 "neg-labels --nouns-out the model" "$CLIPN" neg-labels --model "$T/w/model.clipn" \
+    --classes "$T/w/classes.txt" --nouns "$T/w/tmpl.txt" --adjectives "$T/w/tmpl.txt" \
+    --out "$T/w/neg.txt" --nouns-out "$T/w/model.clipn"
+expect 2 "embed-image --out the --list file" "$CLIPN" embed-image --model "$T/w/model.clipn" \
+    --out "$T/w/id.txt" --list "$T/w/id.txt"
 [ "$(cksum <"$T/w/model.clipn")" = "$sum_model" ] || fail "the model changed"
 cmp -s "$img" "$T/w/img.png" || fail "the input image changed"
 [ -L "$T/w/link.clipn" ] || fail "the symlink was replaced"
@@ -181,6 +189,8 @@ expect 1 "head --classes /dev/zero" "$CLIPN" head --model "$MODEL" --classes /de
 expect 1 "tokenize --file /dev/zero" "$CLIPN" tokenize --vocab "$VOCAB" --file /dev/zero
 expect 1 "embed-text --file a directory" "$CLIPN" embed-text --model "$MODEL" --out "$T/x.npy" \
     --file "$T/w"
+expect 1 "classify --list /dev/zero" "$CLIPN" classify --model "$MODEL" --head "$T/w/h.heads" \
+    --list /dev/zero
 mkfifo "$T/fifo"
 expect 1 "--pixels a FIFO (no writer): refused, no hang" "$CLIPN" embed-image --model "$MODEL" \
     --out "$T/x.npy" --pixels "$T/fifo"

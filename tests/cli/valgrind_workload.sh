@@ -45,6 +45,12 @@ run "classify --classes" $CLIPN classify --model $MODEL --classes "$T/classes.tx
     --templates "$T/templates.txt" --top 2 $IMG/photo_chelsea_q80.jpg
 run eval $CLIPN eval --model $MODEL --head "$T/h.heads" --id "$T/id.txt" --ood "o=$T/ood.txt" \
     --json --roc-csv "$T/roc.csv" --scores-csv "$T/s.csv"
+mkdir -p "$T/imgs/a"
+cp $IMG/edge_gray.png "$T/imgs/a/" && cp $IMG/edge_rgb.bmp "$T/imgs/"
+run "classify a folder" $CLIPN classify --model $MODEL --head "$T/h.heads" --top 2 "$T/imgs"
+run "info heads --model" $CLIPN info "$T/h.heads" --model $MODEL --json
+printf '%s\n' $IMG/photo_chelsea_q80.jpg | $VG $CLIPN preprocess --size 32 --out "$T/l.npy" --list - \
+    >/dev/null 2>"$T/err" || { echo "FAIL preprocess --list -"; head -c 3000 "$T/err"; fails=$((fails + 1)); }
 # error paths free what they allocated too
 WANT=1 run "classify, bad image" $CLIPN classify --model $MODEL --head "$T/h.heads" \
     $IMG/bad_truncated.jpg

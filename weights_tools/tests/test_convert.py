@@ -31,7 +31,7 @@ CONFIG_FIELDS = {
     "pad_id": int, "sot_id": int, "eot_id": int, "pooling": str, "has_no_tower": bool,
     "has_prompt_no": bool, "n_prompt_no": int, "image_mean": list, "image_std": list,
 }
-ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1}
+ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1, "I8": 1}
 
 
 def run_converter(*args):
@@ -127,6 +127,42 @@ class RoundTrip(Tmp):
                 self.assertEqual(h["prompt_no"]["shape"], [4, 77, 32])
                 self.assertEqual(cfg["activation"], "gelu")
 
+    def test_int8(self):
+        """--dtype int8: the blocks' linear weights I8 + F32 scales per row and 64 inputs,
+        dequantizing to the f32 weights within half a step; every other tensor F16."""
+        f32_out, out = self.path("f32.clipn"), self.path("int8.clipn")
+        src = os.path.join(FIXTURES, "tiny_clipn.pt")
+        self.assertEqual(run_converter(src, f32_out)[0], 0)
+        rc, err = run_converter(src, out, "--dtype", "int8")
+        self.assertEqual(rc, 0, err)
+        header, data, cfg, meta = self.check_layout(out)
+        ref, ref_data, _ = read_model(f32_out)
+        self.assertEqual(meta["int8_group"], "64")
+        n_i8 = 0
+        for name, e in header.items():
+            if name == "tokenizer.bpe_merges" or name.endswith("_scale"):
+                continue
+            if clipn_convert.INT8_WEIGHT.search(name):
+                n_i8 += 1
+                self.assertEqual(e["dtype"], "I8", name)
+                rows, cols = e["shape"]
+                sc = header[name + "_scale"]
+                self.assertEqual((sc["dtype"], sc["shape"]), ("F32", [rows, -(-cols // 64)]))
+                b, s_ = e["data_offsets"]
+                q = struct.unpack("<%db" % (rows * cols), data[b:s_])
+                b, s_ = sc["data_offsets"]
+                scales = struct.unpack("<%df" % (len(q) // cols * -(-cols // 64)), data[b:s_])
+                b, s_ = ref[name]["data_offsets"]
+                w = struct.unpack("<%df" % len(q), ref_data[b:s_])
+                for i, (qi, wi) in enumerate(zip(q, w)):
+                    st = scales[(i // cols) * -(-cols // 64) + (i % cols) // 64]
+                    self.assertLessEqual(abs(qi), 127)
+                    self.assertLessEqual(abs(qi * st - wi), 0.5001 * st + 1e-12, name)
+            else:
+                self.assertEqual(e["dtype"], "F16", name)
+        self.assertEqual(n_i8, 4 * 2 * 3)  # 4 linears x 2 blocks x 3 towers
+        self.assertLess(os.path.getsize(out), 0.5 * os.path.getsize(f32_out))
+
     def test_noprompt_bf16_storage_noncontiguous(self):
         for dtype in ("f32", "bf16"):
             with self.subTest(dtype=dtype):
@@ -211,6 +247,82 @@ class RoundTrip(Tmp):
         self.assertEqual(run_converter(os.path.join(FIXTURES, "tiny_clipn.pt"), out)[0], 0)
         self.assertEqual(sorted(os.listdir(self.dir)), ["out.clipn"])  # no temp file left
         read_model(out)
+
+
+def slurp(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class OutputSafety(Tmp):
+    """The output never replaces an input, a device or a FIFO; a failed write keeps the old
+    file and leaves no temporary behind."""
+
+    SRC = os.path.join(FIXTURES, "tiny_clipn.pt")
+
+    def convert_ok(self, out):
+        rc, err = run_converter(self.SRC, out)
+        self.assertEqual(rc, 0, err)
+
+    def test_output_is_the_input(self):
+        src = self.path("in.clipn")
+        self.convert_ok(src)
+        before = slurp(src)
+        for out in (src, os.path.join(self.dir, ".", "in.clipn")):
+            rc, err = run_converter(src, out)
+            self.assertEqual(rc, 2, err)
+            self.assertIn("same file as the input", err)
+        os.symlink("in.clipn", self.path("link.clipn"))
+        os.link(src, self.path("hard.clipn"))
+        for out in ("link.clipn", "hard.clipn"):
+            rc, err = run_converter(src, self.path(out))
+            self.assertEqual(rc, 2, err)
+        self.assertEqual(slurp(src), before)
+
+    def test_output_is_the_vocab(self):
+        vocab = self.path("vocab.txt.gz")
+        shutil.copy(VOCAB, vocab)
+        rc, err = run_converter(self.SRC, vocab, "--vocab", vocab)
+        self.assertEqual(rc, 2, err)
+        self.assertEqual(slurp(vocab), slurp(VOCAB))
+
+    def test_output_not_a_regular_file(self):
+        fifo = self.path("fifo")
+        os.mkfifo(fifo)
+        rc, err = run_converter(self.SRC, fifo)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("not a regular file", err)
+        self.assertTrue(os.path.exists(fifo) and not os.path.isfile(fifo))
+        rc, err = run_converter(self.SRC, self.dir)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("Is a directory", err)
+        rc, err = run_converter(self.SRC, self.path("missing/out.clipn"))
+        self.assertEqual(rc, 1, err)
+        self.assertIn("does not exist", err)
+
+    def test_full_disk_keeps_the_old_file(self):
+        # RLIMIT_FSIZE: writes fail with EFBIG (Python ignores SIGXFSZ)
+        import resource
+        out = self.path("out.clipn")
+        with open(out, "w") as f:
+            f.write("old")
+        p = subprocess.run([sys.executable, "-I", "-S", CONVERTER, self.SRC, out],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                 (4096, 4096)))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"File too large", p.stderr)
+        self.assertEqual(slurp(out), b"old")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["out.clipn"])
+
+    def test_symlink_output_replaces_its_target(self):
+        target = self.path("real.clipn")
+        with open(target, "w") as f:
+            f.write("old")
+        os.symlink("real.clipn", self.path("link.clipn"))
+        self.convert_ok(self.path("link.clipn"))
+        self.assertTrue(os.path.islink(self.path("link.clipn")))
+        read_model(target)
 
 
 class DtypeConversion(unittest.TestCase):
