@@ -73,6 +73,10 @@ $(BUILD)/libclipn.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libclipn.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/clipn: $(CLI_OBJ) $(BUILD)/libclipn.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libclipn.a $(LDLIBS)
+# test_alloc counts libclipn's allocations and thread starts through --wrap (private: not
+# passed on to the libraries it depends on)
+$(BUILD)/tests/test_alloc: private LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc \
+    -Wl,--wrap=aligned_alloc,--wrap=posix_memalign,--wrap=pthread_create
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libclipn.a tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(CHECK_LIBS) $(LDLIBS)

@@ -204,21 +204,16 @@ fail:
  * (temperature 0.01, the official t = 1 on logit scale 100). */
 clipn_status clipn_neglabel_score(const clipn_heads *heads, const float *feature,
                                   const double *logits, double max_logit, double scale,
-                                  double *out, clipn_error *err)
+                                  double *scratch, double *out, clipn_error *err)
 {
     const int C = heads->n_classes, D = heads->dim, G = heads->neg_groups;
     if (G < 1 || G > heads->n_neg || !heads->neg)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_score: heads have %d negatives in "
                           "%d groups", heads->n_neg, G);
     const int used = heads->n_neg - heads->n_neg % G;
-    double *neg = malloc((size_t)used * sizeof *neg);
-    double *group = calloc((size_t)G, sizeof *group);
-    if (!neg || !group) {
-        free(neg);
-        free(group);
-        return clipn_fail(err, CLIPN_E_NOMEM, "clipn_score: out of memory for %d negatives",
-                          used);
-    }
+    double *neg = scratch, *group = scratch + used;
+    for (int g = 0; g < G; g++)
+        group[g] = 0.0;
     double m = max_logit;
     for (int j = 0; j < used; j++) {
         const float *row = heads->neg + (size_t)j * D;
@@ -237,8 +232,6 @@ clipn_status clipn_neglabel_score(const clipn_heads *heads, const float *feature
     double sum = 0.0;
     for (int g = 0; g < G; g++)
         sum += pos / (pos + group[g]);
-    free(neg);
-    free(group);
     *out = sum / G;
     return CLIPN_OK;
 }
