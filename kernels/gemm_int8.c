@@ -66,8 +66,11 @@ int clipn_int8_prepare(clipn_linear *lin, int group)
 {
     lin->packed = NULL;
     lin->packed_bytes = 0;
-    if (group == 0)
-        group = CLIPN_Q8_DEFAULT_GROUP;
+    if (group == 0) {
+        /* CLIPN_INT8_GROUP: another default, to measure the trade-off (docs/performance.md) */
+        const char *env = getenv("CLIPN_INT8_GROUP");
+        group = env && *env ? atoi(env) : CLIPN_Q8_DEFAULT_GROUP;
+    }
     if (!lin->weight || lin->n_out <= 0 || lin->n_in <= 0 || group < CLIPN_Q8_MIN_GROUP ||
         group % CLIPN_Q8_MIN_GROUP != 0 || group > Q8_MAX_GROUP)
         return -1;

@@ -409,6 +409,82 @@ START_TEST(test_model_precision_query)
 }
 END_TEST
 
+#define TINY_INT8 FIXTURE("model/tiny_clipn_int8.safetensors")
+
+/* an int8 file (clipn_convert.py --dtype int8): INT8 by default, close to the f32 file at
+ * fp32; at fp32 it runs its dequantized weights */
+START_TEST(test_model_int8_file)
+{
+    clipn_model *m = load_at(TINY_INT8, CLIPN_PRECISION_DEFAULT);
+    ck_assert_int_eq(clipn_model_precision(m), CLIPN_PRECISION_INT8);
+    const clipn_config *c = clipn_model_config(m);
+    const int dim = c->embed_dim, C = c->context_length;
+    clipn_model *ref = load_at(TINY, CLIPN_PRECISION_FP32);
+    clipn_model *deq = load_at(TINY_INT8, CLIPN_PRECISION_FP32);
+    ck_assert_int_eq(clipn_model_precision(deq), CLIPN_PRECISION_FP32);
+    clipn_tokenizer *tok = NULL;
+    ck_assert_int_eq(clipn_tokenizer_from_model(m, &tok, NULL), CLIPN_OK);
+    int32_t ids[2 * 77];
+    ck_assert_int_le(C, 77);
+    ck_assert_int_eq(clipn_tokenize(tok, "a photo of a cat", 16, ids, C, NULL), CLIPN_OK);
+    ck_assert_int_eq(clipn_tokenize(tok, "a dog", 5, ids + C, C, NULL), CLIPN_OK);
+    float out[3][2 * 64];
+    ck_assert_int_le(dim, 64);
+    clipn_model *models[3] = {ref, m, deq};
+    for (int k = 0; k < 3; k++) {
+        clipn_ctx *ctx = NULL;
+        ck_assert_int_eq(clipn_ctx_new(models[k], NULL, &ctx, NULL), CLIPN_OK);
+        ck_assert_int_eq(clipn_encode_text(ctx, ids, 2, out[k], NULL), CLIPN_OK);
+        clipn_ctx_free(ctx);
+    }
+    for (int r = 0; r < 2; r++) {
+        const double q8 = cosine(out[0] + r * dim, out[1] + r * dim, dim);
+        const double dq = cosine(out[0] + r * dim, out[2] + r * dim, dim);
+        ck_assert_msg(q8 >= 0.995 && dq >= 0.995, "int8 file: cosine %.6f (int8), %.6f (fp32)",
+                      q8, dq);
+    }
+    clipn_tokenizer_free(tok);
+    clipn_model_free(m), clipn_model_free(ref), clipn_model_free(deq);
+}
+END_TEST
+
+/* a copy of the int8 fixture with one header string replaced (same length) */
+static void expect_refused(const char *from, const char *to, const char *needle)
+{
+    size_t len;
+    FILE *f = fopen(TINY_INT8, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    len = (size_t)ftell(f);
+    rewind(f);
+    char *buf = malloc(len);
+    ck_assert_uint_eq(fread(buf, 1, len, f), len);
+    fclose(f);
+    char *hit = memmem(buf, len < 1 << 16 ? len : 1 << 16, from, strlen(from));
+    ck_assert_msg(hit != NULL, "'%s' not in the fixture header", from);
+    memcpy(hit, to, strlen(to));
+    char path[512];
+    snprintf(path, sizeof path, "%s/int8_hostile.safetensors", test_tmp_dir());
+    f = fopen(path, "wb");
+    ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+    fclose(f);
+    free(buf);
+    clipn_model *m = NULL;
+    clipn_error err;
+    ck_assert_int_ne(clipn_model_load(path, NULL, &m, &err), CLIPN_OK);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(err.message, needle) != NULL, "'%s' lacks '%s'", err.message, needle);
+    remove(path);
+}
+
+START_TEST(test_model_int8_file_hostile)
+{
+    expect_refused("\"int8_group\":\"64\"", "\"int8_group\":\"65\"", "int8_group");
+    expect_refused("\"int8_group\":\"64\"", "\"int8_grouq\":\"64\"", "no int8_group");
+    expect_refused("in_proj_weight_scale", "in_proj_weight_scalf", "_scale");
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("int8");
@@ -425,6 +501,8 @@ Suite *make_suite(void)
     tcase_set_timeout(m, 120);
     tcase_add_loop_test(m, test_model_int8_features, 0, N_ISAS);
     tcase_add_test(m, test_model_precision_query);
+    tcase_add_test(m, test_model_int8_file);
+    tcase_add_test(m, test_model_int8_file_hostile);
     suite_add_tcase(s, m);
     return s;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Convert a CLIPN / open_clip / Hugging Face CLIP checkpoint to a libclipn model file.
 
-    python3 -I -S weights_tools/clipn_convert.py IN OUT [--quickgelu] [--dtype f32|f16|bf16]
+    python3 -I -S weights_tools/clipn_convert.py IN OUT [--quickgelu]
+                  [--dtype f32|f16|bf16|int8]
                   [--vocab PATH] [--heads-vision N] [--heads-text N]
 
 Standard library only (Python 3.9+): no torch, no numpy. The output format is
@@ -42,7 +43,13 @@ OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
             "I8": 1, "U8": 1, "BOOL": 1}
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
-OUT_DTYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16"}
+OUT_DTYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "int8": "I8"}
+# --dtype int8: the transformer blocks' linear weights as I8 with F32 scales per row and
+# group of INT8_GROUP inputs (the library's INT8 scheme, docs/model-format.md); every other
+# tensor F16.
+INT8_GROUP = 64
+INT8_WEIGHT = re.compile(r"\.resblocks\.\d+\.(attn\.in_proj_weight|attn\.out_proj\.weight|"
+                         r"mlp\.c_fc\.weight|mlp\.c_proj\.weight)$")
 
 
 class ConvertError(Exception):
@@ -242,6 +249,33 @@ def to_f32(data, dtype):
         except OverflowError:
             raise ConvertError("an F64 weight is beyond the f32 range")
     raise ConvertError("cannot convert %s to a float weight" % dtype)
+
+
+def _f32(values):
+    """Round doubles to float32 (nearest even), as the C code's float arithmetic."""
+    return struct.unpack("<%df" % len(values), struct.pack("<%df" % len(values), *values))
+
+
+def quantize_int8(data, rows, cols, group=INT8_GROUP):
+    """f32 bytes [rows, cols] -> (I8 bytes, F32 scale bytes [rows, ceil(cols / group)]),
+    the exact values the C packer computes (kernels/gemm_int8.c): scale = max|w| / 127 and
+    q = w * (127 / max|w|) in float32, rounded to nearest even, within [-127, 127]."""
+    values = struct.unpack("<%df" % (rows * cols), data)
+    q, scales = bytearray(rows * cols), []
+    for r in range(rows):
+        row = values[r * cols:(r + 1) * cols]
+        for g0 in range(0, cols, group):
+            part = row[g0:g0 + group]
+            amax = max(map(abs, part))
+            if amax != amax or amax == float("inf"):
+                raise ConvertError("a weight to quantize is not finite")
+            scale, inv = _f32([amax / 127.0, 127.0 / amax if amax > 0 else 0.0])
+            scales.append(scale)
+            prods = _f32([v * inv for v in part])
+            base = r * cols + g0
+            q[base:base + len(part)] = bytes(
+                max(-127, min(127, round(p))) & 0xFF for p in prods)
+    return bytes(q), struct.pack("<%df" % len(scales), *scales)
 
 
 def convert(data, src, dst):
@@ -767,17 +801,28 @@ def write_model(out_path, plan, merges, cfg, source, dtype):
     meta["format_version"] = str(FORMAT_VERSION)
     meta["config"] = json.dumps(cfg)
     meta["source"] = source
+    if dtype == "I8":
+        meta["int8_group"] = str(INT8_GROUP)
+        # the I8 weights, each followed by its scales; the rest F16
+        plan = [e for name, parts in plan
+                for e in ([(name, parts), (name + "_scale", ("scale", parts))]
+                          if INT8_WEIGHT.search(name) else [(name, parts)])]
     header["__metadata__"] = meta
     for name, parts in plan + [("tokenizer.bpe_merges", None)]:
         offset += -offset % ALIGN
         if parts is None:
             shape, dt, nbytes = [len(merges)], "U8", len(merges)
+        elif isinstance(parts, tuple):  # the scales of the I8 weight before it
+            rows, cols = part_shape(parts[1])
+            shape, dt = [rows, -(-cols // INT8_GROUP)], "F32"
+            nbytes = shape[0] * shape[1] * 4
         else:
             shape = part_shape(parts)
             numel = 1
             for d in shape:
                 numel *= d
-            dt, nbytes = dtype, numel * ITEMSIZE[dtype]
+            dt = dtype if dtype != "I8" else ("I8" if INT8_WEIGHT.search(name) else "F16")
+            nbytes = numel * ITEMSIZE[dt]
         header[name] = {"dtype": dt, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         sizes.append(nbytes)
         offset += nbytes
@@ -793,16 +838,27 @@ def write_model(out_path, plan, merges, cfg, source, dtype):
         with os.fdopen(fd, "wb") as f:
             f.write(struct.pack("<Q", len(text)))
             f.write(text)
-            written = 0
+            written, pending_scales = 0, None
             for (name, parts), nbytes in zip(plan, sizes):
                 f.write(b"\0" * (-written % ALIGN))
                 written += -written % ALIGN
                 n = 0
-                for p in parts:
-                    for chunk in p.chunks():
-                        data = convert(chunk, p.dtype, dtype)
-                        f.write(data)
-                        n += len(data)
+                if isinstance(parts, tuple):  # scales computed with the weight just written
+                    f.write(pending_scales)
+                    n = len(pending_scales)
+                elif header[name]["dtype"] == "I8":
+                    rows, cols = header[name]["shape"]
+                    f32 = b"".join(convert(chunk, p.dtype, "F32")
+                                   for p in parts for chunk in p.chunks())
+                    q, pending_scales = quantize_int8(f32, rows, cols)
+                    f.write(q)
+                    n = len(q)
+                else:
+                    for p in parts:
+                        for chunk in p.chunks():
+                            data = convert(chunk, p.dtype, header[name]["dtype"])
+                            f.write(data)
+                            n += len(data)
                 if n != nbytes:
                     raise ConvertError("internal: %s wrote %d bytes, planned %d"
                                        % (name, n, nbytes))
@@ -842,7 +898,9 @@ def main(argv=None):
     ap.add_argument("--quickgelu", action="store_true",
                     help="QuickGELU activation (OpenAI-trained weights); default exact GELU")
     ap.add_argument("--dtype", choices=sorted(OUT_DTYPES), default="f32",
-                    help="weight dtype in the output (default f32)")
+                    help="weight dtype in the output (default f32); int8: the blocks' linear "
+                         "weights as int8 with per-64 scales, the rest f16 (about a third of "
+                         "f32; docs/model-format.md)")
     ap.add_argument("--vocab", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                     "bpe_simple_vocab_16e6.txt.gz"),
                     help="BPE vocab file (default: the copy next to this script)")

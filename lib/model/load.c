@@ -26,6 +26,11 @@ typedef struct loader {
     clipn_st_file file;
     clipn_model *m;
     clipn_error *err;
+    int int8_group;           /* __metadata__ int8_group of an int8 file, else 0 */
+    /* f32 copies dequantized from I8 tensors (index in m->owned): an INT8 model frees each
+       once its layer is packed, so it never holds both */
+    size_t *dequantized;
+    size_t n_dequantized;
 } loader;
 
 /* ------------------------------------------------------------------ ownership */
@@ -330,6 +335,16 @@ static clipn_status read_metadata(loader *L)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: format_version %ld is not %d", L->path, v,
                           CLIPN_FORMAT_VERSION);
 
+    const char *group = meta_string(meta, "int8_group");
+    if (group) {
+        char *end;
+        long g = strtol(group, &end, 10);
+        if (*end || g < 16 || g > 1024 || g % 16)
+            return clipn_fail(L->err, CLIPN_E_FORMAT,
+                              "%s: __metadata__ int8_group '%.32s' is not a multiple of 16 in "
+                              "16..1024", L->path, group);
+        L->int8_group = (int)g;
+    }
     const char *text = meta_string(meta, "config");
     if (!text)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: __metadata__ config is missing", L->path);
@@ -383,6 +398,46 @@ static float f16_to_f32(uint16_t h)
     return f;
 }
 
+/* An I8 weight [rows, cols] of an int8 file (docs/model-format.md): w = q * scale[row][k /
+ * group] with `<name>_scale` F32 [rows, ceil(cols / group)]. dst (model-owned, just
+ * allocated) receives w; it is remembered so an INT8 model can free it after packing. */
+static clipn_status dequantize(loader *L, const clipn_st_tensor *t, float *dst,
+                               const float **out)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s_scale", t->name);
+    clipn_st_tensor *sc = clipn_st_find(&L->file, name);
+    if (!L->int8_group || t->ndim != 2)
+        return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: tensor '%s' is I8 but %s", L->path,
+                          t->name, L->int8_group ? "not 2-D" : "__metadata__ has no int8_group");
+    const uint64_t rows = t->shape[0], cols = t->shape[1], g = (uint64_t)L->int8_group;
+    const uint64_t groups = (cols + g - 1) / g;
+    if (!sc || sc->dtype != CLIPN_ST_F32 || sc->ndim != 2 || sc->shape[0] != rows ||
+        sc->shape[1] != groups || (uintptr_t)sc->data % _Alignof(float))
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: I8 tensor '%s' needs '%s', F32 [%llu, %llu] (4-byte aligned)",
+                          L->path, t->name, name, (unsigned long long)rows,
+                          (unsigned long long)groups);
+    sc->used = 1;
+    const int8_t *q = (const int8_t *)t->data;
+    const float *scale = (const float *)(const void *)sc->data;
+    for (uint64_t r = 0; r < rows; r++)
+        for (uint64_t c = 0; c < cols; c++) {
+            const float s = scale[r * groups + c / g];
+            if (!isfinite(s) || s < 0)
+                return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: '%s' holds %g (row %llu)",
+                                  L->path, name, (double)s, (unsigned long long)r);
+            dst[r * cols + c] = (float)q[r * cols + c] * s;
+        }
+    size_t *grown = realloc(L->dequantized, (L->n_dequantized + 1) * sizeof(size_t));
+    if (!grown)
+        return clipn_fail(L->err, CLIPN_E_NOMEM, "%s: out of memory", L->path);
+    L->dequantized = grown;
+    L->dequantized[L->n_dequantized++] = L->m->n_owned - 1; /* alloc_owned just added dst */
+    *out = dst;
+    return CLIPN_OK;
+}
+
 /* The tensor's values as f32: in place when possible, else a converted model-owned copy. */
 static clipn_status tensor_f32(loader *L, const clipn_st_tensor *t, const float **out)
 {
@@ -398,6 +453,8 @@ static clipn_status tensor_f32(loader *L, const clipn_st_tensor *t, const float 
     if (!dst)
         return s;
     const uint8_t *src = t->data;
+    if (t->dtype == CLIPN_ST_I8)
+        return dequantize(L, t, dst, out);
     if (t->dtype == CLIPN_ST_F32) {
         memcpy(dst, src, n * sizeof(float));
     } else if (t->dtype == CLIPN_ST_F16) {
@@ -420,7 +477,8 @@ static clipn_status find_tensor(loader *L, const char *name, int ndim, const uin
     clipn_st_tensor *t = clipn_st_find(&L->file, name);
     if (!t)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: tensor '%s' is missing", L->path, name);
-    if (want_u8 ? t->dtype != CLIPN_ST_U8 : t->dtype == CLIPN_ST_U8)
+    if (want_u8 ? t->dtype != CLIPN_ST_U8
+                : t->dtype == CLIPN_ST_U8 || (t->dtype == CLIPN_ST_I8 && ndim != 2))
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: tensor '%s' has dtype %s, expected %s",
                           L->path, name, clipn_st_dtype_name(t->dtype),
                           want_u8 ? "U8" : "F32, F16 or BF16");
@@ -492,6 +550,22 @@ static clipn_status bind(loader *L, const char *name, const float **out, int ndi
         if ((s = bind(L, (name), (dst), NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))) != CLIPN_OK)  \
             return s;                                                                         \
     } while (0)
+
+/* Hand back the resident pages of a tensor read in place from the mapping (only advice:
+ * they refault from the page cache when read again). For the token embeddings: the load
+ * reads all of them once (the finiteness check) but encoding needs only the rows used, and
+ * they are 200 MB of a ViT-B-16 CLIPN model. */
+static void drop_mapped_pages(const clipn_model *m, const void *p, size_t bytes)
+{
+    const uintptr_t lo = (uintptr_t)p, map_lo = (uintptr_t)m->map;
+    const long page = sysconf(_SC_PAGESIZE);
+    if (!m->map || lo < map_lo || lo - map_lo >= m->map_len || page <= 0)
+        return; /* a converted copy, not the mapping */
+    const uintptr_t start = (lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    const uintptr_t end = (lo + bytes) / (uintptr_t)page * (uintptr_t)page;
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_DONTNEED);
+}
 
 static void set_linear(clipn_linear *l, const float *weight, const float *bias, int n_out,
                        int n_in)
@@ -592,6 +666,7 @@ static clipn_status bind_text(loader *L, const char *sfx, clipn_text_tower *t)
     char name[64];
 #define NAME(fmt) (snprintf(name, sizeof name, fmt, sfx), name)
     BIND(&t->token_embedding, NAME("token_embedding%s.weight"), V, T);
+    drop_mapped_pages(L->m, t->token_embedding, (size_t)(V * T) * sizeof(float));
     BIND(&t->positional_embedding, NAME("positional_embedding%s"), C, T);
     s = bind_transformer(L, NAME("transformer%s"), c->text_width, c->text_layers, c->text_heads,
                          c->text_mlp_width, &t->transformer);
@@ -787,15 +862,27 @@ static int little_endian(void)
  * again (OpenBLAS under a forced variant, a BF16 layer on an ISA without BF16). Copies the
  * model owns (transposed projections, converted F16/BF16 or misaligned tensors) are kept:
  * the model's tensors point at them. */
-static int prepare_and_drop_source(clipn_model *m, clipn_linear *l)
+static int prepare_and_drop_source(loader *L, clipn_linear *l)
 {
+    clipn_model *m = L->m;
     if (!l->weight)
         return 0;
     l->format = m->precision == CLIPN_PRECISION_INT8   ? CLIPN_WEIGHTS_INT8
               : m->precision == CLIPN_PRECISION_BF16 ? CLIPN_WEIGHTS_BF16
                                                      : CLIPN_WEIGHTS_FP32;
+    l->int8_group = L->int8_group; /* an int8 file's groups: packing repeats its values */
     if (clipn_linear_prepare(l) != 0)
         return -1;
+    if (clipn_linear_format(l) == CLIPN_WEIGHTS_INT8)
+        for (size_t i = 0; i < L->n_dequantized; i++) {
+            void **owned = &m->owned[L->dequantized[i]];
+            if (*owned == (const void *)l->weight) { /* from an I8 tensor: packed, not needed */
+                free(*owned);
+                *owned = NULL;
+                l->weight = NULL;
+                return 0;
+            }
+        }
     const uintptr_t lo = (uintptr_t)l->weight, map_lo = (uintptr_t)m->map;
     const long page = sysconf(_SC_PAGESIZE);
     if (!l->packed || !m->map || lo < map_lo || lo - map_lo >= m->map_len || page <= 0)
@@ -809,24 +896,25 @@ static int prepare_and_drop_source(clipn_model *m, clipn_linear *l)
     return 0;
 }
 
-static int prepare_linears(clipn_model *m)
+static int prepare_linears(loader *L)
 {
+    clipn_model *m = L->m;
     clipn_visual *v = &m->visual;
-    if (prepare_and_drop_source(m, &v->patch_embed) || prepare_and_drop_source(m, &v->proj_t))
+    if (prepare_and_drop_source(L, &v->patch_embed) || prepare_and_drop_source(L, &v->proj_t))
         return -1;
     clipn_transformer *towers[3] = {&v->transformer, &m->text.transformer,
                                     &m->text_no.transformer};
     for (int k = 0; k < 3; k++)
         for (int i = 0; towers[k]->resblocks && i < towers[k]->layers; i++) {
             clipn_block *b = &towers[k]->resblocks[i];
-            if (prepare_and_drop_source(m, &b->attn_in_proj) ||
-                prepare_and_drop_source(m, &b->attn_out_proj) ||
-                prepare_and_drop_source(m, &b->mlp_c_fc) ||
-                prepare_and_drop_source(m, &b->mlp_c_proj))
+            if (prepare_and_drop_source(L, &b->attn_in_proj) ||
+                prepare_and_drop_source(L, &b->attn_out_proj) ||
+                prepare_and_drop_source(L, &b->mlp_c_fc) ||
+                prepare_and_drop_source(L, &b->mlp_c_proj))
                 return -1;
         }
-    if (prepare_and_drop_source(m, &m->text.text_projection_t) ||
-        prepare_and_drop_source(m, &m->text_no.text_projection_t))
+    if (prepare_and_drop_source(L, &m->text.text_projection_t) ||
+        prepare_and_drop_source(L, &m->text_no.text_projection_t))
         return -1;
     return 0;
 }
@@ -871,7 +959,10 @@ static clipn_precision asked_precision(loader *L, const clipn_load_opts *opts)
                                                : CLIPN_PRECISION_FP32;
     const clipn_st_tensor *t =
         clipn_st_find(&L->file, "visual.transformer.resblocks.0.attn.in_proj_weight");
-    return t && t->dtype == CLIPN_ST_BF16 ? CLIPN_PRECISION_BF16 : CLIPN_PRECISION_FP32;
+    return !t                         ? CLIPN_PRECISION_FP32
+         : t->dtype == CLIPN_ST_I8   ? CLIPN_PRECISION_INT8
+         : t->dtype == CLIPN_ST_BF16 ? CLIPN_PRECISION_BF16
+                                     : CLIPN_PRECISION_FP32;
 }
 
 /* After packing: what really runs (the first block's attention input projection speaks
@@ -940,11 +1031,12 @@ clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, cli
         L.m->precision = asked;
         s = bind_all(&L);
     }
-    if (s == CLIPN_OK && prepare_linears(L.m) != 0)
+    if (s == CLIPN_OK && prepare_linears(&L) != 0)
         s = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory packing weights", path);
     if (s == CLIPN_OK)
         settle_precision(L.m, asked);
     clipn_st_close(&L.file);
+    free(L.dequantized);
     if (s != CLIPN_OK) {
         clipn_model_free(L.m);
         return s;

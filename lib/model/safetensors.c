@@ -27,6 +27,7 @@ static const struct {
     {"F16", CLIPN_ST_F16, 2},
     {"BF16", CLIPN_ST_BF16, 2},
     {"U8", CLIPN_ST_U8, 1},
+    {"I8", CLIPN_ST_I8, 1},
 };
 
 const char *clipn_st_dtype_name(clipn_st_dtype d)
@@ -81,8 +82,8 @@ static clipn_status parse_entry(clipn_st_file *f, const cJSON *e, clipn_st_tenso
         k++;
     if (k == n_dtypes)
         return clipn_fail(err, CLIPN_E_UNSUPPORTED,
-                          "%s: tensor '%.200s' has dtype '%.32s'; libclipn reads F32, F16, BF16 "
-                          "and U8",
+                          "%s: tensor '%.200s' has dtype '%.32s'; libclipn reads F32, F16, BF16, "
+                          "U8 and I8",
                           path, t->name, dtype->valuestring);
     t->dtype = dtypes[k].dtype;
 

@@ -15,7 +15,8 @@ typedef enum clipn_st_dtype {
     CLIPN_ST_F32 = 0,
     CLIPN_ST_F16 = 1,
     CLIPN_ST_BF16 = 2,
-    CLIPN_ST_U8 = 3
+    CLIPN_ST_U8 = 3,
+    CLIPN_ST_I8 = 4  /* int8 linear weights, with a <name>_scale F32 tensor */
 } clipn_st_dtype;
 
 typedef struct clipn_st_tensor {

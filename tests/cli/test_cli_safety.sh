@@ -249,6 +249,16 @@ expect 0 "info on a file name with invalid UTF-8" "$CLIPN" info "$T/w/$(printf '
 "$PY" -c "import json,sys; json.loads(open(sys.argv[1],'rb').read().decode('utf-8'))" "$T/out" ||
     fail "info: invalid JSON"
 
+"$CLIPN" head --model "$MODEL" --classes "$T/w/nasty.txt" --templates "$T/w/tmpl.txt" \
+    --out "$T/w/nasty.heads" 2>/dev/null || fail "head with nasty class names"
+expect 0 "info --json on heads with control chars and invalid UTF-8" "$CLIPN" info --json \
+    "$T/w/nasty.heads"
+"$PY" -c "
+import json, sys
+r = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))
+assert r['classes'] == ['c\x1b[31mat\x01', 'do\ufffdg', '\ufffd'], r['classes']
+" "$T/out" || fail "info --json on heads: invalid JSON or names not escaped"
+
 # ---- --top K is O(n log K) and exact: 3000 classes, --top 3000 equals the full sort
 "$PY" -c "
 for i in range(3000): print('class%d' % i)" >"$T/w/c3000.txt"

@@ -213,6 +213,7 @@ usage2 "eval without --ood" eval --model "$MODEL" --classes "$T/classes.txt" --i
 usage2 "eval two stdin lists" eval --model "$MODEL" --classes "$T/classes.txt" --id - --ood o=-
 usage2 "info without FILE" info
 usage2 "tokenize --model + --vocab" tokenize --model "$MODEL" --vocab x a
+usage2 "neg-labels without --model" neg-labels --classes "$T/classes.txt" --out "$T/neg.txt"
 
 # ---- info: heads files, and files that are not libclipn models
 run 0 "info heads" "$CLIPN" info "$T/h.heads"

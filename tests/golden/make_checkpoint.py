@@ -5,7 +5,8 @@ Run with /usr/bin/python3 (Debian's, which has torch). Stable CLI:
 
     make_checkpoint.py --preset PRESET --seed N --out FILE
                        [--format clipn|openclip|hf] [--no-prompt] [--plain-clip]
-                       [--dtype f32|f16|bf16] [--noncontig] [--manifest FILE.json]
+                       [--dtype f32|f16|bf16] [--noncontig] [--ln-outliers]
+                       [--manifest FILE.json]
 
   --preset     vit-b-16 | vit-b-32 | small | tiny (see PRESETS below)
   --format     clipn    (default) torch.save zip of {'epoch','name','state_dict','optimizer',
@@ -20,6 +21,9 @@ Run with /usr/bin/python3 (Debian's, which has torch). Stable CLI:
   --dtype      storage dtype of the weights (default f32)
   --noncontig  store visual.proj and text_projection(_no) as transposed (non-contiguous) views
                and the first text block's in_proj_bias at a non-zero storage offset
+  --ln-outliers  the INT8 stress model: in the ln_1 and ln_2 gains of every block of every
+               tower, three channels (width/7, width/2, 6*width/7) scaled x30, as the few huge
+               activation channels (outlier features) of real CLIP ViTs
   --manifest   write JSON {config, tensors: {name: {shape, f32, f16, bf16}}}: names as in the
                libclipn model file, sha256 of the tensor's little-endian bytes as torch
                converts it (`.float()`, `.half()`, `.bfloat16()`). Used by the converter tests.
@@ -87,6 +91,19 @@ def _transformer(g, sd, prefix, width, layers, mlp_width):
         sd[b + "mlp.c_fc.bias"] = 0.02 * torch.randn(mlp_width, generator=g)
         sd[b + "mlp.c_proj.weight"] = proj_std * torch.randn(width, mlp_width, generator=g)
         sd[b + "mlp.c_proj.bias"] = 0.02 * torch.randn(width, generator=g)
+
+
+def add_ln_outliers(sd, factor=30.0):
+    """Scale three channels of every ln_1 / ln_2 gain by `factor` (same channels in every
+    block, as real outlier features sit in fixed dimensions of the residual stream)."""
+    for k, v in sd.items():
+        if k.endswith((".ln_1.weight", ".ln_2.weight")):
+            w = v.shape[0]
+            v = v.clone()
+            for c in (w // 7, w // 2, 6 * w // 7):
+                v[c] *= factor
+            sd[k] = v
+    return sd
 
 
 def make_state_dict(cfg, seed, no_tower=True, prompt=True):
@@ -266,6 +283,7 @@ def main():
     ap.add_argument("--plain-clip", action="store_true")
     ap.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f32")
     ap.add_argument("--noncontig", action="store_true")
+    ap.add_argument("--ln-outliers", action="store_true")
     ap.add_argument("--manifest")
     a = ap.parse_args()
 
@@ -273,6 +291,8 @@ def main():
     plain = a.plain_clip or a.format in ("hf", "openclip")
     prompt = not (a.no_prompt or plain)
     sd = make_state_dict(cfg, a.seed, no_tower=not plain, prompt=prompt)
+    if a.ln_outliers:
+        add_ln_outliers(sd)
     dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
     sd = collections.OrderedDict((k, v.to(dtype)) for k, v in sd.items())
     if a.noncontig:

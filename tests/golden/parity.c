@@ -2,7 +2,8 @@
  *
  *     parity MODEL REFDIR LABEL
  *
- * REFDIR is what tests/golden/reference_model.py wrote. Prints one table row per quantity,
+ * REFDIR is what tests/golden/reference_model.py wrote. `parity --drift P ...` compares
+ * the model at precision P with itself at fp32 instead (see drift_main). Prints one table row per quantity,
  * "PASS" or "FAIL" first, and exits 1 if any failed.
  *
  * Errors: features use max over vectors of max_i |c_i - r_i| / max_i |r_i| (tolerance 1e-4);
@@ -153,10 +154,212 @@ static int compare_scores(const char *what, const clipn_heads *heads, const floa
     return 0;
 }
 
+/* yes/no heads [n_c, E] (zeroed by the caller) as merge_yes_no_feature, from head ids
+ * [n_t, n_c, C]; out is [n_c, E] scratch */
+static clipn_status build_heads(clipn_ctx *ctx, const npy *hids, int E, int C, float *out,
+                                float *yes, float *no, clipn_error *err)
+{
+    const int n_t = (int)hids->shape[0], n_c = (int)hids->shape[1];
+    for (int tower = 0; tower < 2; tower++)
+        for (int t = 0; t < n_t; t++) {
+            const int32_t *tid = (const int32_t *)hids->data + (size_t)t * n_c * C;
+            clipn_status s = tower ? clipn_encode_no_text(ctx, tid, n_c, out, err)
+                                   : clipn_encode_text(ctx, tid, n_c, out, err);
+            if (s != CLIPN_OK)
+                return s;
+            for (int c = 0; c < n_c; c++) {
+                normalize(out + (size_t)c * E, E);
+                for (int i = 0; i < E; i++)
+                    (tower ? no : yes)[(size_t)c * E + i] += out[(size_t)c * E + i];
+            }
+        }
+    for (int c = 0; c < n_c; c++) {
+        normalize(yes + (size_t)c * E, E);
+        normalize(no + (size_t)c * E, E);
+    }
+    return CLIPN_OK;
+}
+
+/* ---- drift: the model at another precision against itself at fp32, same inputs.
+ *
+ *     parity --drift PRECISION MODEL REFDIR LABEL [MIN_COS [MAX_SCORE_CHANGE]]
+ *
+ * Rows: 1 - min cosine of the image / text / no-text features (tol 1 - MIN_COS, default
+ * 0.999); top-1 changes with the real heads (tol 0) and the synthetic ones (reported);
+ * largest |CTW| / |ATD| change (tol MAX_SCORE_CHANGE, default 0.02); CTW / ATD AUROC and
+ * FPR95 change on the half-ID / half-OOD split of the parity images (reported). Each
+ * model builds its own heads, as a user would. */
+typedef struct drift_run {
+    clipn_model *model;
+    clipn_ctx *ctx;
+    float *img, *txt, *notxt, *yes, *no, *scores, *syn_scores; /* scores [n_img, 3] */
+} drift_run;
+
+static double min_cosine(const float *a, const float *b, size_t n, int dim)
+{
+    double worst = 1;
+    for (size_t v = 0; v < n; v++) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int i = 0; i < dim; i++) {
+            const double x = a[v * dim + i], y = b[v * dim + i];
+            ab += x * y, aa += x * x, bb += y * y;
+        }
+        const double c = ab / sqrt(aa * bb);
+        worst = isnan(c) || c < worst ? c : worst;
+    }
+    return worst;
+}
+
+static int drift_side(const char *path, clipn_precision p, const npy *px, const npy *ids,
+                      const npy *hids, const npy *hy, const npy *hn, drift_run *r)
+{
+    clipn_error err;
+    clipn_load_opts lo = {.precision = p};
+    clipn_ctx_opts co = {.max_batch = 8};
+    if (clipn_model_load(path, &lo, &r->model, &err) != CLIPN_OK ||
+        clipn_ctx_new(r->model, &co, &r->ctx, &err) != CLIPN_OK) {
+        fprintf(stderr, "parity --drift: %s\n", err.message);
+        return -1;
+    }
+    const clipn_config *cfg = clipn_model_config(r->model);
+    const int E = cfg->embed_dim, C = cfg->context_length;
+    const int n_img = (int)px->shape[0], n_txt = (int)ids->shape[0], n_c = (int)hids->shape[1];
+    r->img = malloc(sizeof(float) * n_img * E);
+    r->txt = malloc(sizeof(float) * n_txt * E);
+    r->notxt = malloc(sizeof(float) * n_txt * E);
+    r->yes = calloc((size_t)n_c * E, sizeof(float));
+    r->no = calloc((size_t)n_c * E, sizeof(float));
+    r->scores = malloc(sizeof(float) * n_img * 3);
+    r->syn_scores = malloc(sizeof(float) * n_img * 3);
+    float *out = malloc(sizeof(float) * (n_c > n_txt ? n_c : n_txt) * E);
+    if (!r->img || !r->txt || !r->notxt || !r->yes || !r->no || !r->scores || !r->syn_scores ||
+        !out || clipn_encode_image(r->ctx, px->data, n_img, r->img, &err) != CLIPN_OK ||
+        clipn_encode_text(r->ctx, ids->data, n_txt, r->txt, &err) != CLIPN_OK ||
+        clipn_encode_no_text(r->ctx, ids->data, n_txt, r->notxt, &err) != CLIPN_OK ||
+        build_heads(r->ctx, hids, E, C, out, r->yes, r->no, &err) != CLIPN_OK) {
+        fprintf(stderr, "parity --drift: %s\n", err.message);
+        free(out);
+        return -1;
+    }
+    free(out);
+    const clipn_heads heads = {.n_classes = n_c, .dim = E, .yes = r->yes, .no = r->no};
+    const clipn_heads syn = {.n_classes = (int)hy->shape[0], .dim = E, .yes = hy->data,
+                             .no = hn->data};
+    for (int i = 0; i < n_img; i++) {
+        clipn_scores s;
+        for (int k = 0; k < 2; k++) {
+            if (clipn_score(k ? &syn : &heads, r->img + (size_t)i * E, NULL, &s, &err) != CLIPN_OK) {
+                fprintf(stderr, "parity --drift: %s\n", err.message);
+                return -1;
+            }
+            float *d = (k ? r->syn_scores : r->scores) + 3 * i;
+            d[0] = (float)s.pred, d[1] = s.ctw, d[2] = s.atd;
+        }
+    }
+    return 0;
+}
+
+static void drift_free(drift_run *r)
+{
+    free(r->img), free(r->txt), free(r->notxt), free(r->yes), free(r->no);
+    free(r->scores), free(r->syn_scores);
+    clipn_ctx_free(r->ctx);
+    clipn_model_free(r->model);
+}
+
+static double metric(const float *scores, int n, int col, int fpr)
+{
+    const int half = n / 2;
+    float id_s[64], ood_s[64];
+    for (int i = 0; i < n && i < 128; i++)
+        (i < half ? id_s : ood_s)[i < half ? i : i - half] = scores[3 * i + col];
+    double v = NAN;
+    if (fpr)
+        clipn_fpr95(id_s, (size_t)half, ood_s, (size_t)(n - half), CLIPN_FPR95_INTERP, &v, NULL);
+    else
+        clipn_auroc(id_s, (size_t)half, ood_s, (size_t)(n - half), &v, NULL);
+    return v;
+}
+
+static int drift_main(int argc, char **argv)
+{
+    if (argc < 6 || argc > 8) {
+        fprintf(stderr, "usage: parity --drift fp32|bf16|int8 MODEL REFDIR LABEL [MIN_COS "
+                        "[MAX_SCORE_CHANGE]]\n");
+        return 2;
+    }
+    const char *pname = argv[2], *path = argv[3], *dir = argv[4];
+    label = argv[5];
+    const double min_cos = argc > 6 ? atof(argv[6]) : 0.999;
+    const double max_change = argc > 7 ? atof(argv[7]) : 0.02;
+    clipn_precision p = CLIPN_PRECISION_DEFAULT;
+    for (int k = 1; k <= 3; k++)
+        if (strcmp(pname, clipn_precision_name((clipn_precision)k)) == 0)
+            p = (clipn_precision)k;
+    if (p == CLIPN_PRECISION_DEFAULT) {
+        fprintf(stderr, "parity --drift: unknown precision '%s'\n", pname);
+        return 2;
+    }
+    npy px = {0}, ids = {0}, hids = {0}, hy = {0}, hn = {0};
+    drift_run base = {0}, run = {0};
+    int rc = 1;
+    if (npy_load(dir, "pixels", "<f4", &px) || npy_load(dir, "ids", "<i4", &ids) ||
+        npy_load(dir, "head_ids", "<i4", &hids) || npy_load(dir, "heads_syn_yes", "<f4", &hy) ||
+        npy_load(dir, "heads_syn_no", "<f4", &hn) || px.shape[0] > 128)
+        goto done;
+    if (drift_side(path, CLIPN_PRECISION_FP32, &px, &ids, &hids, &hy, &hn, &base) ||
+        drift_side(path, p, &px, &ids, &hids, &hy, &hn, &run))
+        goto done;
+    if (clipn_model_precision(run.model) != p)
+        printf("note  %-16s %s\n", label, clipn_model_precision_note(run.model));
+    const int E = clipn_model_config(base.model)->embed_dim;
+    const int n_img = (int)px.shape[0], n_txt = (int)ids.shape[0];
+    char what[64];
+    const double cos_tol = 1 - min_cos;
+    snprintf(what, sizeof what, "%s image features", pname);
+    row(what, 1 - min_cosine(base.img, run.img, (size_t)n_img, E), cos_tol, "1 - min cos");
+    snprintf(what, sizeof what, "%s text features", pname);
+    row(what, 1 - min_cosine(base.txt, run.txt, (size_t)n_txt, E), cos_tol, "1 - min cos");
+    snprintf(what, sizeof what, "%s no-text features", pname);
+    row(what, 1 - min_cosine(base.notxt, run.notxt, (size_t)n_txt, E), cos_tol, "1 - min cos");
+    for (int k = 0; k < 2; k++) {
+        const float *a = k ? base.syn_scores : base.scores, *b = k ? run.syn_scores : run.scores;
+        int flips = 0;
+        double dctw = 0, datd = 0;
+        for (int i = 0; i < n_img; i++) {
+            flips += a[3 * i] != b[3 * i];
+            dctw = fmax(dctw, fabs(a[3 * i + 1] - b[3 * i + 1]));
+            datd = fmax(datd, fabs(a[3 * i + 2] - b[3 * i + 2]));
+        }
+        const char *h = k ? "syn heads" : "heads";
+        snprintf(what, sizeof what, "%s top-1 changes, %s", pname, h);
+        row(what, flips, k ? 1e9 : 0, "of images");
+        snprintf(what, sizeof what, "%s CTW change, %s", pname, h);
+        row(what, dctw, max_change, "max abs");
+        snprintf(what, sizeof what, "%s ATD change, %s", pname, h);
+        row(what, datd, max_change, "max abs");
+    }
+    static const char *const mname[4] = {"CTW AUROC", "CTW FPR95", "ATD AUROC", "ATD FPR95"};
+    for (int m = 0; m < 4; m++) {
+        const int col = 1 + m / 2, fpr = m % 2;
+        snprintf(what, sizeof what, "%s %s change", pname, mname[m]);
+        row(what, fabs(metric(base.syn_scores, n_img, col, fpr) -
+                       metric(run.syn_scores, n_img, col, fpr)), 1e9, "abs (syn split)");
+    }
+    rc = n_failed ? 1 : 0;
+done:
+    drift_free(&base);
+    drift_free(&run);
+    free(px.data), free(ids.data), free(hids.data), free(hy.data), free(hn.data);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--drift") == 0)
+        return drift_main(argc, argv);
     if (argc != 4) {
-        fprintf(stderr, "usage: parity MODEL REFDIR LABEL\n");
+        fprintf(stderr, "usage: parity MODEL REFDIR LABEL\n       parity --drift ...\n");
         return 2;
     }
     const char *dir = argv[2];
@@ -236,30 +439,15 @@ int main(int argc, char **argv)
     if (npy_load(dir, "head_ids", "<i4", &hids) || npy_load(dir, "heads_yes", "<f4", &hy) ||
         npy_load(dir, "heads_no", "<f4", &hn))
         goto done;
-    const int n_t = (int)hids.shape[0], n_c = (int)hids.shape[1];
+    const int n_c = (int)hids.shape[1];
     yes = calloc((size_t)n_c * E, sizeof(float));
     no = calloc((size_t)n_c * E, sizeof(float));
     free(out);
     out = malloc((size_t)n_c * E * sizeof(float));
     if (!yes || !no || !out)
         goto done;
-    for (int tower = 0; tower < 2; tower++)
-        for (int t = 0; t < n_t; t++) {
-            const int32_t *tid = (const int32_t *)hids.data + (size_t)t * n_c * C;
-            clipn_status s = tower ? clipn_encode_no_text(ctx, tid, n_c, out, &err)
-                                   : clipn_encode_text(ctx, tid, n_c, out, &err);
-            if (s != CLIPN_OK)
-                goto fail;
-            for (int c = 0; c < n_c; c++) {
-                normalize(out + (size_t)c * E, E);
-                for (int i = 0; i < E; i++)
-                    (tower ? no : yes)[(size_t)c * E + i] += out[(size_t)c * E + i];
-            }
-        }
-    for (int c = 0; c < n_c; c++) {
-        normalize(yes + (size_t)c * E, E);
-        normalize(no + (size_t)c * E, E);
-    }
+    if (build_heads(ctx, &hids, E, C, out, yes, no, &err) != CLIPN_OK)
+        goto fail;
     compare_features("class heads yes", yes, &hy);
     compare_features("class heads no", no, &hn);
 

@@ -31,7 +31,7 @@ CONFIG_FIELDS = {
     "pad_id": int, "sot_id": int, "eot_id": int, "pooling": str, "has_no_tower": bool,
     "has_prompt_no": bool, "n_prompt_no": int, "image_mean": list, "image_std": list,
 }
-ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1}
+ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1, "I8": 1}
 
 
 def run_converter(*args):
@@ -126,6 +126,42 @@ class RoundTrip(Tmp):
                 self.assertEqual(cfg["n_prompt_no"], 4)
                 self.assertEqual(h["prompt_no"]["shape"], [4, 77, 32])
                 self.assertEqual(cfg["activation"], "gelu")
+
+    def test_int8(self):
+        """--dtype int8: the blocks' linear weights I8 + F32 scales per row and 64 inputs,
+        dequantizing to the f32 weights within half a step; every other tensor F16."""
+        f32_out, out = self.path("f32.clipn"), self.path("int8.clipn")
+        src = os.path.join(FIXTURES, "tiny_clipn.pt")
+        self.assertEqual(run_converter(src, f32_out)[0], 0)
+        rc, err = run_converter(src, out, "--dtype", "int8")
+        self.assertEqual(rc, 0, err)
+        header, data, cfg, meta = self.check_layout(out)
+        ref, ref_data, _ = read_model(f32_out)
+        self.assertEqual(meta["int8_group"], "64")
+        n_i8 = 0
+        for name, e in header.items():
+            if name == "tokenizer.bpe_merges" or name.endswith("_scale"):
+                continue
+            if clipn_convert.INT8_WEIGHT.search(name):
+                n_i8 += 1
+                self.assertEqual(e["dtype"], "I8", name)
+                rows, cols = e["shape"]
+                sc = header[name + "_scale"]
+                self.assertEqual((sc["dtype"], sc["shape"]), ("F32", [rows, -(-cols // 64)]))
+                b, s_ = e["data_offsets"]
+                q = struct.unpack("<%db" % (rows * cols), data[b:s_])
+                b, s_ = sc["data_offsets"]
+                scales = struct.unpack("<%df" % (len(q) // cols * -(-cols // 64)), data[b:s_])
+                b, s_ = ref[name]["data_offsets"]
+                w = struct.unpack("<%df" % len(q), ref_data[b:s_])
+                for i, (qi, wi) in enumerate(zip(q, w)):
+                    st = scales[(i // cols) * -(-cols // 64) + (i % cols) // 64]
+                    self.assertLessEqual(abs(qi), 127)
+                    self.assertLessEqual(abs(qi * st - wi), 0.5001 * st + 1e-12, name)
+            else:
+                self.assertEqual(e["dtype"], "F16", name)
+        self.assertEqual(n_i8, 4 * 2 * 3)  # 4 linears x 2 blocks x 3 towers
+        self.assertLess(os.path.getsize(out), 0.5 * os.path.getsize(f32_out))
 
     def test_noprompt_bf16_storage_noncontiguous(self):
         for dtype in ("f32", "bf16"):
