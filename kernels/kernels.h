@@ -40,6 +40,16 @@ typedef enum clipn_epilogue {
     CLIPN_EPI_RESIDUAL = 3     /* y += xW^T + b  (y holds the residual stream) */
 } clipn_epilogue;
 
+/* Limit the calling thread's kernel calls to n threads (itself included; 0 = the
+ * process-wide count, kernels_control.h). Returns the previous limit, to restore: a
+ * context's threads option (lib/core/context.c). OpenBLAS keeps the process-wide count. */
+int clipn_kernels_limit_threads(int n);
+/* Allocate now what the kernels would otherwise allocate on first use: the pool workers
+ * the calling thread's limit asks for, and every per-thread block (GEMM activations) of
+ * the layers prepared so far, for those workers and the calling thread. clipn_ctx_new
+ * calls it, so the encode calls after it allocate nothing. */
+void clipn_kernels_warm(void);
+
 /* Prepare (pack) a linear layer's weights once at load. Returns 0 on success, -1 on
  * allocation failure or n_out/n_in <= 0 or weight NULL. The packed buffer (a copy of the
  * weights in 64-wide panels; none with CLIPN_GEMM=openblas) is returned through lin->packed
