@@ -82,7 +82,7 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libclipn.a tests/testutil.h
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(CHECK_LIBS) $(LDLIBS)
 # tests/test_faults.c fails allocations on purpose: the library's own calls reach it
 # through --wrap (also under ASan, whose runtime owns malloc), libc's through malloc itself
-$(BUILD)/tests/test_faults: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign,--wrap=aligned_alloc
+$(BUILD)/tests/test_faults: private LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign,--wrap=aligned_alloc
 $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
