@@ -153,6 +153,17 @@ expect 1+ "eval --scores-csv under ulimit -f 0 keeps the old file" sh -c \
     "$CLIPN" "$T/w/model.clipn" "$T/w/h.heads" "$T/w/id.txt" "$T/w/ood.txt" "$T/w/old.npy"
 [ "$(cat "$T/w/old.npy")" = "old contents" ] || fail "eval ulimit -f: the old file was changed"
 no_temp "eval under ulimit -f"
+cp "$T/w/h.heads" "$T/w/h_old.heads"
+expect 1 "head --out under ulimit -f 1 keeps the old heads" sh -c \
+    'ulimit -f 1 && exec "$0" head --model "$1" --classes "$2" --templates "$3" --out "$4"' \
+    "$CLIPN" "$T/w/model.clipn" "$T/w/classes.txt" "$T/w/tmpl.txt" "$T/w/h_old.heads"
+err_has "File too large" "head under ulimit -f"
+cmp -s "$T/w/h.heads" "$T/w/h_old.heads" || fail "head under ulimit -f: the old heads changed"
+no_temp "head under ulimit -f"
+expect 1 "info to a file under ulimit -f 1" sh -c \
+    'ulimit -f 1 && exec "$0" info "$1" >"$2"' "$CLIPN" "$MODEL" "$T/w/info.json"
+err_has "standard output: File too large" "info under ulimit -f"
+rm -f "$T/w/info.json" "$T/w/h_old.heads"
 # an existing output is replaced whole, keeping its mode; writing through a symlink
 # replaces the file it points to and keeps the link
 chmod 640 "$T/w/old.npy"
