@@ -210,7 +210,9 @@ typedef struct clipn_ctx_opts {
  * clipn_encode_image_local allocate on their first call per context (per new size), then
  * nothing. clipn_score and clipn_score_image use a per-thread scratch block that grows on
  * a thread's first call (or for larger heads) and is freed when the thread exits. Building
- * heads and mining negatives allocate. (tests/test_alloc.c counts it.)
+ * heads and mining negatives allocate. One exception: the first model of a new weight
+ * format (e.g. an INT8 model after fp32 ones) loaded after the pool's workers started
+ * gets their per-thread blocks in its first encode. (tests/test_alloc.c counts it.)
  * Threads: opts->threads limits this context's calls and nothing else; contexts with
  * different counts can run at once. With CLIPN_GEMM=openblas, OpenBLAS's own threads keep
  * the process-wide count. */
