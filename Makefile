@@ -87,10 +87,28 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MPI_OBJ:.o=.d)
+
+# ---- clipn-mpi (docs/scale-out.md): the CLI's objects but its main.c, plus examples/mpi/*.c
+# compiled and linked with mpicc. The library never links MPI. `make test` runs tests/mpi
+# when mpicc is installed.
+MPICC    ?= mpicc
+MPI_SRC  := $(wildcard examples/mpi/*.c)
+MPI_OBJ  := $(MPI_SRC:%.c=$(BUILD)/obj/%.o)
+HAVE_MPI := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo yes)
+.PHONY: mpi test-mpi
+mpi: $(BUILD)/clipn-mpi
+$(BUILD)/obj/examples/mpi/%.o: examples/mpi/%.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) -Iexamples/cli -MMD -MP -c $< -o $@
+$(BUILD)/clipn-mpi: $(MPI_OBJ) $(filter-out %/main.o,$(CLI_OBJ)) $(BUILD)/libclipn.a
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+test-mpi: $(BUILD)/clipn $(BUILD)/clipn-mpi
+	@sh tests/mpi/run.sh $(BUILD)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-exports test-cli test-fault test-py parity example-pkgconfig e2e-scores methods-parity
+test: all test-c test-exports test-cli test-fault test-py parity example-pkgconfig e2e-scores \
+      methods-parity $(if $(HAVE_MPI),test-mpi)
 	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
 # run_suites(build dir, suites, runner prefix, extra env): each run gets a fresh TMPDIR for
 # the suites' scratch files, and a file left in it fails the run.

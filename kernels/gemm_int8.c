@@ -343,8 +343,7 @@ void clipn_int8_forward(const clipn_linear *lin, const float *x, int m, float *y
     const clipn_kernel_ops *ops = clipn_kernels_ops();
     q8_job job = {
         .lin = lin, .x = x, .y = y, .m = m,
-        .act = epi == CLIPN_EPI_GELU ? CLIPN_ACT_GELU_ERF
-             : epi == CLIPN_EPI_QUICKGELU ? CLIPN_ACT_QUICK : CLIPN_ACT_NONE,
+        .act = clipn_epilogue_act(epi),
         .residual = epi == CLIPN_EPI_RESIDUAL,
         .n_panels = (lin->n_out + CLIPN_Q8_NR - 1) / CLIPN_Q8_NR,
         .ukernel = pick_ukernel(ops),

@@ -104,13 +104,16 @@ int clipn_resample_spread_len(int C, int ksize);
 void clipn_resample_spread(const int *bounds, const int32_t *fixed, int n, int ksize, int C,
                            int32_t *spread);
 /* Horizontal pass: one row of C-channel pixels (src_bytes bytes) -> taps->n pixels. */
-void clipn_resample_row_h(const uint8_t *src, size_t src_bytes, int C,
-                          const clipn_resample_taps *taps, uint8_t *dst);
+typedef void clipn_resample_row_h_fn(const uint8_t *src, size_t src_bytes, int C,
+                                     const clipn_resample_taps *taps, uint8_t *dst);
 /* Vertical pass, one output row: dst[x] = clip8(sum_t rows[(first_row + t) row_bytes + x]
  * k[t]), acc [row_bytes] scratch. */
-void clipn_resample_row_v(const uint8_t *rows, size_t row_bytes, int first_row,
-                          const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
+typedef void clipn_resample_row_v_fn(const uint8_t *rows, size_t row_bytes, int first_row,
+                                     const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
 /* PIL's rgbA2rgba / lA2la (C = 4 or 2): colour channels times alpha / 255, rounded. */
-void clipn_premultiply_row(const uint8_t *src, int C, int w, uint8_t *dst);
+typedef void clipn_premultiply_row_fn(const uint8_t *src, int C, int w, uint8_t *dst);
+clipn_resample_row_h_fn clipn_resample_row_h;
+clipn_resample_row_v_fn clipn_resample_row_v;
+clipn_premultiply_row_fn clipn_premultiply_row;
 
 #endif
