@@ -73,20 +73,42 @@ $(BUILD)/libclipn.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libclipn.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/clipn: $(CLI_OBJ) $(BUILD)/libclipn.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libclipn.a $(LDLIBS)
+# test_alloc counts libclipn's allocations and thread starts through --wrap (private: not
+# passed on to the libraries it depends on)
+$(BUILD)/tests/test_alloc: private LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc \
+    -Wl,--wrap=aligned_alloc,--wrap=posix_memalign,--wrap=pthread_create
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libclipn.a tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(CHECK_LIBS) $(LDLIBS)
 # tests/test_faults.c fails allocations on purpose: the library's own calls reach it
 # through --wrap (also under ASan, whose runtime owns malloc), libc's through malloc itself
-$(BUILD)/tests/test_faults: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign,--wrap=aligned_alloc
+$(BUILD)/tests/test_faults: private LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=posix_memalign,--wrap=aligned_alloc
 $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libclipn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libclipn.a $(LDLIBS)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MPI_OBJ:.o=.d)
+
+# ---- clipn-mpi (docs/scale-out.md): the CLI's objects but its main.c, plus examples/mpi/*.c
+# compiled and linked with mpicc. The library never links MPI. `make test` runs tests/mpi
+# when mpicc is installed.
+MPICC    ?= mpicc
+MPI_SRC  := $(wildcard examples/mpi/*.c)
+MPI_OBJ  := $(MPI_SRC:%.c=$(BUILD)/obj/%.o)
+HAVE_MPI := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo yes)
+.PHONY: mpi test-mpi
+mpi: $(BUILD)/clipn-mpi
+$(BUILD)/obj/examples/mpi/%.o: examples/mpi/%.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) -Iexamples/cli -MMD -MP -c $< -o $@
+$(BUILD)/clipn-mpi: $(MPI_OBJ) $(filter-out %/main.o,$(CLI_OBJ)) $(BUILD)/libclipn.a
+	$(MPICC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+test-mpi: $(BUILD)/clipn $(BUILD)/clipn-mpi
+	@sh tests/mpi/run.sh $(BUILD)
 
 # ---- tests: C suites, converter unittest, golden parity against PyTorch
-test: all test-c test-exports test-cli test-fault test-py parity example-pkgconfig e2e-scores methods-parity
+test: all test-c test-exports test-cli test-fault test-py parity example-pkgconfig e2e-scores \
+      methods-parity $(if $(HAVE_MPI),test-mpi)
 	@$(MAKE) --no-print-directory test-arm # after parity, even with -j: shares tests/golden/work
 # run_suites(build dir, suites, runner prefix, extra env): each run gets a fresh TMPDIR for
 # the suites' scratch files, and a file left in it fails the run.
@@ -113,7 +135,8 @@ test-cli: $(BUILD)/clipn $(BUILD)/tests/npy_dump
 # Allocation-failure loops, SQLite style (tests/fault/run_alloc_faults.sh): the CLI linked
 # with every allocation wrapped (tests/fault/fault_alloc.c) runs each subcommand's workload
 # failing allocation N = 1, 2, ...; each run must exit 1 with one line, or give the clean
-# run's output. Part of make test (~40 s) and of make test-asan (build/asan, ~2.5 min).
+# run's output. Part of make test (~1000 runs, ~1 min) and of make test-asan (build/asan,
+# ~470 runs, ~2.5 min).
 FAULT_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign \
               -Wl,--wrap=aligned_alloc,--wrap=strdup,--wrap=strndup
 $(BUILD)/fault/clipn: $(CLI_OBJ) $(BUILD)/obj/tests/fault/fault_alloc.o $(BUILD)/libclipn.a

@@ -196,11 +196,24 @@ CLIPN_API clipn_status clipn_preprocess_pixels(const uint8_t *pixels, int width,
 typedef struct clipn_ctx clipn_ctx;
 
 typedef struct clipn_ctx_opts {
-    int max_batch;   /* largest n passed to one encode call; 0 = 8 */
-    int threads;     /* 0 = all cores */
+    int max_batch;   /* images or prompts per forward pass (larger n runs in chunks); 0 = 8 */
+    int threads;     /* threads this context's calls use, the calling one included;
+                        0 = the process-wide count (all online cores) */
 } clipn_ctx_opts;
 
-/* A context holds the scratch memory for one thread. opts may be NULL. */
+/* A context holds the scratch memory for one thread. opts may be NULL.
+ *
+ * Memory: clipn_ctx_new allocates everything a forward pass of up to max_batch inputs
+ * needs (scratch, the text row plan, the kernel thread pool's workers and their blocks);
+ * after it, clipn_encode_image, clipn_encode_text and clipn_encode_no_text allocate
+ * nothing, whatever n. clipn_encode_image_sized (at another size) and
+ * clipn_encode_image_local allocate on their first call per context (per new size), then
+ * nothing. clipn_score and clipn_score_image use a per-thread scratch block that grows on
+ * a thread's first call (or for larger heads) and is freed when the thread exits. Building
+ * heads and mining negatives allocate. (tests/test_alloc.c counts it.)
+ * Threads: opts->threads limits this context's calls and nothing else; contexts with
+ * different counts can run at once. With CLIPN_GEMM=openblas, OpenBLAS's own threads keep
+ * the process-wide count. */
 CLIPN_API clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
                            clipn_ctx **out, clipn_error *err);
 CLIPN_API void clipn_ctx_free(clipn_ctx *ctx);
@@ -412,6 +425,20 @@ CLIPN_API clipn_status clipn_auroc(const float *id_scores, size_t n_id, const fl
                          size_t n_ood, double *auroc, clipn_error *err);
 CLIPN_API clipn_status clipn_fpr95(const float *id_scores, size_t n_id, const float *ood_scores,
                          size_t n_ood, clipn_fpr95_mode mode, double *fpr, clipn_error *err);
+
+/* The full ROC curve under the same conventions (sklearn's roc_curve with
+ * drop_intermediate=False): point 0 is (0, 0) at threshold +inf, then one point per
+ * distinct score value, descending, where fpr = OOD scores >= threshold / n_ood and
+ * tpr = ID scores >= threshold / n_id. The arrays are allocated: clipn_roc_free. */
+typedef struct clipn_roc {
+    size_t n;          /* points */
+    float *threshold;  /* [n], threshold[0] = +inf */
+    double *fpr, *tpr; /* [n] */
+} clipn_roc;
+CLIPN_API clipn_status clipn_roc_curve(const float *id_scores, size_t n_id,
+                                       const float *ood_scores, size_t n_ood, clipn_roc *out,
+                                       clipn_error *err);
+CLIPN_API void clipn_roc_free(clipn_roc *roc); /* NULL or zeroed: no-op */
 
 #ifdef __cplusplus
 }

@@ -245,7 +245,15 @@ void clipn_kernels_set_threads(int n)
     clipn_openblas_sync_threads();
 }
 
-int clipn_kernels_threads(void) { return clipn_pool_threads(); }
+int clipn_kernels_threads(void) { return clipn_pool_size(); }
+
+int clipn_kernels_limit_threads(int n) { return clipn_pool_limit(n); }
+
+void clipn_kernels_warm(void)
+{
+    clipn_kernels_init();
+    clipn_pool_start();
+}
 
 /* ---- public entry points: forward to the selected ISA */
 

@@ -384,8 +384,7 @@ void clipn_linear_forward(const clipn_linear *lin, const float *x, int m, float 
     }
     gemm_job job = {
         .lin = lin, .x = x, .y = y, .m = m,
-        .act = epi == CLIPN_EPI_GELU ? CLIPN_ACT_GELU_ERF
-             : epi == CLIPN_EPI_QUICKGELU ? CLIPN_ACT_QUICK : CLIPN_ACT_NONE,
+        .act = clipn_epilogue_act(epi),
         .residual = epi == CLIPN_EPI_RESIDUAL,
         .panels = (lin->n_out + CLIPN_GEMM_NR - 1) / CLIPN_GEMM_NR,
         .bf16 = format == PACK_BF16,

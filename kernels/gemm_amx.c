@@ -322,8 +322,7 @@ int clipn_amx_forward(const clipn_linear *lin, const float *x, int m, float *y,
     amx_job job = {
         .lin = lin, .x = x, .y = y, .a = a,
         .m = m, .m_pad = (int)m_pad, .k_pad = (int)k_pad,
-        .act = epi == CLIPN_EPI_GELU ? CLIPN_ACT_GELU_ERF
-             : epi == CLIPN_EPI_QUICKGELU ? CLIPN_ACT_QUICK : CLIPN_ACT_NONE,
+        .act = clipn_epilogue_act(epi),
         .residual = epi == CLIPN_EPI_RESIDUAL,
         .pairs = (lin->n_out + 31) / 32,
         .ops = clipn_kernels_ops(),

@@ -62,8 +62,40 @@ static float absmax(const float *v, int n, size_t stride)
     return nan ? NAN : amax;
 }
 
+/* ---- per-thread blocks, allocated on a thread's first INT8 call (pool workers: when they
+ * start, once a layer was prepared), freed at its exit */
+static pthread_key_t scratch_key;
+static int scratch_key_ok;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static unsigned char *thread_scratch(void);
+static void worker_start(void) { thread_scratch(); } /* pool workers: when they start */
+
+static void make_scratch_key(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
+    clipn_pool_on_worker_start(worker_start);
+}
+
+static unsigned char *thread_scratch(void)
+{
+    pthread_once(&scratch_once, make_scratch_key);
+    if (!scratch_key_ok)
+        return NULL;
+    unsigned char *buf = pthread_getspecific(scratch_key);
+    if (!buf) {
+        buf = aligned_alloc(64, Q8_SCRATCH_DATA + Q8_SCRATCH_SCALES * sizeof(float));
+        if (buf && pthread_setspecific(scratch_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
+
 int clipn_int8_prepare(clipn_linear *lin, int group)
 {
+    pthread_once(&scratch_once, make_scratch_key); /* before the pool's first worker */
     lin->packed = NULL;
     lin->packed_bytes = 0;
     if (group == 0) {
@@ -170,32 +202,6 @@ void clipn_q8_ukernel_portable(int n_groups, int group, const int8_t *a, const f
                 f += c[(size_t)i * ldc + j];
             c[(size_t)i * ldc + j] = f;
         }
-}
-
-/* ---- per-thread blocks, allocated on a thread's first INT8 call, freed at its exit */
-static pthread_key_t scratch_key;
-static int scratch_key_ok;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void make_scratch_key(void)
-{
-    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
-}
-
-static unsigned char *thread_scratch(void)
-{
-    pthread_once(&scratch_once, make_scratch_key);
-    if (!scratch_key_ok)
-        return NULL;
-    unsigned char *buf = pthread_getspecific(scratch_key);
-    if (!buf) {
-        buf = aligned_alloc(64, Q8_SCRATCH_DATA + Q8_SCRATCH_SCALES * sizeof(float));
-        if (buf && pthread_setspecific(scratch_key, buf) != 0) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    return buf;
 }
 
 typedef struct q8_job {
@@ -337,8 +343,7 @@ void clipn_int8_forward(const clipn_linear *lin, const float *x, int m, float *y
     const clipn_kernel_ops *ops = clipn_kernels_ops();
     q8_job job = {
         .lin = lin, .x = x, .y = y, .m = m,
-        .act = epi == CLIPN_EPI_GELU ? CLIPN_ACT_GELU_ERF
-             : epi == CLIPN_EPI_QUICKGELU ? CLIPN_ACT_QUICK : CLIPN_ACT_NONE,
+        .act = clipn_epilogue_act(epi),
         .residual = epi == CLIPN_EPI_RESIDUAL,
         .n_panels = (lin->n_out + CLIPN_Q8_NR - 1) / CLIPN_Q8_NR,
         .ukernel = pick_ukernel(ops),

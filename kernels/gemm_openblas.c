@@ -16,7 +16,7 @@ static atomic_int openblas_threads; /* last count given to OpenBLAS; 0 = never *
 
 void clipn_openblas_sync_threads(void)
 {
-    const int n = clipn_pool_threads();
+    const int n = clipn_pool_size(); /* process-wide: OpenBLAS has one count */
     if (atomic_load_explicit(&openblas_threads, memory_order_acquire) == n)
         return; /* every sgemm after the first: no lock */
     pthread_mutex_lock(&openblas_lock);

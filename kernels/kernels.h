@@ -40,6 +40,16 @@ typedef enum clipn_epilogue {
     CLIPN_EPI_RESIDUAL = 3     /* y += xW^T + b  (y holds the residual stream) */
 } clipn_epilogue;
 
+/* Limit the calling thread's kernel calls to n threads (itself included; 0 = the
+ * process-wide count, kernels_control.h). Returns the previous limit, to restore: a
+ * context's threads option (lib/core/context.c). OpenBLAS keeps the process-wide count. */
+int clipn_kernels_limit_threads(int n);
+/* Allocate now what the kernels would otherwise allocate on first use: the pool workers
+ * the calling thread's limit asks for, and every per-thread block (GEMM activations) of
+ * the layers prepared so far, for those workers and the calling thread. clipn_ctx_new
+ * calls it, so the encode calls after it allocate nothing. */
+void clipn_kernels_warm(void);
+
 /* Prepare (pack) a linear layer's weights once at load. Returns 0 on success, -1 on
  * allocation failure or n_out/n_in <= 0 or weight NULL. The packed buffer (a copy of the
  * weights in 64-wide panels; none with CLIPN_GEMM=openblas) is returned through lin->packed
@@ -94,13 +104,16 @@ int clipn_resample_spread_len(int C, int ksize);
 void clipn_resample_spread(const int *bounds, const int32_t *fixed, int n, int ksize, int C,
                            int32_t *spread);
 /* Horizontal pass: one row of C-channel pixels (src_bytes bytes) -> taps->n pixels. */
-void clipn_resample_row_h(const uint8_t *src, size_t src_bytes, int C,
-                          const clipn_resample_taps *taps, uint8_t *dst);
+typedef void clipn_resample_row_h_fn(const uint8_t *src, size_t src_bytes, int C,
+                                     const clipn_resample_taps *taps, uint8_t *dst);
 /* Vertical pass, one output row: dst[x] = clip8(sum_t rows[(first_row + t) row_bytes + x]
  * k[t]), acc [row_bytes] scratch. */
-void clipn_resample_row_v(const uint8_t *rows, size_t row_bytes, int first_row,
-                          const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
+typedef void clipn_resample_row_v_fn(const uint8_t *rows, size_t row_bytes, int first_row,
+                                     const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
 /* PIL's rgbA2rgba / lA2la (C = 4 or 2): colour channels times alpha / 255, rounded. */
-void clipn_premultiply_row(const uint8_t *src, int C, int w, uint8_t *dst);
+typedef void clipn_premultiply_row_fn(const uint8_t *src, int C, int w, uint8_t *dst);
+clipn_resample_row_h_fn clipn_resample_row_h;
+clipn_resample_row_v_fn clipn_resample_row_v;
+clipn_premultiply_row_fn clipn_premultiply_row;
 
 #endif

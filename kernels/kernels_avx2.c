@@ -83,22 +83,10 @@ gemm_tile_avx2(int kc, const float *a, const float *b, float *c, size_t ldc, con
                 acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
             }
         }
-        __m256 bv[2];
-        for (int j = 0; j < 2; j++)
-            bv[j] = bias ? _mm256_loadu_ps(bias + 16 * s + 8 * j) : _mm256_setzero_ps();
 #pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
-            float *ci = c + (size_t)i * ldc + 16 * s;
-#pragma GCC unroll 2
-            for (int j = 0; j < 2; j++) {
-                __m256 v = acc[i][j];
-                if (load_c)
-                    v = _mm256_add_ps(v, _mm256_loadu_ps(ci + 8 * j));
-                if (bias)
-                    v = _mm256_add_ps(v, bv[j]);
-                _mm256_storeu_ps(ci + 8 * j, v);
-            }
-        }
+        for (int i = 0; i < MR; i++)
+            store_row_avx2(c + (size_t)i * ldc + 16 * s, acc[i], 2, bias ? bias + 16 * s : NULL,
+                           load_c);
     }
 }
 
@@ -179,10 +167,9 @@ static void attention_head_avx2(const float *qkv, float *out, int L, int W, int 
         clipn_ops_portable.attention_head(qkv, out, L, W, hd, h, causal, scratch);
         return;
     }
-    const size_t ld = (size_t)3 * W;
-    const float *q = qkv + (size_t)h * hd;
-    const float *k = qkv + W + (size_t)h * hd;
-    const float *v = qkv + 2 * (size_t)W + (size_t)h * hd;
+    const clipn_head_qkv hv = clipn_head_view(qkv, W, hd, h);
+    const size_t ld = hv.ld;
+    const float *q = hv.q, *k = hv.k, *v = hv.v;
     const __m256 scale = _mm256_set1_ps(1.0f / sqrtf((float)hd));
     for (int i = 0; i < L; i++) {
         const int n_keys = causal ? i + 1 : L;

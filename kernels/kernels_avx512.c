@@ -55,23 +55,18 @@ static inline __mmask16 tail_mask(int n) /* first n lanes, n in [0, 16] */
 static inline __attribute__((always_inline)) void
 store_tile_avx512(__m512 acc[MR][4], float *c, size_t ldc, const float *bias, int load_c)
 {
-    __m512 bv[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++)
-        bv[j] = bias ? _mm512_loadu_ps(bias + 16 * j) : _mm512_setzero_ps();
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) {
-        float *ci = c + (size_t)i * ldc;
+    for (int i = 0; i < MR; i++)
+        store_row_avx512(c + (size_t)i * ldc, acc[i], 4, bias, load_c);
+}
+
+static inline __attribute__((always_inline)) void zero_tile_avx512(__m512 acc[MR][4])
+{
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            __m512 v = acc[i][j];
-            if (load_c)
-                v = _mm512_add_ps(v, _mm512_loadu_ps(ci + 16 * j));
-            if (bias)
-                v = _mm512_add_ps(v, bv[j]);
-            _mm512_storeu_ps(ci + 16 * j, v);
-        }
-    }
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = _mm512_setzero_ps();
 }
 
 /* 6 x 64 tile: 24 zmm accumulators; per k, 4 panel loads and 6 broadcasts feed 24 FMAs.
@@ -85,11 +80,7 @@ gemm_tile_avx512(int kc, const float *a, const float *b, float *c, size_t ldc,
                  const float *bias, int load_c, int prefetch)
 {
     __m512 acc[MR][4];
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++)
-            acc[i][j] = _mm512_setzero_ps();
+    zero_tile_avx512(acc);
     for (int k = 0; k < kc; k++) {
         if (prefetch) {
             const char *ahead = (const char *)(b + (size_t)k * NR) + STREAM_PREFETCH;
@@ -132,11 +123,7 @@ static void gemm_ukernel_bf16_avx512(int kp, const uint32_t *a, const uint16_t *
                                      size_t ldc, const float *bias, int load_c)
 {
     __m512 acc[MR][4];
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++)
-            acc[i][j] = _mm512_setzero_ps();
+    zero_tile_avx512(acc);
     for (int k = 0; k < kp; k++) {
         const uint16_t *bk = b + (size_t)k * 2 * NR;
         const __m512bh b0 = (__m512bh)_mm512_load_si512(bk);
@@ -217,10 +204,9 @@ static void attention_head_avx512(const float *qkv, float *out, int L, int W, in
         clipn_ops_portable.attention_head(qkv, out, L, W, hd, h, causal, scratch);
         return;
     }
-    const size_t ld = (size_t)3 * W;
-    const float *q = qkv + (size_t)h * hd;
-    const float *k = qkv + W + (size_t)h * hd;
-    const float *v = qkv + 2 * (size_t)W + (size_t)h * hd;
+    const clipn_head_qkv hv = clipn_head_view(qkv, W, hd, h);
+    const size_t ld = hv.ld;
+    const float *q = hv.q, *k = hv.k, *v = hv.v;
     const int lp = (L + 15) / 16 * 16;
     float *kt = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *s = kt + (size_t)hd * lp;

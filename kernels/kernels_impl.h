@@ -31,6 +31,13 @@ static inline uint16_t clipn_to_bf16(float f)
 
 enum { CLIPN_ACT_NONE = 0, CLIPN_ACT_GELU_ERF = 1, CLIPN_ACT_QUICK = 2 };
 
+/* The activation a GEMM epilogue asks the driver to apply after the last K slice. */
+static inline int clipn_epilogue_act(clipn_epilogue epi)
+{
+    return epi == CLIPN_EPI_GELU ? CLIPN_ACT_GELU_ERF
+         : epi == CLIPN_EPI_QUICKGELU ? CLIPN_ACT_QUICK : CLIPN_ACT_NONE;
+}
+
 /* ---- The micro-kernel contract (docs/kernels.md). One call computes one full tile:
  *
  *   C[MR][NR] (row stride ldc) = A B + (load_c ? C : 0) + (bias ? bias[NR] : 0)
@@ -76,11 +83,9 @@ typedef struct clipn_kernel_ops {
     void (*attention_head)(const float *qkv, float *out, int L, int W, int hd, int h,
                            int causal, float *scratch);
     /* the image resampler's passes (kernels.h); NULL: the portable ones */
-    void (*resample_row_h)(const uint8_t *src, size_t src_bytes, int C,
-                           const clipn_resample_taps *taps, uint8_t *dst);
-    void (*resample_row_v)(const uint8_t *rows, size_t row_bytes, int first_row,
-                           const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
-    void (*premultiply_row)(const uint8_t *src, int C, int w, uint8_t *dst);
+    clipn_resample_row_h_fn *resample_row_h;
+    clipn_resample_row_v_fn *resample_row_v;
+    clipn_premultiply_row_fn *premultiply_row;
 } clipn_kernel_ops;
 
 /* PIL's clip8: floor(ss / 2^CLIPN_RESAMPLE_BITS) clamped to 0..255. */
@@ -102,14 +107,12 @@ static inline unsigned clipn_muldiv255(unsigned a, unsigned b)
 /* The portable passes, for the ISA versions' edge cases */
 void clipn_resample_one_h_portable(const uint8_t *src, int C, const clipn_resample_taps *taps,
                                    int j, uint8_t *dst);
-void clipn_premultiply_row_portable(const uint8_t *src, int C, int w, uint8_t *dst);
+clipn_premultiply_row_fn clipn_premultiply_row_portable;
 #if defined(__x86_64__)
 /* kernels/kernels_avx2.c's passes, also in the AVX-512 table (AVX-512 CPUs have AVX2) */
-void clipn_resample_row_h_avx2(const uint8_t *src, size_t src_bytes, int C,
-                               const clipn_resample_taps *taps, uint8_t *dst);
-void clipn_resample_row_v_avx2(const uint8_t *rows, size_t row_bytes, int first_row,
-                               const int32_t *k, int cnt, int32_t *acc, uint8_t *dst);
-void clipn_premultiply_row_avx2(const uint8_t *src, int C, int w, uint8_t *dst);
+clipn_resample_row_h_fn clipn_resample_row_h_avx2;
+clipn_resample_row_v_fn clipn_resample_row_v_avx2;
+clipn_premultiply_row_fn clipn_premultiply_row_avx2;
 #endif
 
 extern const clipn_kernel_ops clipn_ops_portable;
@@ -137,6 +140,18 @@ int clipn_kernels_weights_bf16(void); /* pack new layers as BF16 */
  * allocated on the thread's first call (pool workers: when they start) and freed when it
  * exits; NULL if that failed. */
 float *clipn_gemm_thread_scratch(void);
+
+/* One head's q, k and v columns in the [L, 3W] qkv rows (row stride ld = 3W). */
+typedef struct clipn_head_qkv {
+    const float *q, *k, *v;
+    size_t ld;
+} clipn_head_qkv;
+
+static inline clipn_head_qkv clipn_head_view(const float *qkv, int W, int hd, int h)
+{
+    const size_t off = (size_t)h * hd;
+    return (clipn_head_qkv){qkv + off, qkv + W + off, qkv + 2 * (size_t)W + off, 3 * (size_t)W};
+}
 
 /* Scratch floats for one head: scores block plus K^T, 64-byte alignment slack included. */
 size_t clipn_attention_head_scratch(int L, int hd);

@@ -64,12 +64,21 @@ static inline void store_tail(float *p, size_t n, float32x4_t v)
 /* The 6 x 64 panel tile as four 6 x 16 strips: 24 q-register accumulators, 4 panel loads
  * and the 6 activations of step k (one q + one d register, used by lane) = 30 of the 32
  * vector registers. The 6 x kc activation micro-panel stays in L1 across the strips. */
-#define ROW_FMA(i, av, lane, lanefn)                                                      \
+/* row[j] += x_j * lane `lane` of av, j = 0..3 (also P V in the attention head below) */
+#define FMA4(row, x0, x1, x2, x3, av, lane, lanefn)                                       \
     do {                                                                                  \
-        acc[i][0] = lanefn(acc[i][0], b0, av, lane);                                      \
-        acc[i][1] = lanefn(acc[i][1], b1, av, lane);                                      \
-        acc[i][2] = lanefn(acc[i][2], b2, av, lane);                                      \
-        acc[i][3] = lanefn(acc[i][3], b3, av, lane);                                      \
+        (row)[0] = lanefn((row)[0], x0, av, lane);                                        \
+        (row)[1] = lanefn((row)[1], x1, av, lane);                                        \
+        (row)[2] = lanefn((row)[2], x2, av, lane);                                        \
+        (row)[3] = lanefn((row)[3], x3, av, lane);                                        \
+    } while (0)
+#define ROW_FMA(i, av, lane, lanefn) FMA4(acc[i], b0, b1, b2, b3, av, lane, lanefn)
+/* acc[0..rows)[0..4) = 0, fully unrolled so the accumulators stay in registers */
+#define ZERO_ACC(acc, rows)                                                               \
+    do {                                                                                  \
+        _Pragma("GCC unroll 6") for (int i_ = 0; i_ < (rows); i_++)                       \
+            _Pragma("GCC unroll 4") for (int j_ = 0; j_ < 4; j_++)                        \
+                (acc)[i_][j_] = vdupq_n_f32(0.0f);                                        \
     } while (0)
 
 static void gemm_ukernel_neon(int kc, const float *a, const float *b, float *c, size_t ldc,
@@ -77,11 +86,7 @@ static void gemm_ukernel_neon(int kc, const float *a, const float *b, float *c, 
 {
     for (int s = 0; s < NR / 16; s++) {
         float32x4_t acc[MR][4];
-#pragma GCC unroll 6
-        for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++)
-                acc[i][j] = vdupq_n_f32(0.0f);
+        ZERO_ACC(acc, MR);
         const float *bs = b + 16 * s;
         for (int k = 0; k < kc; k++) {
             const float *bk = bs + (size_t)k * NR;
@@ -96,22 +101,12 @@ static void gemm_ukernel_neon(int kc, const float *a, const float *b, float *c, 
             ROW_FMA(4, a45, 0, vfmaq_lane_f32);
             ROW_FMA(5, a45, 1, vfmaq_lane_f32);
         }
-        /* out: (acc + C) + bias, in the portable kernel's order */
-        const float *bias_s = bias ? bias + 16 * s : NULL;
-        /* constant row indices (full unroll) keep acc in registers through the k loop */
+        /* out: (acc + C) + bias; constant row indices (full unroll) keep acc in registers
+         * through the k loop */
 #pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
-            float *ci = c + (size_t)i * ldc + 16 * s;
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                float32x4_t v = acc[i][j];
-                if (load_c)
-                    v = vaddq_f32(v, vld1q_f32(ci + 4 * j));
-                if (bias_s)
-                    v = vaddq_f32(v, vld1q_f32(bias_s + 4 * j));
-                vst1q_f32(ci + 4 * j, v);
-            }
-        }
+        for (int i = 0; i < MR; i++)
+            store_row_neon(c + (size_t)i * ldc + 16 * s, acc[i], 4, bias ? bias + 16 * s : NULL,
+                           load_c);
     }
 }
 
@@ -183,10 +178,9 @@ static void attention_head_neon(const float *qkv, float *out, int L, int W, int 
         clipn_ops_portable.attention_head(qkv, out, L, W, hd, h, causal, scratch);
         return;
     }
-    const size_t ld = (size_t)3 * W;
-    const float *q = qkv + (size_t)h * hd;
-    const float *k = qkv + W + (size_t)h * hd;
-    const float *v = qkv + 2 * (size_t)W + (size_t)h * hd;
+    const clipn_head_qkv hv = clipn_head_view(qkv, W, hd, h);
+    const size_t ld = hv.ld;
+    const float *q = hv.q, *k = hv.k, *v = hv.v;
     const int lp = (L + 15) / 16 * 16; /* as clipn_attention_head_scratch sized it */
     float *kt = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *s = kt + (size_t)hd * lp;
@@ -210,11 +204,7 @@ static void attention_head_neon(const float *qkv, float *out, int L, int W, int 
             /* constant indices everywhere (full unrolls): the 16 accumulators stay in
              * registers */
             float32x4_t acc[AR][4];
-#pragma GCC unroll 4
-            for (int r = 0; r < AR; r++)
-#pragma GCC unroll 4
-                for (int cc = 0; cc < 4; cc++)
-                    acc[r][cc] = vdupq_n_f32(0.0f);
+            ZERO_ACC(acc, AR);
             for (int d = 0; d < hd; d += 4) {
                 const float32x4_t qv[AR] = {vld1q_f32(qs[0] + d), vld1q_f32(qs[1] + d),
                                             vld1q_f32(qs[2] + d), vld1q_f32(qs[3] + d)};
@@ -274,24 +264,14 @@ static void attention_head_neon(const float *qkv, float *out, int L, int W, int 
         int d0 = 0;
         for (; d0 + 16 <= hd; d0 += 16) {
             float32x4_t acc[AR][4];
-#pragma GCC unroll 4
-            for (int r = 0; r < AR; r++)
-#pragma GCC unroll 4
-                for (int cc = 0; cc < 4; cc++)
-                    acc[r][cc] = vdupq_n_f32(0.0f);
+            ZERO_ACC(acc, AR);
             for (int j = 0; j < n_keys; j++) {
                 const float *vj = v + (size_t)j * ld + d0;
                 const float32x4_t p = {s[j], s[lp + j], s[2 * (size_t)lp + j],
                                        s[3 * (size_t)lp + j]};
                 const float32x4_t v0 = vld1q_f32(vj), v1 = vld1q_f32(vj + 4);
                 const float32x4_t v2 = vld1q_f32(vj + 8), v3 = vld1q_f32(vj + 12);
-#define PV_ROW(r)                                                                         \
-    do {                                                                                  \
-        acc[r][0] = vfmaq_laneq_f32(acc[r][0], v0, p, r);                                 \
-        acc[r][1] = vfmaq_laneq_f32(acc[r][1], v1, p, r);                                 \
-        acc[r][2] = vfmaq_laneq_f32(acc[r][2], v2, p, r);                                 \
-        acc[r][3] = vfmaq_laneq_f32(acc[r][3], v3, p, r);                                 \
-    } while (0)
+#define PV_ROW(r) FMA4(acc[r], v0, v1, v2, v3, p, r, vfmaq_laneq_f32)
                 PV_ROW(0);
                 PV_ROW(1);
                 PV_ROW(2);

@@ -92,10 +92,9 @@ static void attention_head_portable(const float *qkv, float *out, int L, int W, 
                                     int causal, float *scratch)
 {
     const float scale = 1.0f / sqrtf((float)hd);
-    const size_t ld = (size_t)3 * W;
-    const float *q = qkv + (size_t)h * hd;
-    const float *k = qkv + W + (size_t)h * hd;
-    const float *v = qkv + 2 * (size_t)W + (size_t)h * hd;
+    const clipn_head_qkv hv = clipn_head_view(qkv, W, hd, h);
+    const size_t ld = hv.ld;
+    const float *q = hv.q, *k = hv.k, *v = hv.v;
     for (int i = 0; i < L; i++) {
         const int n_keys = causal ? i + 1 : L;
         float mx = -INFINITY;

@@ -29,10 +29,11 @@
 static struct {
     pthread_mutex_t run_lock;   /* held by the thread running a region */
     pthread_mutex_t lock;       /* guards the fields below */
-    pthread_cond_t work_cv, done_cv;
+    pthread_cond_t work_cv, done_cv, ready_cv;
     pthread_t workers[POOL_MAX_WORKERS];
     unsigned long born[POOL_MAX_WORKERS]; /* generation when started: the next is theirs */
     int n_workers;              /* started */
+    int n_ready;                /* started and through their start hooks */
     int threads;                /* wanted, including the caller; 0 = not yet decided */
     atomic_ulong generation;    /* changed under lock; read without it only to spin */
     int participants;           /* workers taking part in the current region */
@@ -46,11 +47,34 @@ static struct {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .work_cv = PTHREAD_COND_INITIALIZER,
     .done_cv = PTHREAD_COND_INITIALIZER,
+    .ready_cv = PTHREAD_COND_INITIALIZER,
 };
 
-static void (*_Atomic worker_start_hook)(void);
+/* per calling thread: at most this many threads for its regions (0: the pool's count) */
+static _Thread_local int thread_limit;
 
-void clipn_pool_on_worker_start(void (*hook)(void)) { atomic_store(&worker_start_hook, hook); }
+#define MAX_HOOKS 4
+static void (*_Atomic start_hooks[MAX_HOOKS])(void);
+
+int clipn_pool_on_worker_start(void (*hook)(void))
+{
+    for (int i = 0; i < MAX_HOOKS; i++) {
+        void (*expected)(void) = NULL;
+        if (atomic_load(&start_hooks[i]) == hook ||
+            atomic_compare_exchange_strong(&start_hooks[i], &expected, hook))
+            return 0;
+    }
+    return -1;
+}
+
+static void run_start_hooks(void)
+{
+    for (int i = 0; i < MAX_HOOKS; i++) {
+        void (*hook)(void) = atomic_load(&start_hooks[i]);
+        if (hook)
+            hook();
+    }
+}
 
 static void run_tasks(void (*fn)(void *, int), void *arg, int n_tasks)
 {
@@ -105,10 +129,10 @@ static int spin_until(int (*ready)(unsigned long), unsigned long arg)
 static void *worker_main(void *p)
 {
     const int index = (int)(intptr_t)p;
-    void (*hook)(void) = atomic_load(&worker_start_hook);
-    if (hook)
-        hook(); /* e.g. the GEMM's per-thread block, now rather than in the first region */
+    run_start_hooks(); /* e.g. the GEMM's per-thread blocks, now rather than in a region */
     pthread_mutex_lock(&pool.lock);
+    pool.n_ready++;
+    pthread_cond_broadcast(&pool.ready_cv);
     unsigned long seen = pool.born[index];
     for (;;) {
         if (atomic_load(&pool.generation) == seen) {
@@ -143,7 +167,7 @@ static int default_threads(void)
     return (int)n;
 }
 
-int clipn_pool_threads(void)
+int clipn_pool_size(void)
 {
     pthread_mutex_lock(&pool.lock);
     if (pool.threads == 0)
@@ -151,6 +175,15 @@ int clipn_pool_threads(void)
     int n = pool.threads;
     pthread_mutex_unlock(&pool.lock);
     return n;
+}
+
+int clipn_pool_threads(void) { return thread_limit > 0 ? thread_limit : clipn_pool_size(); }
+
+int clipn_pool_limit(int n)
+{
+    const int old = thread_limit;
+    thread_limit = n < 0 ? 0 : n > POOL_MAX_WORKERS + 1 ? POOL_MAX_WORKERS + 1 : n;
+    return old;
 }
 
 void clipn_pool_set_threads(int n)
@@ -161,6 +194,35 @@ void clipn_pool_set_threads(int n)
         n = POOL_MAX_WORKERS + 1;
     pthread_mutex_lock(&pool.lock);
     pool.threads = n;
+    pthread_mutex_unlock(&pool.lock);
+}
+
+/* Under pool.lock: start workers until there are `want` (or creation fails). */
+static void start_workers(int want)
+{
+    while (pool.n_workers < want) {
+        /* workers block all signals: the user's handlers run on the user's threads */
+        pool.born[pool.n_workers] = atomic_load(&pool.generation);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int rc = pthread_create(&pool.workers[pool.n_workers], NULL, worker_main,
+                                (void *)(intptr_t)pool.n_workers);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc != 0)
+            break; /* run with the workers we have */
+        pool.n_workers++;
+    }
+}
+
+void clipn_pool_start(void)
+{
+    run_start_hooks(); /* the calling thread's share */
+    const int threads = clipn_pool_threads();
+    pthread_mutex_lock(&pool.lock);
+    start_workers(threads - 1);
+    while (pool.n_ready < pool.n_workers)
+        pthread_cond_wait(&pool.ready_cv, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
 }
 
@@ -176,19 +238,7 @@ void clipn_parallel_for(int n_tasks, void (*fn)(void *arg, int t), void *arg)
     }
     int want = (threads < n_tasks ? threads : n_tasks) - 1;
     pthread_mutex_lock(&pool.lock);
-    while (pool.n_workers < want) {
-        /* workers block all signals: the user's handlers run on the user's threads */
-        pool.born[pool.n_workers] = atomic_load(&pool.generation);
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        int rc = pthread_create(&pool.workers[pool.n_workers], NULL, worker_main,
-                                (void *)(intptr_t)pool.n_workers);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc != 0)
-            break; /* run with the workers we have */
-        pool.n_workers++;
-    }
+    start_workers(want);
     if (want > pool.n_workers)
         want = pool.n_workers;
     pool.fn = fn;

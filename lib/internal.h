@@ -157,7 +157,20 @@ struct clipn_ctx {
        image block's input and value rows of the patches */
     float *local_x;
     size_t local_x_floats;
+    /* the text tower's row plan for up to text_cap prompts (lib/nn/text_tower.c) */
+    void *text_prompts;
+    int *text_paths, *text_ends;
+    int text_cap;
 };
+
+/* Every public call that runs a context's work brackets it with these: the calling
+   thread's kernels use at most ctx->threads threads in between (0: the process-wide count). */
+int clipn_ctx_enter(const clipn_ctx *ctx);
+void clipn_ctx_leave(int saved);
+/* Per-thread scratch for the calls without a context (clipn_score*): at least `bytes`,
+   64-byte aligned, kept for the thread's later calls (grown when asked for more, freed when
+   the thread exits). NULL when out of memory. */
+void *clipn_thread_scratch(size_t bytes);
 
 size_t clipn_mul_size(size_t a, size_t b, int *ok);
 /* Grow the scratch to at least `need` (keeps nothing). */
@@ -175,6 +188,11 @@ size_t clipn_vision_embed(clipn_ctx *ctx, const float *pixels, int n, int size, 
 void clipn_vision_pool(clipn_ctx *ctx, int n, size_t T, float *out);
 /* Frees the GL-MCM scratch of a ctx (lib/nn/vision_local.c). */
 void clipn_vision_local_free(clipn_ctx *ctx);
+/* Raise `need` to what n prompts over `rows` distinct rows take in the text towers. 0 on
+ * size_t overflow. */
+int clipn_text_need(const clipn_model *m, size_t n, size_t rows, clipn_scratch_sizes *need);
+/* Room for the row plan of n prompts in ctx (grown, never shrunk). */
+clipn_status clipn_text_plan_reserve(clipn_ctx *ctx, int n, clipn_error *err);
 /* Text pooling position: the first index of the largest id in ids[0, context_length). */
 int clipn_text_pool_index(const int32_t *ids, int context_length);
 /* n prompts through the yes (no_tower = 0) or no tower as ONE batch, whatever the ctx's
@@ -184,14 +202,15 @@ clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t
                                      int share, float *out, clipn_error *err);
 
 /* ---- GL-MCM and NegLabel (lib/ood/glmcm.c, lib/ood/neglabel.c) */
-/* max over patches of max_c softmax_c(cos(local_p, yes_c) / T), T = 1. */
+/* max over patches of max_c softmax_c(cos(local_p, yes_c) / T), T = 1. scratch: n_local *
+ * (dim + n_classes) floats (the caller's; clipn_score_image takes its thread's). */
 clipn_status clipn_glmcm_local(const clipn_heads *heads, const float *local, int n_local,
-                               double *out, clipn_error *err);
+                               float *scratch, double *out, clipn_error *err);
 /* The grouped NegLabel score from the ID logits (100 cos, max max_logit) and the feature
- * (scale = 100 / |feature|). */
+ * (scale = 100 / |feature|). scratch: n_neg + neg_groups doubles. */
 clipn_status clipn_neglabel_score(const clipn_heads *heads, const float *feature,
                                   const double *logits, double max_logit, double scale,
-                                  double *out, clipn_error *err);
+                                  double *scratch, double *out, clipn_error *err);
 void clipn_heads_free_negatives(clipn_heads *heads);
 
 /* ---- tokenizer internals, for tests and the CLI (lib/text/tokenizer.c) */

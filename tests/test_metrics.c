@@ -127,6 +127,52 @@ START_TEST(test_large_rank_sum)
 }
 END_TEST
 
+/* clipn_roc_curve: sklearn's roc_curve(drop_intermediate=False) on a small set with ties,
+ * written out by hand, and the trapezoid of a larger curve equal to clipn_auroc. */
+START_TEST(test_roc_curve)
+{
+    const float id[] = {0.9f, 0.8f, 0.8f, 0.3f};
+    const float ood[] = {0.8f, 0.5f, 0.1f};
+    clipn_roc roc;
+    clipn_error err;
+    ck_assert_int_eq(clipn_roc_curve(id, 4, ood, 3, &roc, &err), CLIPN_OK);
+    /* thresholds inf, 0.9, 0.8 (2 ID + 1 OOD together), 0.5, 0.3, 0.1 */
+    const float thr[] = {INFINITY, 0.9f, 0.8f, 0.5f, 0.3f, 0.1f};
+    const double tpr[] = {0, 0.25, 0.75, 0.75, 1, 1}, fpr[] = {0, 0, 1.0 / 3, 2.0 / 3, 2.0 / 3, 1};
+    ck_assert_uint_eq(roc.n, 6);
+    for (size_t k = 0; k < roc.n; k++) {
+        ck_assert_float_eq(roc.threshold[k], thr[k]);
+        ck_assert_double_eq_tol(roc.tpr[k], tpr[k], 1e-15);
+        ck_assert_double_eq_tol(roc.fpr[k], fpr[k], 1e-15);
+    }
+    clipn_roc_free(&roc);
+    ck_assert_ptr_null(roc.fpr);
+    clipn_roc_free(&roc); /* twice: no-op */
+
+    enum { N = 500 };
+    float a[N], b[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = (float)((i * 37) % 101) / 50.0f; /* ties across and within the sets */
+        b[i] = (float)((i * 53) % 97) / 60.0f;
+    }
+    ck_assert_int_eq(clipn_roc_curve(a, N, b, N, &roc, &err), CLIPN_OK);
+    double area = 0;
+    for (size_t k = 1; k < roc.n; k++)
+        area += (roc.fpr[k] - roc.fpr[k - 1]) * (roc.tpr[k] + roc.tpr[k - 1]) / 2;
+    double auroc;
+    ck_assert_int_eq(clipn_auroc(a, N, b, N, &auroc, &err), CLIPN_OK);
+    ck_assert_double_eq_tol(area, auroc, 1e-12);
+    ck_assert_double_eq(roc.fpr[roc.n - 1], 1.0);
+    ck_assert_double_eq(roc.tpr[roc.n - 1], 1.0);
+    clipn_roc_free(&roc);
+
+    const float bad[] = {0.5f, NAN};
+    ck_assert_int_eq(clipn_roc_curve(bad, 2, ood, 3, &roc, &err), CLIPN_E_INVALID_ARG);
+    ck_assert_ptr_null(roc.fpr);
+    ck_assert_int_eq(clipn_roc_curve(id, 4, ood, 3, NULL, &err), CLIPN_E_INVALID_ARG);
+}
+END_TEST
+
 START_TEST(test_refuses_bad_input)
 {
     float ok[] = {0.1f, 0.2f}, bad[] = {0.1f, NAN}, inf[] = {INFINITY, 0.f};
@@ -157,6 +203,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, test_permutation_invariant);
     tcase_add_test(tc, test_large_rank_sum);
     tcase_add_test(tc, test_refuses_bad_input);
+    tcase_add_test(tc, test_roc_curve);
     suite_add_tcase(s, tc);
     return s;
 }

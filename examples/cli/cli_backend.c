@@ -9,6 +9,7 @@
 #include <string.h>
 
 const char *cli_backend_model_path;
+const clipn_model *cli_backend_model;
 
 /* ------------------------------------------------------------------ encoders */
 

@@ -62,8 +62,9 @@ typedef struct cli_backend {
 extern const cli_backend cli_backend_local;
 /* What the subcommands call; clipn-mpi points it elsewhere before running one. */
 extern const cli_backend *cli_backend_active;
-/* The path of the last model cli_load_model opened (remote ranks load the same file). */
+/* The last model cli_load_model opened, and its path (remote ranks load the same file). */
 extern const char *cli_backend_model_path;
+extern const clipn_model *cli_backend_model;
 
 /* The local implementations, also what each remote rank runs on its share. */
 int cli_encode_images_local(const cli_image_job *job);

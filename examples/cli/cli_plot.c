@@ -1,54 +1,10 @@
-/* ROC points and the SVG ROC plot of clipn eval (cli_plot.h). */
+/* The SVG ROC plot of clipn eval (cli_plot.h); the points are clipn_roc_curve's. */
 #include "cli_plot.h"
 #include "cli_text.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int cmp_desc(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
-}
-
-int cli_roc_points(const float *id, size_t n_id, const float *ood, size_t n_ood, double **fpr,
-                   double **tpr, float **thr, size_t *n)
-{
-    float *a = malloc((n_id ? n_id : 1) * sizeof *a), *b = malloc((n_ood ? n_ood : 1) * sizeof *b);
-    *fpr = malloc((n_id + n_ood + 1) * sizeof **fpr);
-    *tpr = malloc((n_id + n_ood + 1) * sizeof **tpr);
-    *thr = malloc((n_id + n_ood + 1) * sizeof **thr);
-    if (!a || !b || !*fpr || !*tpr || !*thr) {
-        free(a);
-        free(b);
-        free(*fpr);
-        free(*tpr);
-        free(*thr);
-        return -1;
-    }
-    memcpy(a, id, n_id * sizeof *a);
-    memcpy(b, ood, n_ood * sizeof *b);
-    qsort(a, n_id, sizeof *a, cmp_desc);
-    qsort(b, n_ood, sizeof *b, cmp_desc);
-    size_t i = 0, j = 0, k = 0;
-    (*fpr)[k] = (*tpr)[k] = 0;
-    (*thr)[k++] = INFINITY;
-    while (i < n_id || j < n_ood) {
-        float t = (j >= n_ood || (i < n_id && a[i] >= b[j])) ? a[i] : b[j];
-        while (i < n_id && a[i] == t)
-            i++;
-        while (j < n_ood && b[j] == t)
-            j++;
-        (*fpr)[k] = (double)j / (double)n_ood;
-        (*tpr)[k] = (double)i / (double)n_id;
-        (*thr)[k++] = t;
-    }
-    free(a);
-    free(b);
-    *n = k;
-    return 0;
-}
 
 /* ------------------------------------------------------------------ SVG */
 

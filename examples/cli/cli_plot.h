@@ -1,15 +1,11 @@
-/* ROC curves of clipn eval: the points (for --roc-csv) and the SVG plot (--plot): a grid
- * of panels, one per OOD set, two columns so that it fits a page. */
+/* The SVG ROC plot of clipn eval (--plot): a grid of panels, one per OOD set, two columns so
+ * that it fits a page. The points (also for --roc-csv) come from clipn_roc_curve. */
 #ifndef CLIPN_CLI_PLOT_H
 #define CLIPN_CLI_PLOT_H
 
 #include <stddef.h>
 #include <stdio.h>
 
-/* The full ROC curve of ID (positive) vs OOD scores, higher = more ID: one point per
- * distinct threshold, from (0,0) at +inf. Arrays malloc'ed; 0 or -1 (out of memory). */
-int cli_roc_points(const float *id, size_t n_id, const float *ood, size_t n_ood, double **fpr,
-                   double **tpr, float **thr, size_t *n);
 
 typedef struct cli_roc_plot {
     FILE *f;

@@ -130,6 +130,7 @@ clipn_model *cli_load_model(const char *cmd, const char *path)
     if (*clipn_model_precision_note(m))
         fprintf(stderr, "clipn %s: warning: %s\n", cmd, clipn_model_precision_note(m));
     cli_backend_model_path = path;
+    cli_backend_model = m;
     return m;
 }
 

@@ -195,24 +195,21 @@ static int write_plots(const char *cmd, const char *svg_path, const char *roc_cs
             size_t ni = gather(p, 0, s, buf_id), no = gather(p, o, s, buf_ood);
             if (!ni || !no)
                 continue;
-            double *fpr, *tpr;
-            float *thr;
-            size_t n;
-            if (cli_roc_points(buf_id, ni, buf_ood, no, &fpr, &tpr, &thr, &n)) {
-                rc = cli_fail(cmd, "out of memory");
+            clipn_roc roc;
+            clipn_error err;
+            if (clipn_roc_curve(buf_id, ni, buf_ood, no, &roc, &err) != CLIPN_OK) {
+                rc = cli_fail(cmd, "%s", err.message);
                 break;
             }
-            for (size_t k = 0; csv && k < n; k++) {
+            for (size_t k = 0; csv && k < roc.n; k++) {
                 csv_field(csv, sets[o].name);
-                fprintf(csv, ",%s,%.9g,%.17g,%.17g\n", score_names[s], (double)thr[k], fpr[k],
-                        tpr[k]);
+                fprintf(csv, ",%s,%.9g,%.17g,%.17g\n", score_names[s], (double)roc.threshold[k],
+                        roc.fpr[k], roc.tpr[k]);
             }
             if (svg)
-                cli_plot_curve(&plot, s, score_names[s], fpr, tpr, n, m[o][s].auroc,
+                cli_plot_curve(&plot, s, score_names[s], roc.fpr, roc.tpr, roc.n, m[o][s].auroc,
                                m[o][s].fpr95);
-            free(fpr);
-            free(tpr);
-            free(thr);
+            clipn_roc_free(&roc);
         }
     }
     if (svg)

@@ -97,7 +97,7 @@ static clipn_heads *import_heads(const char *cmd, const clipn_model *model, cons
 }
 
 typedef struct save_args {
-    const char *cmd;
+    const char *cmd, *out;
     const clipn_model *model;
     const clipn_heads *heads;
     const char *const *tmpl, *const *no_tmpl;
@@ -110,9 +110,12 @@ static int save_heads(const char *tmp, void *arg)
     const save_args *s = arg;
     clipn_error err;
     if (clipn_heads_save(tmp, s->model, s->heads, (const char *const *)s->heads->class_names,
-                         s->tmpl, s->n_tmpl, s->no_tmpl, s->n_no, &err) != CLIPN_OK)
-        return cli_fail_err(s->cmd, &err);
-    return 0;
+                         s->tmpl, s->n_tmpl, s->no_tmpl, s->n_no, &err) == CLIPN_OK)
+        return 0;
+    size_t n = strlen(tmp); /* the message names our temporary: name the user's file */
+    if (!strncmp(err.message, tmp, n))
+        return cli_fail(s->cmd, "%s%s", s->out, err.message + n);
+    return cli_fail_err(s->cmd, &err);
 }
 
 int cmd_head(int argc, char **argv)
@@ -175,7 +178,7 @@ int cmd_head(int argc, char **argv)
         /* nothing was encoded: record no templates */
         if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
             goto done;
-        save_args sa = {cmd, model, heads, NULL, NULL, 0, 0};
+        save_args sa = {cmd, out, model, heads, NULL, NULL, 0, 0};
         if (cli_out_save_with(cmd, out, save_heads, &sa))
             goto done;
         fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, imported)\n", out,
@@ -191,7 +194,7 @@ int cmd_head(int argc, char **argv)
         goto done;
     if (negatives && cli_add_negatives(cmd, ctx, heads, negatives, neg_groups))
         goto done;
-    save_args sa = {cmd, model, heads, tmpl, no_tmpl, n_tmpl, n_no};
+    save_args sa = {cmd, out, model, heads, tmpl, no_tmpl, n_tmpl, n_no};
     if (cli_out_save_with(cmd, out, save_heads, &sa))
         goto done;
     char fp[17] = "";

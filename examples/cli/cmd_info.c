@@ -254,6 +254,19 @@ static int not_a_model(const char *cmd, const char *path, enum file_kind kind,
 
 /* Print a heads file's facts (text or one JSON object); with a model, whether it matches.
  * The file is validated by clipn_heads_load first. Returns the exit status. */
+/* Appends s, made valid UTF-8, to a JSON array; 0 when out of memory. */
+static int string_to_array(cJSON *arr, const char *s)
+{
+    char *v = cli_utf8_valid(s);
+    cJSON *item = v ? cJSON_CreateString(v) : NULL;
+    free(v);
+    if (!item || !cJSON_AddItemToArray(arr, item)) {
+        cJSON_Delete(item);
+        return 0;
+    }
+    return 1;
+}
+
 static int info_heads(const char *cmd, const char *path, const cJSON *header,
                       const char *model_path, int json)
 {
@@ -264,6 +277,12 @@ static int info_heads(const char *cmd, const char *path, const cJSON *header,
     const char *fp = meta_string(header, "model_fingerprint");
     cJSON *tmpl = cJSON_Parse(meta_string(header, "templates") ? meta_string(header, "templates") : "[]");
     cJSON *no_tmpl = cJSON_Parse(meta_string(header, "no_templates") ? meta_string(header, "no_templates") : "[]");
+    if (!tmpl || !no_tmpl) { /* the header loaded: out of memory, or malformed lists */
+        clipn_heads_free(h);
+        cJSON_Delete(tmpl);
+        cJSON_Delete(no_tmpl);
+        return cli_fail(cmd, "%s: cannot read the template lists (out of memory?)", path);
+    }
     char model_fp[17] = "";
     int match = -1;
     if (model_path) {
@@ -285,27 +304,43 @@ static int info_heads(const char *cmd, const char *path, const cJSON *header,
         no_same = cJSON_IsString(a) && cJSON_IsString(b) && !strcmp(a->valuestring, b->valuestring);
     }
     if (json) {
-        cJSON *o = cJSON_CreateObject(), *cl = cJSON_CreateArray();
-        cJSON_AddStringToObject(o, "file", path);
-        cJSON_AddStringToObject(o, "kind", "heads");
-        cJSON_AddNumberToObject(o, "n_classes", h->n_classes);
-        cJSON_AddNumberToObject(o, "dim", h->dim);
-        cJSON_AddBoolToObject(o, "has_no_heads", h->no != NULL);
-        for (int c = 0; c < h->n_classes; c++)
-            cJSON_AddItemToArray(cl, cJSON_CreateString(h->class_names[c]));
-        cJSON_AddItemToObject(o, "classes", cl);
-        cJSON_AddItemToObject(o, "templates", cJSON_Duplicate(tmpl, 1));
-        cJSON_AddItemToObject(o, "no_templates", cJSON_Duplicate(no_tmpl, 1));
-        cJSON_AddStringToObject(o, "model_fingerprint", fp ? fp : "");
-        if (model_path) {
-            cJSON_AddStringToObject(o, "model", model_path);
-            cJSON_AddStringToObject(o, "given_model_fingerprint", model_fp);
-            cJSON_AddBoolToObject(o, "matches_model", match == 1);
+        /* every string valid UTF-8, every allocation checked: a failure prints one line */
+        cJSON *o = cJSON_CreateObject();
+        int ok = o && cli_json_add_string(o, "file", path) &&
+                 cli_json_add_string(o, "kind", "heads") &&
+                 cli_json_add_item(o, "n_classes", cJSON_CreateNumber(h->n_classes)) &&
+                 cli_json_add_item(o, "dim", cJSON_CreateNumber(h->dim)) &&
+                 cli_json_add_item(o, "has_no_heads", cJSON_CreateBool(h->no != NULL));
+        cJSON *cl = ok ? cli_json_add_item(o, "classes", cJSON_CreateArray()) : NULL;
+        ok = ok && cl;
+        for (int c = 0; ok && c < h->n_classes; c++)
+            ok = string_to_array(cl, h->class_names[c]);
+        const cJSON *lists[2] = {tmpl, no_tmpl};
+        const char *names[2] = {"templates", "no_templates"};
+        for (int k = 0; ok && k < 2; k++) {
+            cJSON *arr = cli_json_add_item(o, names[k], cJSON_CreateArray());
+            const cJSON *e;
+            ok = arr != NULL;
+            cJSON_ArrayForEach(e, lists[k])
+            {
+                if (ok && cJSON_IsString(e))
+                    ok = string_to_array(arr, e->valuestring);
+            }
         }
-        char *text = cJSON_PrintUnformatted(o);
+        ok = ok && cli_json_add_string(o, "model_fingerprint", fp ? fp : "");
+        if (ok && model_path)
+            ok = cli_json_add_string(o, "model", model_path) &&
+                 cli_json_add_string(o, "given_model_fingerprint", model_fp) &&
+                 cli_json_add_item(o, "matches_model", cJSON_CreateBool(match == 1));
+        char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
         cJSON_Delete(o);
-        if (text)
-            puts(text);
+        if (!text) {
+            clipn_heads_free(h);
+            cJSON_Delete(tmpl);
+            cJSON_Delete(no_tmpl);
+            return cli_fail(cmd, "out of memory");
+        }
+        puts(text);
         cJSON_free(text);
     } else {
         printf("file: ");

@@ -3,6 +3,8 @@
 #include "internal.h"
 #include "kernels_control.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,14 +136,12 @@ clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_ctx_new: threads %d < 0",
                           opts->threads);
     clipn_kernels_init();
-    if (opts && opts->threads > 0)
-        clipn_kernels_set_threads(opts->threads); /* the pool is process-wide */
 
     const clipn_config *c = &model->config;
     clipn_scratch_sizes need = {0};
     int ok = clipn_vision_need(model, (size_t)max_batch, c->image_size, &need);
-    ok = ok && transformer_need((size_t)max_batch, (size_t)c->context_length,
-                                &model->text.transformer, &need);
+    ok = ok && clipn_text_need(model, (size_t)max_batch,
+                               (size_t)max_batch * (size_t)c->context_length, &need);
     if (!ok)
         return clipn_fail(err, CLIPN_E_LIMIT, "clipn_ctx_new: scratch for max_batch %d "
                           "overflows", max_batch);
@@ -155,6 +155,13 @@ clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
     ctx->seq_len = calloc((size_t)max_batch, sizeof *ctx->seq_len);
     clipn_status s = ctx->seq_len ? clipn_ctx_reserve(ctx, &need, err)
                                   : clipn_fail(err, CLIPN_E_NOMEM, "clipn_ctx_new: out of memory");
+    if (s == CLIPN_OK)
+        s = clipn_text_plan_reserve(ctx, max_batch, err);
+    if (s == CLIPN_OK) { /* pool workers and per-thread GEMM blocks now, not in an encode */
+        const int saved = clipn_ctx_enter(ctx);
+        clipn_kernels_warm();
+        clipn_ctx_leave(saved);
+    }
     if (s != CLIPN_OK) {
         clipn_ctx_free(ctx);
         return s;
@@ -175,5 +182,44 @@ void clipn_ctx_free(clipn_ctx *ctx)
     free(ctx->pos_sized);
     clipn_vision_local_free(ctx);
     free(ctx->seq_len);
+    free(ctx->text_prompts);
+    free(ctx->text_paths);
+    free(ctx->text_ends);
     free(ctx);
+}
+
+int clipn_ctx_enter(const clipn_ctx *ctx) { return clipn_kernels_limit_threads(ctx->threads); }
+void clipn_ctx_leave(int saved) { clipn_kernels_limit_threads(saved); }
+
+/* ---- per-thread scratch for clipn_score* (no context): one block per thread */
+typedef struct thread_block {
+    size_t bytes;
+    _Alignas(64) unsigned char data[];
+} thread_block;
+
+static pthread_key_t block_key;
+static int block_key_ok;
+static pthread_once_t block_once = PTHREAD_ONCE_INIT;
+
+static void make_block_key(void) { block_key_ok = pthread_key_create(&block_key, free) == 0; }
+
+void *clipn_thread_scratch(size_t bytes)
+{
+    pthread_once(&block_once, make_block_key);
+    if (!block_key_ok)
+        return NULL;
+    thread_block *b = pthread_getspecific(block_key);
+    if (b && b->bytes >= bytes)
+        return b->data;
+    const size_t round = (bytes + 63) / 64 * 64;
+    if (round < bytes || round > SIZE_MAX - sizeof *b - 64)
+        return NULL;
+    thread_block *nb = aligned_alloc(64, (sizeof *nb + round + 63) / 64 * 64);
+    if (!nb || pthread_setspecific(block_key, nb) != 0) {
+        free(nb);
+        return NULL;
+    }
+    free(b);
+    nb->bytes = round;
+    return nb->data;
 }

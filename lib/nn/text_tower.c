@@ -54,12 +54,37 @@ static int compare_prompts(const void *pa, const void *pb)
     return a->index < b->index ? -1 : a->index > b->index; /* deterministic order */
 }
 
+/* Bottom-up merge sort of pr[0, n) with tmp[n] (qsort may allocate, and encode calls
+ * must not). compare_prompts is a total order, so the result is qsort's. */
+static void sort_prompts(text_prompt *pr, text_prompt *tmp, int n)
+{
+    text_prompt *src = pr, *dst = tmp;
+    for (int width = 1; width < n; width *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * width) {
+            const int mid = lo + width < n ? lo + width : n;
+            const int hi = lo + 2 * width < n ? lo + 2 * width : n;
+            int i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                dst[k++] = compare_prompts(&src[j], &src[i]) < 0 ? src[j++] : src[i++];
+            while (i < mid)
+                dst[k++] = src[i++];
+            while (j < hi)
+                dst[k++] = src[j++];
+        }
+        text_prompt *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != pr)
+        memcpy(pr, src, (size_t)n * sizeof *pr);
+}
+
 /* Sort the prompts and give every distinct (prefix, position) a row; returns the row
  * count. share = 0 gives each prompt its own rows (for benchmarks and tests). */
-static int plan_rows(text_prompt *pr, int n, int share)
+static int plan_rows(text_prompt *pr, text_prompt *tmp, int n, int share)
 {
     if (share)
-        qsort(pr, (size_t)n, sizeof *pr, compare_prompts);
+        sort_prompts(pr, tmp, n);
     int rows = 0;
     for (int k = 0; k < n; k++) {
         int shared = 0;
@@ -110,34 +135,90 @@ static void attend_paths(const clipn_row_plan *plan, const clipn_transformer *t,
     }
 }
 
-/* n prompts of validated ids -> out [n, E], as one shared batch. */
-static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, const int32_t *ids,
-                                 int n, int share, float *out, clipn_error *err)
+int clipn_text_need(const clipn_model *m, size_t n, size_t rows, clipn_scratch_sizes *need)
 {
-    const clipn_config *c = &ctx->model->config;
+    const clipn_config *c = &m->config;
     const size_t W = (size_t)c->text_width, C = (size_t)c->context_length;
     const size_t E = (size_t)c->embed_dim, M = (size_t)c->text_mlp_width;
     int ok = 1;
-    const size_t max_rows = clipn_mul_size((size_t)n, C, &ok);
-    if (!ok || max_rows > INT32_MAX)
+    /* big holds qkv [rows, 3W] with one gathered path [C, 3W] + [C, W] after it, the MLP
+       hidden [rows, M], and at the end the projected features [n, E]. */
+    const size_t wide = M > 3 * W ? M : 3 * W;
+    const size_t qkv_floats = clipn_mul_size(rows, 3 * W, &ok);
+    const size_t path_floats = clipn_mul_size(C, 4 * W, &ok);
+    size_t big = clipn_mul_size(rows, wide, &ok);
+    if (qkv_floats > SIZE_MAX - path_floats)
+        ok = 0;
+    else if (qkv_floats + path_floats > big)
+        big = qkv_floats + path_floats;
+    const size_t out_floats = clipn_mul_size(n, E, &ok);
+    if (out_floats > big)
+        big = out_floats;
+    const size_t attn = clipn_attention_scratch_floats((int)C, (int)W, c->text_heads);
+    const size_t x = clipn_mul_size(rows, W, &ok), pooled = clipn_mul_size(n, W, &ok);
+    if (!ok || !attn || rows > INT32_MAX)
+        return 0;
+    if (x > need->x)
+        need->x = x;
+    if (big > need->big)
+        need->big = big;
+    if (attn > need->attn)
+        need->attn = attn;
+    if (pooled > need->pooled)
+        need->pooled = pooled;
+    return 1;
+}
+
+clipn_status clipn_text_plan_reserve(clipn_ctx *ctx, int n, clipn_error *err)
+{
+    if (n <= ctx->text_cap)
+        return CLIPN_OK;
+    const size_t C = (size_t)ctx->model->config.context_length;
+    int ok = 1;
+    const size_t path_ints = clipn_mul_size((size_t)n, C, &ok);
+    if (!ok || path_ints > INT32_MAX)
         return clipn_fail(err, CLIPN_E_LIMIT, "text: %d prompts x %zu positions is too many",
                           n, C);
-    text_prompt *pr = malloc((size_t)n * sizeof *pr);
-    int *paths = malloc(max_rows * sizeof *paths);
-    int *ends = malloc((size_t)n * sizeof *ends); /* distinct pooled rows */
+    text_prompt *pr = malloc(2 * (size_t)n * sizeof *pr); /* prompts + the sort's buffer */
+    int *paths = malloc(path_ints * sizeof *paths);
+    int *ends = malloc((size_t)n * sizeof *ends);
     if (!pr || !paths || !ends) {
         free(pr);
         free(paths);
         free(ends);
         return clipn_fail(err, CLIPN_E_NOMEM, "text: out of memory planning %d prompts", n);
     }
+    free(ctx->text_prompts);
+    free(ctx->text_paths);
+    free(ctx->text_ends);
+    ctx->text_prompts = pr;
+    ctx->text_paths = paths;
+    ctx->text_ends = ends;
+    ctx->text_cap = n;
+    return CLIPN_OK;
+}
+
+/* n prompts of validated ids -> out [n, E], as one shared batch. Up to the context's
+ * max_batch it allocates nothing (clipn_ctx_new sized everything for that). */
+static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, const int32_t *ids,
+                                 int n, int share, float *out, clipn_error *err)
+{
+    const clipn_config *c = &ctx->model->config;
+    const size_t W = (size_t)c->text_width, C = (size_t)c->context_length;
+    const size_t E = (size_t)c->embed_dim;
+    clipn_status st = clipn_text_plan_reserve(ctx, n, err);
+    if (st != CLIPN_OK)
+        return st;
+    text_prompt *pr = ctx->text_prompts;
+    int *paths = ctx->text_paths;
+    int *ends = ctx->text_ends; /* distinct pooled rows */
     for (int s = 0; s < n; s++) {
         pr[s].tok = ids + (size_t)s * C;
         pr[s].len = clipn_text_pool_index(pr[s].tok, (int)C) + 1;
         pr[s].index = s;
         pr[s].path = paths + (size_t)s * C;
     }
-    const size_t rows = (size_t)plan_rows(pr, n, share);
+    const size_t rows = (size_t)plan_rows(pr, pr + n, n, share);
     /* distinct pooled rows in sorted order, increasing (identical prompts are neighbours
        and share one) */
     int distinct = 0;
@@ -148,33 +229,12 @@ static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, con
         pr[k].feature = distinct - 1;
     }
 
-    /* big holds qkv [rows, 3W] with one gathered path [C, 3W] + [C, W] after it, the MLP
-       hidden [rows, M], and at the end the projected features [n, E]. */
-    const size_t wide = M > 3 * W ? M : 3 * W;
-    clipn_scratch_sizes need = {
-        .x = clipn_mul_size(rows, W, &ok),
-        .big = clipn_mul_size(rows, wide, &ok),
-        .attn = clipn_attention_scratch_floats((int)C, (int)W, c->text_heads),
-        .pooled = clipn_mul_size((size_t)n, W, &ok),
-    };
-    const size_t qkv_floats = clipn_mul_size(rows, 3 * W, &ok);
-    const size_t path_floats = clipn_mul_size(C, 4 * W, &ok);
-    const size_t out_floats = clipn_mul_size((size_t)n, E, &ok);
-    if (qkv_floats > SIZE_MAX - path_floats)
-        ok = 0;
-    if (ok && qkv_floats + path_floats > need.big)
-        need.big = qkv_floats + path_floats;
-    if (ok && out_floats > need.big)
-        need.big = out_floats;
-    clipn_status st = ok && need.attn ? clipn_ctx_reserve(ctx, &need, err)
-                                      : clipn_fail(err, CLIPN_E_LIMIT, "text: scratch for "
-                                                   "%zu rows overflows", rows);
-    if (st != CLIPN_OK) {
-        free(pr);
-        free(paths);
-        free(ends);
+    clipn_scratch_sizes need = {0};
+    if (!clipn_text_need(ctx->model, (size_t)n, rows, &need))
+        return clipn_fail(err, CLIPN_E_LIMIT, "text: scratch for %zu rows overflows", rows);
+    if ((st = clipn_ctx_reserve(ctx, &need, err)) != CLIPN_OK) /* no-op up to max_batch */
         return st;
-    }
+    const size_t qkv_floats = rows * 3 * W;
 
     float *x = ctx->x;
     for (int k = 0; k < n; k++)
@@ -206,9 +266,6 @@ static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, con
     for (int k = 0; k < n; k++)
         memcpy(out + (size_t)pr[k].index * E, features + (size_t)pr[k].feature * E,
                E * sizeof *out);
-    free(pr);
-    free(paths);
-    free(ends);
     return CLIPN_OK;
 }
 
@@ -233,11 +290,13 @@ static clipn_status encode(clipn_ctx *ctx, const clipn_text_tower *tw, const int
 {
     const clipn_config *c = &ctx->model->config;
     clipn_status st = check_ids(ctx, ids, n, fn, err);
+    const int saved = clipn_ctx_enter(ctx);
     for (int done = 0; st == CLIPN_OK && done < n; done += ctx->max_batch) {
         const int k = n - done < ctx->max_batch ? n - done : ctx->max_batch;
         st = text_forward(ctx, tw, ids + (size_t)done * c->context_length, k, 1,
                           out + (size_t)done * c->embed_dim, err);
     }
+    clipn_ctx_leave(saved);
     return st;
 }
 
@@ -293,6 +352,9 @@ clipn_status clipn_text_encode_batch(clipn_ctx *ctx, int no_tower, const int32_t
         s = check_ids(ctx, ids, n, fn, err);
     if (s != CLIPN_OK)
         return s;
-    return text_forward(ctx, no_tower ? &ctx->model->text_no : &ctx->model->text, ids, n,
-                        share, out, err);
+    const int saved = clipn_ctx_enter(ctx);
+    s = text_forward(ctx, no_tower ? &ctx->model->text_no : &ctx->model->text, ids, n, share,
+                     out, err);
+    clipn_ctx_leave(saved);
+    return s;
 }

@@ -75,6 +75,7 @@ clipn_status clipn_encode_image_local(clipn_ctx *ctx, const float *pixels, int n
         ctx->local_x_floats = need;
     }
     const size_t per_image = 3 * (size_t)S * S, E = (size_t)c->embed_dim;
+    const int saved = clipn_ctx_enter(ctx);
     for (int done = 0; done < n; done += ctx->max_batch) {
         const int k = n - done < ctx->max_batch ? n - done : ctx->max_batch;
         clipn_vision_embed(ctx, pixels + (size_t)done * per_image, k, S,
@@ -86,5 +87,6 @@ clipn_status clipn_encode_image_local(clipn_ctx *ctx, const float *pixels, int n
                              CLIPN_EPI_NONE);
         clipn_vision_pool(ctx, k, 1, global + (size_t)done * E); /* class rows now 0..k-1 */
     }
+    clipn_ctx_leave(saved);
     return CLIPN_OK;
 }

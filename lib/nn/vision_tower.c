@@ -154,12 +154,14 @@ clipn_status clipn_encode_image(clipn_ctx *ctx, const float *pixels, int n, floa
         return s;
     const clipn_config *c = &ctx->model->config;
     const size_t per_image = 3 * (size_t)c->image_size * c->image_size;
+    const int saved = clipn_ctx_enter(ctx);
     for (int done = 0; done < n; done += ctx->max_batch) {
         const int k = n - done < ctx->max_batch ? n - done : ctx->max_batch;
         vision_forward(ctx, pixels + (size_t)done * per_image, k, c->image_size,
                        ctx->model->visual.positional_embedding,
                        out + (size_t)done * c->embed_dim);
     }
+    clipn_ctx_leave(saved);
     return CLIPN_OK;
 }
 
@@ -211,10 +213,12 @@ clipn_status clipn_encode_image_sized(clipn_ctx *ctx, const float *pixels, int n
             break;
     }
     const size_t per_image = 3 * (size_t)size * size;
+    const int saved = clipn_ctx_enter(ctx);
     for (int done = 0; done < n; done += batch) {
         const int k = n - done < batch ? n - done : batch;
         vision_forward(ctx, pixels + (size_t)done * per_image, k, size, ctx->pos_sized,
                        out + (size_t)done * c->embed_dim);
     }
+    clipn_ctx_leave(saved);
     return CLIPN_OK;
 }

@@ -4,32 +4,21 @@
 #include "internal.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 clipn_status clipn_glmcm_local(const clipn_heads *heads, const float *local, int n_local,
-                               double *out, clipn_error *err)
+                               float *scratch, double *out, clipn_error *err)
 {
     const int C = heads->n_classes, D = heads->dim;
-    float *unit = calloc((size_t)n_local * D, sizeof *unit);
-    float *cos = malloc((size_t)n_local * C * sizeof *cos);
-    if (!unit || !cos) {
-        free(unit);
-        free(cos);
-        return clipn_fail(err, CLIPN_E_NOMEM, "clipn_score_image: out of memory for %d local "
-                          "features", n_local);
-    }
+    float *unit = scratch, *cos = scratch + (size_t)n_local * D;
     for (int p = 0; p < n_local; p++) { /* F.normalize with the norm in double */
         const float *l = local + (size_t)p * D;
         double ss = 0.0;
         for (int i = 0; i < D; i++)
             ss += (double)l[i] * l[i];
         double norm = sqrt(ss);
-        if (!isfinite(norm)) {
-            free(unit);
-            free(cos);
+        if (!isfinite(norm))
             return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_score_image: local feature %d "
                               "is not finite", p);
-        }
         if (norm < 1e-12)
             norm = 1e-12;
         for (int i = 0; i < D; i++)
@@ -51,8 +40,6 @@ clipn_status clipn_glmcm_local(const clipn_heads *heads, const float *local, int
         if (1.0 / sum > best)
             best = 1.0 / sum;
     }
-    free(unit);
-    free(cos);
     *out = best;
     return CLIPN_OK;
 }

@@ -11,6 +11,7 @@
 
 typedef struct roc_curve {
     double *tps, *fps;   /* cumulative counts at each distinct threshold, descending */
+    float *thr;          /* the thresholds (only when asked for: roc_build's want_thr) */
     size_t n;            /* number of distinct thresholds */
     double n_pos, n_neg; /* = tps[n-1], fps[n-1] */
 } roc_curve;
@@ -38,16 +39,19 @@ static void roc_free(roc_curve *c)
 {
     free(c->tps);
     free(c->fps);
+    free(c->thr);
     c->tps = c->fps = NULL;
+    c->thr = NULL;
 }
 
 /* The full curve (every distinct threshold, no dropping). Sorting copies of the two sets
  * and merging them gives the same groups as sklearn's argsort over the concatenation. */
 static clipn_status roc_build(const float *id, size_t n_id, const float *ood, size_t n_ood,
-                              roc_curve *c, clipn_error *err)
+                              int want_thr, roc_curve *c, clipn_error *err)
 {
     clipn_status st;
     c->tps = c->fps = NULL;
+    c->thr = NULL;
     c->n = 0;
     if ((st = check_scores("ID", id, n_id, err)) != CLIPN_OK ||
         (st = check_scores("OOD", ood, n_ood, err)) != CLIPN_OK)
@@ -58,7 +62,8 @@ static clipn_status roc_build(const float *id, size_t n_id, const float *ood, si
     float *a = malloc(n_id * sizeof *a), *b = malloc(n_ood * sizeof *b);
     c->tps = malloc(n * sizeof *c->tps);
     c->fps = malloc(n * sizeof *c->fps);
-    if (!a || !b || !c->tps || !c->fps) {
+    c->thr = want_thr ? malloc(n * sizeof *c->thr) : NULL;
+    if (!a || !b || !c->tps || !c->fps || (want_thr && !c->thr)) {
         free(a);
         free(b);
         roc_free(c);
@@ -78,6 +83,8 @@ static clipn_status roc_build(const float *id, size_t n_id, const float *ood, si
             j++;
         c->tps[c->n] = (double)i;
         c->fps[c->n] = (double)j;
+        if (c->thr)
+            c->thr[c->n] = t;
         c->n++;
     }
     free(a);
@@ -125,7 +132,7 @@ clipn_status clipn_auroc(const float *id_scores, size_t n_id, const float *ood_s
     if (!auroc)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_auroc: auroc is NULL");
     roc_curve c;
-    clipn_status st = roc_build(id_scores, n_id, ood_scores, n_ood, &c, err);
+    clipn_status st = roc_build(id_scores, n_id, ood_scores, n_ood, 0, &c, err);
     if (st != CLIPN_OK)
         return st;
     /* Trapezoid over the ROC points in count space: twice the Mann-Whitney U with ties
@@ -189,7 +196,7 @@ clipn_status clipn_fpr95(const float *id_scores, size_t n_id, const float *ood_s
     if (mode != CLIPN_FPR95_INTERP && mode != CLIPN_FPR95_NEAREST)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_fpr95: unknown mode %d", (int)mode);
     roc_curve c;
-    clipn_status st = roc_build(id_scores, n_id, ood_scores, n_ood, &c, err);
+    clipn_status st = roc_build(id_scores, n_id, ood_scores, n_ood, 0, &c, err);
     if (st != CLIPN_OK)
         return st;
     if (mode == CLIPN_FPR95_NEAREST) {
@@ -201,4 +208,46 @@ clipn_status clipn_fpr95(const float *id_scores, size_t n_id, const float *ood_s
     }
     roc_free(&c);
     return st;
+}
+
+clipn_status clipn_roc_curve(const float *id_scores, size_t n_id, const float *ood_scores,
+                             size_t n_ood, clipn_roc *out, clipn_error *err)
+{
+    if (!out)
+        return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_roc_curve: out is NULL");
+    memset(out, 0, sizeof *out);
+    roc_curve c;
+    clipn_status st = roc_build(id_scores, n_id, ood_scores, n_ood, 1, &c, err);
+    if (st != CLIPN_OK)
+        return st;
+    const size_t n = c.n + 1; /* (0, 0) at +inf first */
+    out->threshold = malloc(n * sizeof *out->threshold);
+    out->fpr = malloc(n * sizeof *out->fpr);
+    out->tpr = malloc(n * sizeof *out->tpr);
+    if (!out->threshold || !out->fpr || !out->tpr) {
+        roc_free(&c);
+        clipn_roc_free(out);
+        return clipn_fail(err, CLIPN_E_NOMEM, "clipn_roc_curve: out of memory for %zu points",
+                          n);
+    }
+    out->threshold[0] = INFINITY;
+    out->fpr[0] = out->tpr[0] = 0.0;
+    for (size_t i = 0; i < c.n; i++) {
+        out->threshold[i + 1] = c.thr[i];
+        out->fpr[i + 1] = c.fps[i] / c.n_neg;
+        out->tpr[i + 1] = c.tps[i] / c.n_pos;
+    }
+    out->n = n;
+    roc_free(&c);
+    return CLIPN_OK;
+}
+
+void clipn_roc_free(clipn_roc *roc)
+{
+    if (!roc)
+        return;
+    free(roc->threshold);
+    free(roc->fpr);
+    free(roc->tpr);
+    memset(roc, 0, sizeof *roc);
 }

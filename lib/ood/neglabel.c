@@ -204,21 +204,16 @@ fail:
  * (temperature 0.01, the official t = 1 on logit scale 100). */
 clipn_status clipn_neglabel_score(const clipn_heads *heads, const float *feature,
                                   const double *logits, double max_logit, double scale,
-                                  double *out, clipn_error *err)
+                                  double *scratch, double *out, clipn_error *err)
 {
     const int C = heads->n_classes, D = heads->dim, G = heads->neg_groups;
     if (G < 1 || G > heads->n_neg || !heads->neg)
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_score: heads have %d negatives in "
                           "%d groups", heads->n_neg, G);
     const int used = heads->n_neg - heads->n_neg % G;
-    double *neg = malloc((size_t)used * sizeof *neg);
-    double *group = calloc((size_t)G, sizeof *group);
-    if (!neg || !group) {
-        free(neg);
-        free(group);
-        return clipn_fail(err, CLIPN_E_NOMEM, "clipn_score: out of memory for %d negatives",
-                          used);
-    }
+    double *neg = scratch, *group = scratch + used;
+    for (int g = 0; g < G; g++)
+        group[g] = 0.0;
     double m = max_logit;
     for (int j = 0; j < used; j++) {
         const float *row = heads->neg + (size_t)j * D;
@@ -237,8 +232,6 @@ clipn_status clipn_neglabel_score(const clipn_heads *heads, const float *feature
     double sum = 0.0;
     for (int g = 0; g < G; g++)
         sum += pos / (pos + group[g]);
-    free(neg);
-    free(group);
     *out = sum / G;
     return CLIPN_OK;
 }
@@ -308,23 +301,51 @@ static int by_quantile(const void *pa, const void *pb)
     return (a->index > b->index) - (a->index < b->index);
 }
 
+typedef struct word_ref {
+    const char *word;
+    int index;
+} word_ref;
+
+static int by_word(const void *pa, const void *pb)
+{
+    const word_ref *a = pa, *b = pb;
+    const int c = strcmp(a->word, b->word);
+    return c ? c : (a->index > b->index) - (a->index < b->index);
+}
+
 /* Quantiles of candidates[0..n) formatted with tmpl against the ID features (a [C, D]
- * layer), into q[n]. */
+ * layer), into q[n]. The candidates run in sorted order, so that words with a common
+ * beginning ("national park", "national monument") fall in one batch and the text tower
+ * computes their shared token rows once; the quantiles go back to input order. */
 static clipn_status score_candidates(text_job *job, const clipn_linear *id, const char *tmpl,
                                      const char *const *words, int n, double percentile,
                                      float *feats, float *cos, float *q, clipn_error *err)
 {
     const int C = id->n_out;
-    for (int i = 0; i < n; i += NEG_BATCH) {
+    word_ref *order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
+    const char **batch = malloc((size_t)NEG_BATCH * sizeof *batch);
+    clipn_status st = CLIPN_OK;
+    if (!order || !batch) {
+        st = clipn_fail(err, CLIPN_E_NOMEM, "NegLabel: out of memory");
+        n = 0;
+    }
+    for (int i = 0; i < n; i++)
+        order[i] = (word_ref){words[i], i};
+    if (n > 0)
+        qsort(order, (size_t)n, sizeof *order, by_word);
+    for (int i = 0; i < n && st == CLIPN_OK; i += NEG_BATCH) {
         const int k = n - i < NEG_BATCH ? n - i : NEG_BATCH;
-        clipn_status st = encode_batch(job, tmpl, words + i, k, feats, err);
-        if (st != CLIPN_OK)
-            return st;
+        for (int r = 0; r < k; r++)
+            batch[r] = order[i + r].word;
+        if ((st = encode_batch(job, tmpl, batch, k, feats, err)) != CLIPN_OK)
+            break;
         clipn_linear_forward(id, feats, k, cos, CLIPN_EPI_NONE);
         for (int r = 0; r < k; r++)
-            q[i + r] = quantile(cos + (size_t)r * C, C, percentile);
+            q[order[i + r].index] = quantile(cos + (size_t)r * C, C, percentile);
     }
-    return CLIPN_OK;
+    free(order);
+    free(batch);
+    return st;
 }
 
 /* The first int(fraction * n) of words by ascending quantile, into labels from slot at. */

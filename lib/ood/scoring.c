@@ -335,7 +335,20 @@ clipn_status clipn_score_image(const clipn_heads *heads, const float *feature,
         norm = 1e-12;
     double scale = CLIPN_LOGIT_SCALE / norm;
 
-    double *logits = malloc((size_t)C * sizeof *logits);
+    /* one per-thread block, grown on a thread's first call (and for larger heads): logits
+       [C] doubles, NegLabel's [n_neg + groups] doubles, GL-MCM's [n_local, D + C] floats */
+    const size_t n_logits = (size_t)C;
+    const size_t n_neg = heads->n_neg > 0 ? (size_t)heads->n_neg + (size_t)heads->neg_groups : 0;
+    int ok = 1;
+    const size_t local_floats =
+        local ? clipn_mul_size((size_t)n_local, (size_t)D + (size_t)C, &ok) : 0;
+    const size_t doubles = n_logits + n_neg;
+    size_t bytes = clipn_mul_size(doubles, sizeof(double), &ok);
+    const size_t local_bytes = clipn_mul_size(local_floats, sizeof(float), &ok);
+    if (!ok || bytes > SIZE_MAX - local_bytes)
+        return clipn_fail(err, CLIPN_E_LIMIT, "clipn_score: scratch size overflows");
+    bytes += local_bytes;
+    double *logits = clipn_thread_scratch(bytes);
     if (!logits)
         return clipn_fail(err, CLIPN_E_NOMEM, "clipn_score: out of memory for %d classes", C);
     int pred = 0;
@@ -373,10 +386,11 @@ clipn_status clipn_score_image(const clipn_heads *heads, const float *feature,
     double glmcm_local = NAN, neglabel = NAN;
     clipn_status st = CLIPN_OK;
     if (local)
-        st = clipn_glmcm_local(heads, local, n_local, &glmcm_local, err);
+        st = clipn_glmcm_local(heads, local, n_local, (float *)(logits + doubles),
+                               &glmcm_local, err);
     if (st == CLIPN_OK && heads->n_neg > 0)
-        st = clipn_neglabel_score(heads, feature, logits, max_logit, scale, &neglabel, err);
-    free(logits);
+        st = clipn_neglabel_score(heads, feature, logits, max_logit, scale, logits + n_logits,
+                                  &neglabel, err);
     if (st != CLIPN_OK)
         return st;
     out->glmcm = (float)(1.0 / sum_exp_cos + glmcm_local);

@@ -12,7 +12,6 @@
 #include "internal.h"
 #include "tok_internal.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

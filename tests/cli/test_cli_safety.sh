@@ -153,6 +153,17 @@ expect 1+ "eval --scores-csv under ulimit -f 0 keeps the old file" sh -c \
     "$CLIPN" "$T/w/model.clipn" "$T/w/h.heads" "$T/w/id.txt" "$T/w/ood.txt" "$T/w/old.npy"
 [ "$(cat "$T/w/old.npy")" = "old contents" ] || fail "eval ulimit -f: the old file was changed"
 no_temp "eval under ulimit -f"
+cp "$T/w/h.heads" "$T/w/h_old.heads"
+expect 1 "head --out under ulimit -f 1 keeps the old heads" sh -c \
+    'ulimit -f 1 && exec "$0" head --model "$1" --classes "$2" --templates "$3" --out "$4"' \
+    "$CLIPN" "$T/w/model.clipn" "$T/w/classes.txt" "$T/w/tmpl.txt" "$T/w/h_old.heads"
+err_has "File too large" "head under ulimit -f"
+cmp -s "$T/w/h.heads" "$T/w/h_old.heads" || fail "head under ulimit -f: the old heads changed"
+no_temp "head under ulimit -f"
+expect 1 "info to a file under ulimit -f 1" sh -c \
+    'ulimit -f 1 && exec "$0" info "$1" >"$2"' "$CLIPN" "$MODEL" "$T/w/info.json"
+err_has "standard output: File too large" "info under ulimit -f"
+rm -f "$T/w/info.json" "$T/w/h_old.heads"
 # an existing output is replaced whole, keeping its mode; writing through a symlink
 # replaces the file it points to and keeps the link
 chmod 640 "$T/w/old.npy"
@@ -248,6 +259,16 @@ cp "$MODEL" "$T/w/$(printf 'm\377\001.clipn')"
 expect 0 "info on a file name with invalid UTF-8" "$CLIPN" info "$T/w/$(printf 'm\377\001.clipn')"
 "$PY" -c "import json,sys; json.loads(open(sys.argv[1],'rb').read().decode('utf-8'))" "$T/out" ||
     fail "info: invalid JSON"
+
+"$CLIPN" head --model "$MODEL" --classes "$T/w/nasty.txt" --templates "$T/w/tmpl.txt" \
+    --out "$T/w/nasty.heads" 2>/dev/null || fail "head with nasty class names"
+expect 0 "info --json on heads with control chars and invalid UTF-8" "$CLIPN" info --json \
+    "$T/w/nasty.heads"
+"$PY" -c "
+import json, sys
+r = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))
+assert r['classes'] == ['c\x1b[31mat\x01', 'do\ufffdg', '\ufffd'], r['classes']
+" "$T/out" || fail "info --json on heads: invalid JSON or names not escaped"
 
 # ---- --top K is O(n log K) and exact: 3000 classes, --top 3000 equals the full sort
 "$PY" -c "

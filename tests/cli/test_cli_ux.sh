@@ -231,6 +231,13 @@ python3 -c "
 import json, sys; o = json.load(open(sys.argv[1]))
 assert o['kind'] == 'heads' and o['classes'] == ['cat', 'dog', 'astronaut'] and len(o['templates']) == 128
 assert len(o['model_fingerprint']) == 16" "$T/out" || fail "info heads --json: $(head -c 300 "$T/out")"
+printf 'ok\nbad\377name\n' >"$T/badutf8.txt"
+"$CLIPN" head --model "$MODEL" --classes "$T/badutf8.txt" --out "$T/hb.heads" 2>/dev/null ||
+    fail "head with an invalid UTF-8 class name"
+run 0 "info --json, invalid UTF-8 class" "$CLIPN" info --json "$T/hb.heads"
+python3 -c "
+import json, sys; assert json.load(open(sys.argv[1], encoding='utf-8'))['classes'] == ['ok', 'bad\ufffdname']" \
+    "$T/out" || fail "info --json: not valid UTF-8 JSON: $(head -c 200 "$T/out")"
 run 1 "info CLIPN .pt" "$CLIPN" info tests/fixtures/ckpt/tiny_clipn.pt
 has "$T/err" "is a CLIPN PyTorch checkpoint .*weights_tools/clipn_convert.py tests/fixtures/ckpt/tiny_clipn.pt OUT.safetensors" "info .pt"
 one_line "info .pt"

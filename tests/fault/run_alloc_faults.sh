@@ -104,6 +104,7 @@ workload() {
 
 M=$MODEL
 workload info "" info "$M"
+workload info-heads "" info --json --model "$M" "$T/h.heads"
 workload tokenize "" tokenize --model "$M" "a photo of a cat" "a dog"
 workload preprocess "p.npy" preprocess --size 32 --out p.npy "$IMAGES/edge_1x1.png" \
     "$IMAGES/edge_gray.png"

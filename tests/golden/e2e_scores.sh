@@ -21,8 +21,14 @@ $B/clipn head --model "$T/model.clipn" --classes "$T/classes.txt" \
 # classify skips the unreadable image and exits 1 for it; the rest must be there
 $B/clipn classify --json --top 4 --model "$T/model.clipn" --head "$T/heads.safetensors" \
     $(cat "$T/id.txt" "$T/ood.txt") > "$T/classify.jsonl" || true
+# eval likewise: it reports and writes everything else, then exits 1 for the skipped image
+rc=0
 $B/clipn eval --json --model "$T/model.clipn" --head "$T/heads.safetensors" \
-    --id "$T/id.txt" --ood photos="$T/ood.txt" --scores-csv "$T/scores.csv" > "$T/eval.json"
+    --id "$T/id.txt" --ood photos="$T/ood.txt" --scores-csv "$T/scores.csv" > "$T/eval.json" \
+    2> "$T/eval.err" || rc=$?
+if [ $rc != 1 ] || ! grep -q 'bad_truncated.jpg.*(skipped)' "$T/eval.err"; then
+    echo "e2e: eval should skip bad_truncated.jpg and exit 1, got $rc:"; cat "$T/eval.err"; exit 1
+fi
 $PY tests/golden/ref_scores.py check "$T"
 
 # Heads from text: `clipn head` against merge_yes_no_feature on the reference model.
