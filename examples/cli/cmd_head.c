@@ -181,8 +181,11 @@ int cmd_head(int argc, char **argv)
         save_args sa = {cmd, out, model, heads, NULL, NULL, 0, 0};
         if (cli_out_save_with(cmd, out, save_heads, &sa))
             goto done;
-        fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, imported)\n", out,
+        fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, imported", out,
                 heads->n_classes, heads->dim);
+        if (heads->n_neg > 0)
+            fprintf(stderr, ", %d negatives in %d groups", heads->n_neg, heads->neg_groups);
+        fprintf(stderr, ")\n");
         rc = 0;
         goto done;
     }
@@ -199,8 +202,11 @@ int cmd_head(int argc, char **argv)
         goto done;
     char fp[17] = "";
     clipn_model_fingerprint(model, fp, NULL);
-    fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, %s, model %s)\n", out,
+    fprintf(stderr, "clipn head: wrote %s (%d classes x %d dims, %s, model %s", out,
             heads->n_classes, heads->dim, heads->no ? "yes+no heads" : "yes head only", fp);
+    if (heads->n_neg > 0)
+        fprintf(stderr, ", %d negatives in %d groups", heads->n_neg, heads->neg_groups);
+    fprintf(stderr, ")\n");
     rc = 0;
 done:
     free(tmpl_owned);

@@ -84,8 +84,7 @@ int cli_add_negatives(const char *cmd, clipn_ctx *ctx, clipn_heads *heads, const
     free(lines);
     if (st != CLIPN_OK)
         return cli_fail(cmd, "%s: %s", path, err.message);
-    fprintf(stderr, "clipn %s: %d negatives in %d groups\n", cmd, heads->n_neg, heads->neg_groups);
-    return 0;
+    return 0; /* the caller's summary line says how many (one line even if saving fails) */
 }
 
 int cmd_neg_labels(int argc, char **argv)
@@ -149,8 +148,6 @@ int cmd_neg_labels(int argc, char **argv)
             cli_fail_err(cmd, &err);
             goto done;
         }
-        fprintf(stderr, "clipn %s: candidates from WordNet in %s: %d nouns, %d adjectives\n",
-                cmd, dir, wl->n_nouns, wl->n_adjectives);
     }
     const char *const *cn = wl ? (const char *const *)wl->nouns : (const char *const *)nouns;
     const char *const *ca =
@@ -182,9 +179,11 @@ int cmd_neg_labels(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (write_lines(cmd, out, (const char *const *)labels->prompts, labels->n))
         goto done;
-    fprintf(stderr, "clipn %s: %d negatives (%d nouns, %d adjectives) from %d candidates in "
-            "%.1f s -> %s\n", cmd, labels->n, labels->n_nouns, labels->n - labels->n_nouns,
-            n_nouns + n_adjs,
+    /* one line, also saying where the candidates came from (a failure prints only its own) */
+    fprintf(stderr, "clipn %s: %d negatives (%d nouns, %d adjectives) from %d candidates (%s%s: "
+            "%d nouns, %d adjectives) in %.1f s -> %s\n", cmd, labels->n, labels->n_nouns,
+            labels->n - labels->n_nouns, n_nouns + n_adjs, wl ? "WordNet in " : "given",
+            wl ? (wordnet ? wordnet : CLIPN_WORDNET_DEFAULT_DIR) : "", n_nouns, n_adjs,
             (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), out);
     rc = 0;
 done:

@@ -418,7 +418,7 @@ clipn_status clipn_neg_labels_mine(clipn_ctx *ctx, const char *const *classes, i
         labels->quantile = calloc((size_t)(keep_n + keep_a) + 1, sizeof *labels->quantile);
     }
     text_job job;
-    int opened = 0;
+    int opened = 0, saved = 0;
     if (!id_feats || !feats || !cos || !q || !labels || !labels->prompts || !labels->quantile) {
         st = clipn_fail(err, CLIPN_E_NOMEM, "NegLabel: out of memory for %d classes", C);
         goto done;
@@ -426,6 +426,7 @@ clipn_status clipn_neg_labels_mine(clipn_ctx *ctx, const char *const *classes, i
     labels->n = keep_n + keep_a;
     labels->n_nouns = keep_n;
     opened = 1;
+    saved = clipn_ctx_enter(ctx); /* the ctx's thread limit for the GEMMs here too */
     st = job_open(&job, ctx, progress, user,
                   (size_t)C + (size_t)n_nouns + (size_t)n_adjectives, err);
     for (int i = 0; st == CLIPN_OK && i < C; i += NEG_BATCH) {
@@ -445,8 +446,10 @@ clipn_status clipn_neg_labels_mine(clipn_ctx *ctx, const char *const *classes, i
         st = keep_lowest(o.adj_template, adjectives, q + n_nouns, n_adjectives, keep_a, labels,
                          keep_n, err);
 done:
-    if (opened)
+    if (opened) {
         job_close(&job);
+        clipn_ctx_leave(saved);
+    }
     free(id_feats);
     free(feats);
     free(cos);

@@ -29,6 +29,10 @@ printf '%s\n%s\n' "$IMAGES/edge_gray.png" "$IMAGES/edge_rgb.ppm" >"$T/ood.txt"
     --out "$T/h.heads" 2>/dev/null || { echo "FAIL setup: head"; exit 1; }
 "$CLIPN" preprocess --size 32 --out "$T/px.npy" "$IMAGES/edge_1x1.png" 2>/dev/null ||
     { echo "FAIL setup: preprocess"; exit 1; }
+printf 'the nice cell\nthe nice time\nThis is a red photo\n' >"$T/neg.txt"
+"$CLIPN" head --model "$MODEL" --classes "$T/classes.txt" --templates "$T/tmpl.txt" \
+    --negatives "$T/neg.txt" --neg-groups 2 --out "$T/hn.heads" 2>/dev/null ||
+    { echo "FAIL setup: head --negatives"; exit 1; }
 
 # run_one DIR N CMD...: run in DIR (outputs in DIR/out), allocation N failing
 run_one() {
@@ -120,6 +124,12 @@ workload classify-classes "" classify --threads 1 --model "$M" --classes "$T/cla
 workload eval "s.csv r.csv p.svg" eval --json --threads 1 --batch 2 --model "$M" \
     --head "$T/h.heads" --id "$T/id.txt" --ood o="$T/ood.txt" --scores-csv s.csv \
     --roc-csv r.csv --plot p.svg
+workload head-negatives "h.heads" head --model "$M" --classes "$T/classes.txt" \
+    --templates "$T/tmpl.txt" --negatives "$T/neg.txt" --neg-groups 2 --threads 1 --out h.heads
+workload neg-labels "n.txt" neg-labels --model "$M" --classes "$T/classes.txt" --threads 1 \
+    --wordnet "$(pwd)/tests/fixtures/wordnet" --fraction 0.3 --out n.txt
+workload classify-neglabel "" classify --json --threads 1 --model "$M" --head "$T/hn.heads" \
+    "$IMAGES/edge_1x1.png"
 workload eval-table "" eval --threads 1 --model "$M" --head "$T/h.heads" --id "$T/id.txt" \
     --ood o="$T/ood.txt"
 

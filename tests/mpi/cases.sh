@@ -22,6 +22,9 @@ OODS="$I/photo_brick_gray.jpg $I/photo_gravel.bmp $I/photo_grass_gray.png $I/pho
 for f in $GOOD $I/bad_truncated.jpg $I/bad_text.png; do echo "$f"; done > "$W/id.txt"
 echo "$I/photo_chelsea_q80.jpg,cat" >> "$W/id.txt"
 for f in $OODS $I/bad_empty.jpg; do echo "$f"; done > "$W/ood.txt"
+# a text over the tokenizer's 1 MiB limit in the middle: the first failing text is reported
+{ head -n 3 "$W/texts.txt"; head -c 1100000 /dev/zero | tr '\0' a; echo; cat "$W/texts.txt"; } \
+    > "$W/texts_bad.txt"
 
 # case NAME CMD ARGS...: the runner's output of one subcommand
 case_() {
@@ -50,6 +53,8 @@ case_ embed_image_bad "$@" embed-image ${STATE_OPT:-} --model $M \
     --out "$OUT/embed_image_bad.npy" $GOOD $I/bad_truncated.jpg $OODS
 case_ embed_text "$@" embed-text ${STATE_OPT:-} --model $M --file "$W/texts.txt" \
     --out "$OUT/embed_text.npy"
+case_ embed_text_bad "$@" embed-text ${STATE_OPT:-} --model $M --file "$W/texts_bad.txt" \
+    --out "$OUT/embed_text_bad.npy"
 case_ embed_text_no "$@" embed-text ${STATE_OPT:-} --no --model $M --batch 2 \
     --out "$OUT/embed_text_no.npy" "a photo of a dog" "no dog" "a"
 }
