@@ -237,3 +237,8 @@ if [ -x "$BUILD/bench/bench_encode" ] && [ -f "$WORK/vit-b-16.clipn" ]; then
             "$WORK/text_c.txt" "$WORK/encode_results.txt"
     fi
 fi
+
+# Precision (issue 15): fp32 / bf16 / int8 next to PyTorch 2.x and ONNX Runtime from PyPI
+# (with their own INT8), and the drift table. It replaces the npm ONNX Runtime bench above,
+# which now skips itself where npm is not installed.
+BUILD="$BUILD" BENCH_WORK="$WORK" PYTHON_TORCH="$PY" sh "$here/precision.sh"

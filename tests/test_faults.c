@@ -205,6 +205,7 @@ END_TEST
 
 /* clipn_model_load */
 typedef struct load_job {
+    const char *path;
     clipn_model *m;
     char want_json[4096], want_fp[17];
 } load_job;
@@ -212,7 +213,7 @@ typedef struct load_job {
 static clipn_status run_load(void *u, clipn_error *err)
 {
     load_job *j = u;
-    return clipn_model_load(TINY_MODEL, NULL, &j->m, err);
+    return clipn_model_load(j->path, NULL, &j->m, err);
 }
 static void check_load(void *u)
 {
@@ -233,14 +234,20 @@ static void cleanup_load(void *u)
 
 START_TEST(faults_model_load)
 {
+    /* f32, and int8 (I8 weights dequantized, then quantized per model at load) */
+    static const char *const files[] = {TINY_MODEL, FIXTURE("model/tiny_clipn_int8.safetensors")};
     static load_job j;
     clipn_error err;
-    load_shared(); /* starts the kernels once */
-    clipn_config_to_json(clipn_model_config(shared_model), j.want_json, sizeof j.want_json);
-    ck_assert_int_eq(clipn_model_fingerprint(shared_model, j.want_fp, &err), CLIPN_OK);
-    clipn_model_free(shared_model);
-    workload w = {"clipn_model_load", run_load, check_load, cleanup_load, &j};
-    fault_loop(&w);
+    for (int i = 0; i < 2; i++) {
+        j.path = files[i];
+        ck_assert_int_eq(run_load(&j, &err), CLIPN_OK);
+        clipn_config_to_json(clipn_model_config(j.m), j.want_json, sizeof j.want_json);
+        ck_assert_int_eq(clipn_model_fingerprint(j.m, j.want_fp, &err), CLIPN_OK);
+        cleanup_load(&j);
+        workload w = {i ? "clipn_model_load (int8)" : "clipn_model_load", run_load, check_load,
+                      cleanup_load, &j};
+        fault_loop(&w);
+    }
 }
 END_TEST
 

@@ -896,6 +896,84 @@ static int prepare_and_drop_source(loader *L, clipn_linear *l)
     return 0;
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* INT8 only: a LayerNorm gain channel far above the others (|g_j| > 4 x the median) is an
+ * outlier feature of every row the linear after it sees, and would set the activation
+ * scale of its whole K group. Move half of it (in log scale) into the weights, as
+ * SmoothQuant does with alpha = 1/2: g_j, b_j /= s_j and W[:, j] *= s_j, s_j = sqrt(|g_j| /
+ * median). Exact in real arithmetic; the LayerNorm output feeds only this linear (pre-norm
+ * blocks). The scaled weights are a temporary copy, packed then freed. Returns 0, 1 (nothing
+ * to do) or -1 (memory). */
+static int smooth_outliers(loader *L, const float **g, const float **b, clipn_linear *l)
+{
+    const int W = l->n_in;
+    float *mag = malloc(sizeof(float) * (size_t)W);
+    if (!mag)
+        return -1;
+    for (int j = 0; j < W; j++)
+        mag[j] = fabsf((*g)[j]);
+    qsort(mag, (size_t)W, sizeof(float), cmp_float);
+    const float median = mag[W / 2];
+    free(mag);
+    int any = 0;
+    for (int j = 0; j < W && median > 0; j++)
+        any |= fabsf((*g)[j]) > 4.0f * median;
+    if (!any)
+        return 1;
+    clipn_status st = CLIPN_OK;
+    float *g2 = alloc_owned(L, (size_t)W, sizeof(float), "ln", &st);
+    float *b2 = g2 ? alloc_owned(L, (size_t)W, sizeof(float), "ln", &st) : NULL;
+    float *w = malloc(sizeof(float) * (size_t)W * (size_t)l->n_out);
+    if (!g2 || !b2 || !w) {
+        free(w);
+        return -1;
+    }
+    const float *w0 = l->weight;
+    for (int j = 0; j < W; j++) {
+        const float r = fabsf((*g)[j]) / median;
+        const float sj = r > 4.0f ? sqrtf(r) : 1.0f;
+        g2[j] = (*g)[j] / sj;
+        b2[j] = (*b)[j] / sj;
+        for (int o = 0; o < l->n_out; o++)
+            w[(size_t)o * W + j] = w0[(size_t)o * W + j] * sj;
+    }
+    *g = g2;
+    *b = b2;
+    l->weight = w;
+    const int rc = clipn_linear_prepare(l);
+    free(w);
+    l->weight = NULL; /* packed as INT8: the panels are the weights now */
+    if (rc != 0)
+        return -1;
+    drop_mapped_pages(L->m, w0, sizeof(float) * (size_t)W * (size_t)l->n_out);
+    for (size_t i = 0; i < L->n_dequantized; i++) { /* from an I8 tensor: not needed now */
+        void **owned = &L->m->owned[L->dequantized[i]];
+        if (*owned == (const void *)w0) {
+            free(*owned);
+            *owned = NULL;
+        }
+    }
+    return 0;
+}
+
+/* prepare_and_drop_source, after smoothing an LN-fed linear when the model runs INT8 */
+static int prepare_ln_fed(loader *L, const float **g, const float **b, clipn_linear *l)
+{
+    if (L->m->precision == CLIPN_PRECISION_INT8 && l->weight && !getenv("CLIPN_INT8_NO_SMOOTH")) {
+        l->format = CLIPN_WEIGHTS_INT8;
+        l->int8_group = L->int8_group;
+        const int rc = smooth_outliers(L, g, b, l);
+        if (rc <= 0)
+            return rc;
+    }
+    return prepare_and_drop_source(L, l);
+}
+
 static int prepare_linears(loader *L)
 {
     clipn_model *m = L->m;
@@ -907,9 +985,9 @@ static int prepare_linears(loader *L)
     for (int k = 0; k < 3; k++)
         for (int i = 0; towers[k]->resblocks && i < towers[k]->layers; i++) {
             clipn_block *b = &towers[k]->resblocks[i];
-            if (prepare_and_drop_source(L, &b->attn_in_proj) ||
+            if (prepare_ln_fed(L, &b->ln_1_weight, &b->ln_1_bias, &b->attn_in_proj) ||
                 prepare_and_drop_source(L, &b->attn_out_proj) ||
-                prepare_and_drop_source(L, &b->mlp_c_fc) ||
+                prepare_ln_fed(L, &b->ln_2_weight, &b->ln_2_bias, &b->mlp_c_fc) ||
                 prepare_and_drop_source(L, &b->mlp_c_proj))
                 return -1;
         }

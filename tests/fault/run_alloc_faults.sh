@@ -7,7 +7,7 @@
 #   - exit 0 with stdout and every output file identical to the clean run's.
 # A crash, a sanitizer report (make test-asan runs this under ASan + UBSan, leaks included),
 # a hang, a second stderr line or a different output fails the loop.
-# Workloads with more allocations than FAULT_MAX_RUNS are sampled with a stride (said in
+# Workloads with more allocations than FAULT_MAX_RUNS (default 300; make test: 60) are sampled with a stride (said in
 # the output): N = 1, 1 + s, 1 + 2s, ..., and the last one.
 #   sh tests/fault/run_alloc_faults.sh build/fault/clipn
 # FAULT_ONLY="head eval" runs only those workloads; FAULT_MAX_RUNS=100000 runs every N.
