@@ -210,7 +210,9 @@ typedef struct clipn_ctx_opts {
  * clipn_encode_image_local allocate on their first call per context (per new size), then
  * nothing. clipn_score and clipn_score_image use a per-thread scratch block that grows on
  * a thread's first call (or for larger heads) and is freed when the thread exits. Building
- * heads and mining negatives allocate. (tests/test_alloc.c counts it.)
+ * heads and mining negatives allocate. One exception: the first model of a new weight
+ * format (e.g. an INT8 model after fp32 ones) loaded after the pool's workers started
+ * gets their per-thread blocks in its first encode. (tests/test_alloc.c counts it.)
  * Threads: opts->threads limits this context's calls and nothing else; contexts with
  * different counts can run at once. With CLIPN_GEMM=openblas, OpenBLAS's own threads keep
  * the process-wide count. */
@@ -231,9 +233,10 @@ CLIPN_API clipn_status clipn_encode_image_sized(clipn_ctx *ctx, const float *pix
  * global [n, embed_dim] equals clipn_encode_image's; local [n, patches, embed_dim] with
  * patches = (image_size / patch_size)^2 in row-major grid order, from the value path of
  * the last image block: with x its input, v = out_proj(V(ln_1(x))) + x,
- * v += mlp(ln_2(v)), local = ln_post(v) @ proj (V: the value third of in_proj). It costs
- * one extra out_proj + MLP of one block on the patch rows (~7% of an encode on ViT-B-16).
- * Native image size only. */
+ * v += mlp(ln_2(v)), local = ln_post(v) @ proj (V: the value third of in_proj). The last
+ * block then runs out_proj + MLP on the class rows (global) and the patch rows (local), so
+ * both cost about one clipn_encode_image plus the local projection (~0.5% on ViT-B-16).
+ * Native image size only; scratch allocated on the first call, kept in the ctx. */
 CLIPN_API clipn_status clipn_encode_image_local(clipn_ctx *ctx, const float *pixels, int n,
                                       float *global, float *local, clipn_error *err);
 /* ids: [n, context_length] from clipn_tokenize. out: [n, embed_dim]. */

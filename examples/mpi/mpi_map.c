@@ -636,11 +636,16 @@ static int run_job(master *m)
             MPI_Finalize();
             exit(1);
         }
+        unsigned char *have = calloc(m->n_chunks + 1, 1);
+        if (!have) {
+            fprintf(stderr, "clipn-mpi: out of memory for %zu chunks\n", m->n_chunks);
+            return 1;
+        }
+        m->from_state = state_scan(m->key, m->n_chunks, have);
         for (size_t c = 0; c < m->n_chunks; c++)
-            if (state_has(m->key, c)) {
+            if (have[c])
                 m->c[c].st = C_SAVED;
-                m->from_state++;
-            }
+        free(have);
     }
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);

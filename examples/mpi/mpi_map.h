@@ -56,7 +56,8 @@ int mpi_worker_main(int rank);
 int state_open(const char *dir, const char *cmd);
 /* The seq-th job of this run has key and n_chunks; refuses other inputs than last time. */
 int state_job(int seq, const char *kind, uint64_t key, size_t n_chunks);
-int state_has(uint64_t key, size_t chunk);
+/* Marks have[c] = 1 for every chunk recorded for key; returns how many. */
+size_t state_scan(uint64_t key, size_t n_chunks, unsigned char *have);
 /* Chunk result bytes; 0 ok, 1 missing or damaged (then it is redone). */
 int state_load(uint64_t key, size_t chunk, mbuf *out);
 /* Written to a temp file and renamed: 0 or 1 (printed). */

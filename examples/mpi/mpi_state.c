@@ -7,6 +7,7 @@
  */
 #include "mpi_map.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -178,11 +179,25 @@ static void chunk_path(char *out, size_t cap, uint64_t key, size_t chunk)
     snprintf(out, cap, "%s/%016" PRIx64 "-%06zu.chunk", state_dir, key, chunk);
 }
 
-int state_has(uint64_t key, size_t chunk)
+size_t state_scan(uint64_t key, size_t n_chunks, unsigned char *have)
 {
-    char path[4096];
-    chunk_path(path, sizeof path, key, chunk);
-    return access(path, R_OK) == 0;
+    /* one directory listing, not a stat per chunk: a big job has 100,000s of them */
+    DIR *d = opendir(state_dir);
+    size_t n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        uint64_t k;
+        size_t c;
+        char tail[8] = "";
+        if (sscanf(e->d_name, "%16" SCNx64 "-%zu.%7s", &k, &c, tail) == 3 && k == key &&
+            !strcmp(tail, "chunk") && c < n_chunks && !have[c]) {
+            have[c] = 1;
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
 }
 
 static const char magic[8] = {'C', 'L', 'I', 'P', 'N', 'M', 'P', '1'};
