@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include "internal.h"
+#include "model/safetensors.h"
 
 #include <sys/resource.h>
 
@@ -1408,6 +1409,95 @@ START_TEST(converted_f16_openclip_fixture_matches_manifest)
 }
 END_TEST
 
+/* The reader from memory (head files use it) is the reader from a file: on the good file
+ * and on every cut and byte flip of its header, both give the same status, message and
+ * index. */
+static unsigned char *slurp_file(const char *p, size_t *len)
+{
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    ck_assert_int_ge(n, 0);
+    rewind(f);
+    unsigned char *buf = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void same_as_file(const unsigned char *buf, size_t len, const char *what)
+{
+    write_bytes(path, buf, len);
+    clipn_st_file ff, fm;
+    clipn_error ef = {0}, em = {0};
+    clipn_status sf = clipn_st_open(&ff, path, 1 << 20, 1000, &ef);
+    clipn_status sm = clipn_st_open_memory(&fm, path, buf, len, 1 << 20, 1000, &em);
+    ck_assert_msg(sf == sm, "%s: file %d (%s), memory %d (%s)", what, sf, ef.message, sm,
+                  em.message);
+    if (sf != CLIPN_OK) {
+        ck_assert_str_eq(ef.message, em.message);
+        return;
+    }
+    ck_assert_ptr_null(fm.map); /* the buffer stays the caller's */
+    ck_assert_uint_eq(ff.n_tensors, fm.n_tensors);
+    ck_assert_uint_eq(ff.data_len, fm.data_len);
+    for (size_t i = 0; i < ff.n_tensors; i++) {
+        const clipn_st_tensor *a = &ff.tensors[i], *b = &fm.tensors[i];
+        ck_assert_str_eq(a->name, b->name);
+        ck_assert_int_eq(a->dtype, b->dtype);
+        ck_assert_int_eq(a->ndim, b->ndim);
+        ck_assert_mem_eq(a->shape, b->shape, sizeof a->shape);
+        ck_assert_uint_eq(a->begin, b->begin);
+        ck_assert_uint_eq(a->end, b->end);
+        ck_assert_ptr_eq(b->data, buf + (a->data - ff.map));
+    }
+    const char *fa = clipn_st_meta_string(&ff, "format"), *fb = clipn_st_meta_string(&fm, "format");
+    if (fa)
+        ck_assert_str_eq(fa, fb ? fb : "(missing)");
+    else
+        ck_assert_ptr_null(fb);
+    clipn_st_close(&ff);
+    clipn_st_close(&fm);
+}
+
+START_TEST(safetensors_from_memory_matches_file)
+{
+    builder b;
+    builder_init(&b);
+    builder_write(&b, path);
+    builder_free(&b);
+    size_t len;
+    unsigned char *good = slurp_file(path, &len);
+    same_as_file(good, len, "good file");
+    clipn_st_file f;
+    ck_assert_int_eq(clipn_st_open_memory(&f, path, good, len, 1 << 20, 1000, NULL), CLIPN_OK);
+    ck_assert_str_eq(clipn_st_meta_string(&f, "format"), "libclipn");
+    clipn_st_close(&f);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | good[i];
+    ck_assert_uint_lt(hlen, len);
+    unsigned char *bad = malloc(len);
+    ck_assert_ptr_nonnull(bad);
+    char what[64];
+    for (size_t cut = 0; cut < 8 + hlen + 64 && cut < len; cut += cut < 64 ? 1 : 13) {
+        snprintf(what, sizeof what, "cut at %zu", cut);
+        same_as_file(good, cut, what);
+    }
+    for (size_t i = 0; i < 8 + hlen; i += i < 8 ? 1 : 5) {
+        memcpy(bad, good, len);
+        bad[i] ^= i < 8 ? 0x40 : 0x01; /* '"' -> '#', digits -> neighbours, '[' -> 'Z' */
+        snprintf(what, sizeof what, "byte %zu flipped", i);
+        same_as_file(bad, len, what);
+    }
+    free(bad);
+    free(good);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("model_load");
@@ -1447,6 +1537,7 @@ Suite *make_suite(void)
     tcase_add_test(bad, too_many_merges_refused);
     tcase_add_test(bad, duplicate_json_keys_refused);
     tcase_add_test(bad, header_json_cost_bounded);
+    tcase_add_test(bad, safetensors_from_memory_matches_file);
     tcase_add_loop_test(bad, non_finite_weights_refused, 0, 8);
     tcase_add_test(bad, logit_scale_overflow);
     suite_add_tcase(s, bad);

@@ -122,12 +122,6 @@ const clipn_config *clipn_model_config(const clipn_model *model)
     return model ? &model->config : NULL;
 }
 
-static const char *meta_string(const cJSON *meta, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static clipn_status read_metadata(loader *L)
 {
     const cJSON *meta = L->file.metadata;
@@ -142,12 +136,12 @@ static clipn_status read_metadata(loader *L)
                               "%s: __metadata__ value '%.100s' is not a string", L->path,
                               e->string);
     }
-    const char *format = meta_string(meta, "format");
+    const char *format = clipn_st_meta_string(&L->file, "format");
     if (!format || strcmp(format, "libclipn") != 0)
         return clipn_fail(L->err, CLIPN_E_FORMAT,
                           "%s: __metadata__ format is '%.64s', expected 'libclipn'", L->path,
                           format ? format : "(missing)");
-    const char *version = meta_string(meta, "format_version");
+    const char *version = clipn_st_meta_string(&L->file, "format_version");
     if (!version)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: __metadata__ format_version is missing",
                           L->path);
@@ -165,7 +159,7 @@ static clipn_status read_metadata(loader *L)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: format_version %ld is not %d", L->path, v,
                           CLIPN_FORMAT_VERSION);
 
-    const char *group = meta_string(meta, "int8_group");
+    const char *group = clipn_st_meta_string(&L->file, "int8_group");
     if (group) {
         char *end;
         long g = strtol(group, &end, 10);
@@ -175,7 +169,7 @@ static clipn_status read_metadata(loader *L)
                               "16..1024", L->path, group);
         L->int8_group = (int)g;
     }
-    const char *text = meta_string(meta, "config");
+    const char *text = clipn_st_meta_string(&L->file, "config");
     if (!text)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: __metadata__ config is missing", L->path);
     return clipn_config_parse(L->path, text, &L->m->config, L->err);

@@ -223,6 +223,39 @@ static clipn_status parse_header(clipn_st_file *f, const char *text, size_t len,
     return s;
 }
 
+/* Index a whole safetensors image buf[0, size): header length, header JSON, entries. */
+static clipn_status st_index(clipn_st_file *f, const uint8_t *buf, uint64_t size,
+                             uint64_t max_header_bytes, uint64_t max_tensors, clipn_error *err)
+{
+    const char *path = f->path;
+    if (size < 8)
+        return clipn_fail(err, CLIPN_E_FORMAT,
+                          "%s: file is %llu bytes, too short for a safetensors header", path,
+                          (unsigned long long)size);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | buf[i];
+    if (n > size - 8)
+        return clipn_fail(err, CLIPN_E_FORMAT,
+                          "%s: header length %llu runs past the end of the file (%llu bytes)",
+                          path, (unsigned long long)n, (unsigned long long)size);
+    if (n > max_header_bytes)
+        return clipn_fail(err, CLIPN_E_LIMIT, "%s: header is %llu bytes (limit %llu)", path,
+                          (unsigned long long)n, (unsigned long long)max_header_bytes);
+    f->data = buf + 8 + n;
+    f->data_len = size - 8 - n;
+
+    char *text = malloc((size_t)n + 1); /* cJSON wants a NUL-terminated string */
+    if (!text)
+        return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory for a %llu-byte header", path,
+                          (unsigned long long)n);
+    memcpy(text, buf + 8, (size_t)n);
+    text[n] = '\0';
+    clipn_status s = parse_header(f, text, (size_t)n, max_tensors, err);
+    free(text);
+    return s;
+}
+
 clipn_status clipn_st_open(clipn_st_file *f, const char *path, uint64_t max_header_bytes,
                            uint64_t max_tensors, clipn_error *err)
 {
@@ -261,40 +294,21 @@ clipn_status clipn_st_open(clipn_st_file *f, const char *path, uint64_t max_head
         return clipn_fail(err, CLIPN_E_IO, "%s: mmap: %s", path, strerror(e));
     f->map = map;
     f->map_len = (size_t)size;
-
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--)
-        n = (n << 8) | f->map[i];
-    clipn_status s;
-    if (n > size - 8) {
-        s = clipn_fail(err, CLIPN_E_FORMAT,
-                       "%s: header length %llu runs past the end of the file (%llu bytes)", path,
-                       (unsigned long long)n, (unsigned long long)size);
-        goto fail;
-    }
-    if (n > max_header_bytes) {
-        s = clipn_fail(err, CLIPN_E_LIMIT, "%s: header is %llu bytes (limit %llu)", path,
-                       (unsigned long long)n, (unsigned long long)max_header_bytes);
-        goto fail;
-    }
-    f->data = f->map + 8 + n;
-    f->data_len = size - 8 - n;
-
-    char *text = malloc((size_t)n + 1); /* cJSON wants a NUL-terminated string */
-    if (!text) {
-        s = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory for a %llu-byte header", path,
-                       (unsigned long long)n);
-        goto fail;
-    }
-    memcpy(text, f->map + 8, (size_t)n);
-    text[n] = '\0';
-    s = parse_header(f, text, (size_t)n, max_tensors, err);
-    free(text);
+    clipn_status s = st_index(f, f->map, size, max_header_bytes, max_tensors, err);
     if (s != CLIPN_OK)
-        goto fail;
-    return CLIPN_OK;
-fail:
-    clipn_st_close(f);
+        clipn_st_close(f);
+    return s;
+}
+
+clipn_status clipn_st_open_memory(clipn_st_file *f, const char *path, const uint8_t *buf,
+                                  size_t len, uint64_t max_header_bytes, uint64_t max_tensors,
+                                  clipn_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    clipn_status s = st_index(f, buf, (uint64_t)len, max_header_bytes, max_tensors, err);
+    if (s != CLIPN_OK)
+        clipn_st_close(f); /* f->map is NULL: the caller's buffer is left alone */
     return s;
 }
 
@@ -314,4 +328,10 @@ clipn_st_tensor *clipn_st_find(const clipn_st_file *f, const char *name)
     clipn_st_tensor key;
     key.name = name;
     return bsearch(&key, f->tensors, f->n_tensors, sizeof *f->tensors, by_name);
+}
+
+const char *clipn_st_meta_string(const clipn_st_file *f, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->metadata, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
 }

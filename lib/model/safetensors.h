@@ -1,5 +1,5 @@
 /* A strict, read-only safetensors reader: mmap, header validation, tensor index.
- * Used by the model loader (lib/model/load.c). */
+ * Used by the model loader (lib/model/load.c) and the head files (lib/ood/head_file.c). */
 #ifndef CLIPN_SAFETENSORS_H
 #define CLIPN_SAFETENSORS_H
 
@@ -26,7 +26,7 @@ typedef struct clipn_st_tensor {
     uint64_t shape[CLIPN_ST_MAX_DIMS];
     uint64_t numel;
     uint64_t begin, end;           /* byte offsets in the data section */
-    const uint8_t *data;           /* start of the bytes in the mapping */
+    const uint8_t *data;           /* start of its bytes in the mapping or buffer */
     int used;                      /* set by the loader when a tensor is bound */
 } clipn_st_tensor;
 
@@ -47,9 +47,16 @@ typedef struct clipn_st_file {
  * and data_offsets, no duplicates, no overlaps. On failure *f is left closed. */
 clipn_status clipn_st_open(clipn_st_file *f, const char *path, uint64_t max_header_bytes,
                            uint64_t max_tensors, clipn_error *err);
+/* The same for a file already in memory, buf[0, len) (named `path` in messages); buf must
+ * outlive *f, which does not own it (f->map stays NULL). */
+clipn_status clipn_st_open_memory(clipn_st_file *f, const char *path, const uint8_t *buf,
+                                  size_t len, uint64_t max_header_bytes, uint64_t max_tensors,
+                                  clipn_error *err);
 /* Free the header and index; unmap unless the mapping was taken (f->map set to NULL). */
 void clipn_st_close(clipn_st_file *f);
 clipn_st_tensor *clipn_st_find(const clipn_st_file *f, const char *name);
+/* The __metadata__ string under key, or NULL when absent or not a string. */
+const char *clipn_st_meta_string(const clipn_st_file *f, const char *key);
 const char *clipn_st_dtype_name(clipn_st_dtype d);
 size_t clipn_st_dtype_size(clipn_st_dtype d);
 

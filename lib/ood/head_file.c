@@ -2,6 +2,7 @@
  * A small safetensors file: tensors heads.yes / heads.no [C, D] F32 and a __metadata__
  * naming the classes, the templates and the fingerprint of the model that built them. */
 #include "internal.h"
+#include "model/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -295,58 +296,32 @@ clipn_status clipn_heads_save(const char *path, const clipn_model *model,
 
 /* ------------------------------------------------------------------ load */
 
-static const char *meta_string(const cJSON *meta, const char *key)
+/* Checks one tensor is F32 [C, D] (C and D in range, equal to *C, *D when those are set).
+ * The reader has checked its offsets against its shape, the data section and the other
+ * tensors. */
+static clipn_status check_tensor(const char *path, const clipn_st_tensor *t, const char *name,
+                                 int64_t *C, int64_t *D, clipn_error *err)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* Non-negative integer JSON number that is exactly representable; -1 otherwise. */
-static int64_t json_uint(const cJSON *v)
-{
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 9007199254740992.0 ||
-        v->valuedouble != floor(v->valuedouble))
-        return -1;
-    return (int64_t)v->valuedouble;
-}
-
-/* Checks one tensor entry is F32 [C, D] at exactly [begin, begin + bytes). */
-static clipn_status check_tensor(const char *path, const cJSON *t, const char *name,
-                                 int64_t *C, int64_t *D, uint64_t data_len, uint64_t *begin,
-                                 clipn_error *err)
-{
-    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(t, "dtype");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
-    const cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
-    if (!cJSON_IsObject(t) || !cJSON_IsString(dtype) || strcmp(dtype->valuestring, "F32") ||
-        !cJSON_IsArray(shape) || cJSON_GetArraySize(shape) != 2 || !cJSON_IsArray(off) ||
-        cJSON_GetArraySize(off) != 2)
+    if (t->dtype != CLIPN_ST_F32 || t->ndim != 2)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: tensor %s must be F32 with a 2-d shape",
                           path, name);
-    int64_t c = json_uint(cJSON_GetArrayItem(shape, 0)), d = json_uint(cJSON_GetArrayItem(shape, 1));
-    int64_t b = json_uint(cJSON_GetArrayItem(off, 0)), e = json_uint(cJSON_GetArrayItem(off, 1));
+    const uint64_t c = t->shape[0], d = t->shape[1];
     if (c < 1 || c > HEADS_MAX_CLASSES || d < 1 || d > HEADS_MAX_DIM)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: tensor %s has a bad shape", path, name);
-    if (*C >= 0 && (c != *C || d != *D))
+    if (*C >= 0 && ((int64_t)c != *C || (int64_t)d != *D))
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.yes and heads.no shapes differ", path);
-    uint64_t bytes = (uint64_t)c * (uint64_t)d * 4u;
-    if (b < 0 || e < 0 || (uint64_t)e - (uint64_t)b != bytes || e < b || (uint64_t)e > data_len)
-        return clipn_fail(err, CLIPN_E_FORMAT,
-                          "%s: tensor %s offsets do not match its shape or the file size", path,
-                          name);
-    *C = c;
-    *D = d;
-    *begin = (uint64_t)b;
+    *C = (int64_t)c;
+    *D = (int64_t)d;
     return CLIPN_OK;
 }
 
-static clipn_status read_floats(const char *path, const unsigned char *data, uint64_t begin,
-                                size_t count, const char *name, float **out, clipn_error *err)
+static clipn_status read_floats(const char *path, const clipn_st_tensor *t, size_t count,
+                                const char *name, float **out, clipn_error *err)
 {
     float *x = malloc(count * sizeof *x);
     if (!x)
         return clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory for %s", path, name);
-    memcpy(x, data + begin, count * sizeof *x);
+    memcpy(x, t->data, count * sizeof *x); /* t->data need not be aligned */
     for (size_t i = 0; i < count; i++)
         if (!isfinite(x[i])) {
             free(x);
@@ -372,28 +347,22 @@ static clipn_status parse_json(const char *text, size_t len, const clipn_json_li
 
 /* Version 2: heads.neg [N, D] after the other tensors, metadata negatives (N prompts) and
  * neg_groups (1..N). */
-static clipn_status parse_negatives(const char *path, const cJSON *root, const cJSON *meta,
-                                    const unsigned char *data, uint64_t data_len,
-                                    uint64_t b_yes, uint64_t b_no, int has_no, size_t count,
-                                    int D, clipn_heads *h, clipn_error *err)
+static clipn_status parse_negatives(const char *path, const clipn_st_file *f, int D,
+                                    clipn_heads *h, clipn_error *err)
 {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "heads.neg");
-    const char *groups = meta_string(meta, "neg_groups"), *names = meta_string(meta, "negatives");
+    const clipn_st_tensor *t = clipn_st_find(f, "heads.neg");
+    const char *groups = clipn_st_meta_string(f, "neg_groups");
+    const char *names = clipn_st_meta_string(f, "negatives");
     if (!t || !groups || !names)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: version 2 needs heads.neg, negatives and "
                           "neg_groups", path);
     int64_t N = -1, Dn = -1;
-    uint64_t b = 0;
-    clipn_status st = check_tensor(path, t, "heads.neg", &N, &Dn, data_len, &b, err);
+    clipn_status st = check_tensor(path, t, "heads.neg", &N, &Dn, err);
     if (st != CLIPN_OK)
         return st;
-    const uint64_t bytes = (uint64_t)N * (uint64_t)Dn * 4u, yes_bytes = count * 4u;
     if (Dn != D)
         return clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.neg has dim %lld, heads.yes %d", path,
                           (long long)Dn, D);
-    if ((b < b_yes + yes_bytes && b_yes < b + bytes) ||
-        (has_no && b < b_no + yes_bytes && b_no < b + bytes))
-        return clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.neg overlaps another tensor", path);
     char *end = NULL;
     long g = strtol(groups, &end, 10);
     if (!*groups || *end || g < 1 || g > N)
@@ -424,38 +393,36 @@ static clipn_status parse_negatives(const char *path, const cJSON *root, const c
     }
     cJSON_Delete(list);
     if (st == CLIPN_OK)
-        st = read_floats(path, data, b, (size_t)N * (size_t)D, "heads.neg", &h->neg, err);
+        st = read_floats(path, t, (size_t)N * (size_t)D, "heads.neg", &h->neg, err);
     return st;
 }
+
+/* heads.yes, heads.no and heads.neg at most */
+#define HEADS_MAX_TENSORS 3
 
 static clipn_status parse_heads(const char *path, const unsigned char *buf, size_t len,
                                 const clipn_model *model, clipn_heads *h, clipn_error *err)
 {
-    if (len < 8)
-        return clipn_fail(err, CLIPN_E_FORMAT, "%s: too short for a head file", path);
-    uint64_t hlen = 0;
-    for (int i = 0; i < 8; i++)
-        hlen |= (uint64_t)buf[i] << (8 * i);
-    if (hlen < 2 || hlen > HEADS_MAX_HEADER || hlen > len - 8)
-        return clipn_fail(err, CLIPN_E_FORMAT, "%s: bad header length %llu", path,
-                          (unsigned long long)hlen);
-    /* __metadata__ (at most 9 strings) and three tensor entries: a few dozen values; the
-       class names and negatives are one string each, parsed below */
-    char what[300];
-    snprintf(what, sizeof what, "%s: header", path);
-    const clipn_json_limits lim = {.max_depth = 3, .max_values = 64, .max_root_members = 4};
-    cJSON *root = NULL;
-    clipn_status st = parse_json((const char *)buf + 8, (size_t)hlen, &lim, what, &root, err);
+    /* The safetensors reader checks the structure: header length, strict JSON (no key
+       twice, bounded values), dtypes, shapes against offsets, offsets inside the data, no
+       two tensors sharing bytes. More tensors or values than a head file has means it is
+       not one: a format error, not a limit. */
+    clipn_st_file f;
+    clipn_status st = clipn_st_open_memory(&f, path, buf, len, HEADS_MAX_HEADER,
+                                           HEADS_MAX_TENSORS, err);
+    if (st == CLIPN_E_LIMIT) {
+        st = CLIPN_E_FORMAT;
+        if (err)
+            err->code = st;
+    }
     if (st != CLIPN_OK)
         return st;
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return clipn_fail(err, CLIPN_E_FORMAT, "%s: header is not a JSON object", path);
-    }
-    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
-    const char *format = meta_string(meta, "format"), *version = meta_string(meta, "version");
-    const char *fp = meta_string(meta, "model_fingerprint"), *names = meta_string(meta, "classes");
+    const char *format = clipn_st_meta_string(&f, "format");
+    const char *version = clipn_st_meta_string(&f, "version");
+    const char *fp = clipn_st_meta_string(&f, "model_fingerprint");
+    const char *names = clipn_st_meta_string(&f, "classes");
     cJSON *class_list = NULL;
+    char what[300];
     if (!format || strcmp(format, HEADS_FORMAT)) {
         st = clipn_fail(err, CLIPN_E_FORMAT, "%s: not a libclipn head file (format is not \"%s\")",
                         path, HEADS_FORMAT);
@@ -484,31 +451,26 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
             goto done;
         }
     }
-    for (const cJSON *t = root->child; t; t = t->next)
-        if (strcmp(t->string, "__metadata__") && strcmp(t->string, "heads.yes") &&
-            strcmp(t->string, "heads.no") && (!with_neg || strcmp(t->string, "heads.neg"))) {
-            st = clipn_fail(err, CLIPN_E_FORMAT, "%s: unexpected tensor \"%.100s\"", path,
-                            t->string);
+    for (size_t i = 0; i < f.n_tensors; i++) {
+        const char *name = f.tensors[i].name;
+        if (strcmp(name, "heads.yes") && strcmp(name, "heads.no") &&
+            (!with_neg || strcmp(name, "heads.neg"))) {
+            st = clipn_fail(err, CLIPN_E_FORMAT, "%s: unexpected tensor \"%.100s\"", path, name);
             goto done;
         }
-    const cJSON *t_yes = cJSON_GetObjectItemCaseSensitive(root, "heads.yes");
-    const cJSON *t_no = cJSON_GetObjectItemCaseSensitive(root, "heads.no");
+    }
+    const clipn_st_tensor *t_yes = clipn_st_find(&f, "heads.yes");
+    const clipn_st_tensor *t_no = clipn_st_find(&f, "heads.no");
     if (!t_yes) {
         st = clipn_fail(err, CLIPN_E_FORMAT, "%s: tensor heads.yes is missing", path);
         goto done;
     }
-    uint64_t data_len = len - 8 - hlen, b_yes = 0, b_no = 0;
     int64_t C = -1, D = -1;
-    if ((st = check_tensor(path, t_yes, "heads.yes", &C, &D, data_len, &b_yes, err)) != CLIPN_OK)
+    if ((st = check_tensor(path, t_yes, "heads.yes", &C, &D, err)) != CLIPN_OK)
         goto done;
-    if (t_no &&
-        (st = check_tensor(path, t_no, "heads.no", &C, &D, data_len, &b_no, err)) != CLIPN_OK)
+    if (t_no && (st = check_tensor(path, t_no, "heads.no", &C, &D, err)) != CLIPN_OK)
         goto done;
     size_t count = (size_t)C * (size_t)D;
-    if (t_no && (b_no < b_yes + count * 4 && b_yes < b_no + count * 4)) {
-        st = clipn_fail(err, CLIPN_E_FORMAT, "%s: heads.yes and heads.no overlap", path);
-        goto done;
-    }
     if (model && D != model->config.embed_dim) {
         st = clipn_fail(err, CLIPN_E_INVALID_ARG, "%s: heads have dim %lld, the model %d", path,
                         (long long)D, model->config.embed_dim);
@@ -542,16 +504,14 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
             goto done;
         }
     }
-    const unsigned char *data = buf + 8 + hlen;
-    if ((st = read_floats(path, data, b_yes, count, "heads.yes", &h->yes, err)) != CLIPN_OK)
+    if ((st = read_floats(path, t_yes, count, "heads.yes", &h->yes, err)) != CLIPN_OK)
         goto done;
-    if (t_no && (st = read_floats(path, data, b_no, count, "heads.no", &h->no, err)) != CLIPN_OK)
+    if (t_no && (st = read_floats(path, t_no, count, "heads.no", &h->no, err)) != CLIPN_OK)
         goto done;
     if ((st = check_rows(path, h->yes, (size_t)C, (size_t)D, "heads.yes", err)) != CLIPN_OK ||
         (h->no && (st = check_rows(path, h->no, (size_t)C, (size_t)D, "heads.no", err)) != CLIPN_OK))
         goto done;
-    if (with_neg && (st = parse_negatives(path, root, meta, data, data_len, b_yes, b_no,
-                                          t_no != NULL, count, (int)D, h, err)) != CLIPN_OK)
+    if (with_neg && (st = parse_negatives(path, &f, (int)D, h, err)) != CLIPN_OK)
         goto done;
     if (with_neg && (st = check_rows(path, h->neg, (size_t)h->n_neg, (size_t)D, "heads.neg",
                                      err)) != CLIPN_OK)
@@ -563,7 +523,7 @@ static clipn_status parse_heads(const char *path, const unsigned char *buf, size
     }
 done:
     cJSON_Delete(class_list);
-    cJSON_Delete(root);
+    clipn_st_close(&f);
     return st;
 }
 
