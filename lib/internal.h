@@ -127,6 +127,11 @@ struct clipn_model {
 /* Track a heap buffer for release in clipn_model_free. Returns 0 on success. */
 int clipn_model_own(clipn_model *m, void *p);
 
+/* lib/model/config.c: parse and range-check a model's config JSON text into *c; messages
+ * start with `path`. */
+clipn_status clipn_config_parse(const char *path, const char *text, clipn_config *c,
+                                clipn_error *err);
+
 /* ---- context (lib/core/context.c), towers (lib/nn/vision_tower.c, lib/nn/text_tower.c) */
 
 /* Floats each scratch buffer holds. */

@@ -243,8 +243,15 @@ static void warn_unmatched_labels(const char *cmd, const clipn_heads *heads,
                                   const image_result *res, char **labels, size_t n_images)
 {
     size_t n = 0, *idx = malloc((n_images ? n_images : 1) * sizeof *idx);
-    if (!idx)
+    if (!idx) { /* cannot list them by label: still say that some match no class */
+        for (size_t i = 0; i < n_images; i++)
+            n += res[i].set == 0 && res[i].ok && labels[i] && cli_class_index(heads, labels[i]) < 0;
+        if (n)
+            fprintf(stderr, "clipn %s: warning: %zu ID image%s with labels that match no class "
+                    "(out of memory listing them): not counted in the accuracy\n", cmd, n,
+                    n == 1 ? "" : "s");
         return;
+    }
     for (size_t i = 0; i < n_images; i++)
         if (res[i].set == 0 && res[i].ok && labels[i] && cli_class_index(heads, labels[i]) < 0)
             idx[n++] = i;
