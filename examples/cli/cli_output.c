@@ -165,6 +165,16 @@ int cli_out_check(const char *cmd, const char *opt, const char *path)
     return rc;
 }
 
+/* The mode the output would have had: the old file's, else 0666 & ~umask. */
+static mode_t target_mode(int exists, const struct stat *st)
+{
+    if (exists)
+        return st->st_mode & 07777;
+    mode_t um = umask(0);
+    umask(um);
+    return 0666 & ~um;
+}
+
 cli_out *cli_out_open(const char *cmd, const char *path)
 {
     cli_out *o = calloc(1, sizeof *o);
@@ -221,16 +231,7 @@ cli_out *cli_out_open(const char *cmd, const char *path)
             o->tmp = NULL;
             goto fail;
         }
-        /* the mode the file would have had: the old one's, else 0666 & ~umask */
-        mode_t mode;
-        if (exists) {
-            mode = st.st_mode & 07777;
-        } else {
-            mode_t um = umask(0);
-            umask(um);
-            mode = 0666 & ~um;
-        }
-        fchmod(o->k.fd, mode);
+        fchmod(o->k.fd, target_mode(exists, &st));
     }
     if (!(o->f = checked_stream(&o->k))) {
         cli_fail(cmd, "out of memory");
@@ -412,15 +413,7 @@ int cli_out_save_with(const char *cmd, const char *path,
         }
         goto out;
     }
-    /* the mode the file would have had: the old one's, else 0666 & ~umask */
-    mode_t mode;
-    if (exists) {
-        mode = st.st_mode & 07777;
-    } else {
-        mode_t um = umask(0);
-        umask(um);
-        mode = 0666 & ~um;
-    }
+    const mode_t mode = target_mode(exists, &st);
     int e = 0;
     fd = open(tmp, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0)

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 clipn_status clipn_open_input(const char *path, uint64_t max_bytes, int *fd_out,
-                              uint64_t *size_out, clipn_error *err)
+                              uint64_t *size_out, struct stat *st_out, clipn_error *err)
 {
     *fd_out = -1;
     /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer */
@@ -39,6 +39,8 @@ clipn_status clipn_open_input(const char *path, uint64_t max_bytes, int *fd_out,
     }
     *fd_out = fd;
     *size_out = (uint64_t)st.st_size;
+    if (st_out)
+        *st_out = st;
     return CLIPN_OK;
 }
 
@@ -49,7 +51,7 @@ clipn_status clipn_read_file(const char *path, uint64_t max_bytes, uint8_t **dat
     *len_out = 0;
     int fd;
     uint64_t size;
-    clipn_status st = clipn_open_input(path, max_bytes, &fd, &size, err);
+    clipn_status st = clipn_open_input(path, max_bytes, &fd, &size, NULL, err);
     if (st != CLIPN_OK)
         return st;
     if (size > SIZE_MAX - 1) {

@@ -6,13 +6,15 @@
 #include "clipn.h"
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* ---- files (lib/core/file_io.c) */
 
 /* Opens `path` for reading without blocking (O_NONBLOCK | O_CLOEXEC), and refuses it unless
- * fstat says it is a regular file of at most max_bytes (CLIPN_E_IO / CLIPN_E_LIMIT). */
+ * fstat says it is a regular file of at most max_bytes (CLIPN_E_IO / CLIPN_E_LIMIT).
+ * st (may be NULL) receives that fstat. */
 clipn_status clipn_open_input(const char *path, uint64_t max_bytes, int *fd, uint64_t *size,
-                              clipn_error *err);
+                              struct stat *st, clipn_error *err);
 /* The whole file (checked as above) in a malloc'd buffer with a NUL after the last byte. */
 clipn_status clipn_read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len,
                              clipn_error *err);

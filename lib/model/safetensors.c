@@ -261,20 +261,12 @@ clipn_status clipn_st_open(clipn_st_file *f, const char *path, uint64_t max_head
 {
     memset(f, 0, sizeof *f);
     f->path = path;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
-    if (fd < 0)
-        return clipn_fail(err, CLIPN_E_IO, "%s: %s", path, strerror(errno));
+    int fd;
+    uint64_t size;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return clipn_fail(err, CLIPN_E_IO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return clipn_fail(err, CLIPN_E_IO, "%s: not a regular file", path);
-    }
-    uint64_t size = (uint64_t)st.st_size;
+    clipn_status ost = clipn_open_input(path, UINT64_MAX, &fd, &size, &st, err);
+    if (ost != CLIPN_OK)
+        return ost;
     f->dev = (uint64_t)st.st_dev;
     f->ino = (uint64_t)st.st_ino;
     if (size < 8) {

@@ -370,7 +370,7 @@ clipn_status clipn_tokenizer_from_file(const char *path, clipn_tokenizer **out, 
         return clipn_fail(err, CLIPN_E_INVALID_ARG, "clipn_tokenizer_from_file: path is NULL");
     int fd;
     uint64_t fsize;
-    clipn_status ost = clipn_open_input(path, TOK_MAX_FILE_BYTES, &fd, &fsize, err);
+    clipn_status ost = clipn_open_input(path, TOK_MAX_FILE_BYTES, &fd, &fsize, NULL, err);
     if (ost != CLIPN_OK)
         return ost;
     gzFile f = gzdopen(fd, "rb"); /* takes the descriptor */
