@@ -3,7 +3,8 @@
 # PyTorch 2.x and ONNX Runtime as users install them (PyPI, into a venv under $BUILD, made
 # at bench time; one line and skipped when PyPI is unreachable), each with its own INT8;
 # then the drift table: each precision against fp32 on the parity models and the outlier
-# stress model (tests/golden/make_checkpoint.py --ln-outliers).
+# stress model (tests/golden/make_checkpoint.py --ln-outliers), and the ViT-B-16 int8 file
+# against its f32 file.
 #   BUILD=build WORK=build/bench-work sh bench/precision.sh
 #   BENCH_VENV=0     skip the PyTorch 2.x / ONNX Runtime venv
 #   BENCH_DRIFT=0    skip the drift table (it makes 2 ViT-B-16 models + PyTorch references)
@@ -64,15 +65,19 @@ if [ -f "$WORK/vit-b-16.clipn" ] && [ -x "$BUILD/bench/bench_encode" ]; then
           if (!(k in seen)) { seen[k] = 1; order[++nk] = k } }
         END {
           t = "torch_fp32"
-          printf "%-12s %10s %12s %10s %13s %9s %9s %9s\n", "", "img b1 ms", "img b8 ms/im",
-                 "txt b1 ms", "txt b8 ms/pr", "RSS/file", "x torch", "x torch"
-          printf "%-12s %10s %12s %10s %13s %9s %9s %9s\n", "", "", "", "", "", "", "img b1", "img b8"
+          printf "%-12s %10s %12s %10s %13s %9s %9s %9s %9s\n", "", "img b1 ms", "img b8 ms/im",
+                 "txt b1 ms", "txt b8 ms/pr", "RSS/file", "RSS/file", "x torch", "x torch"
+          printf "%-12s %10s %12s %10s %13s %9s %9s %9s %9s\n", "", "", "", "", "", "images",
+                 "after all", "img b1", "img b8"
           for (j = 1; j <= nk; j++) { k = order[j]
               rs = (k, "rss_mb") in v ? sprintf("%.2f", v[k, "rss_mb"] / v[k, "file_mb"]) : "-"
+              ra = "-"
+              if ((k, "rss_all_mb") in v && v[k, "rss_all_mb"] > 0)
+                  ra = sprintf("%.2f", v[k, "rss_all_mb"] / v[k, "file_mb"])
               r1 = ((t, "img_b1_ms") in v) ? sprintf("%.2f", v[t, "img_b1_ms"] / v[k, "img_b1_ms"]) : "-"
               r8 = ((t, "img_b8_ms") in v) ? sprintf("%.2f", v[t, "img_b8_ms"] / v[k, "img_b8_ms"]) : "-"
-              printf "%-12s %10.1f %12.1f %10.2f %13.2f %9s %9s %9s\n", k, v[k, "img_b1_ms"],
-                     v[k, "img_b8_ms"], v[k, "txt_b1_ms"], v[k, "txt_b8_ms"], rs, r1, r8 }
+              printf "%-12s %10.1f %12.1f %10.2f %13.2f %9s %9s %9s %9s\n", k, v[k, "img_b1_ms"],
+                     v[k, "img_b8_ms"], v[k, "txt_b1_ms"], v[k, "txt_b8_ms"], rs, ra, r1, r8 }
           if (("C_int8", "txt_b1_ms") in v && v["C_int8", "txt_b1_ms"] > 0)
               printf "C text batch 1: int8 %.2fx fp32\n", v["C_fp32", "txt_b1_ms"] / v["C_int8", "txt_b1_ms"] }
     ' "$R"
@@ -107,4 +112,12 @@ for spec in "small small - 0.999" "vit-b-16 vit-b-16 - 0.999" "vit-b-16-outliers
         "$BUILD/golden_parity" --drift $p "$D/$label.clipn" "$D/ref_$label" "$label" "$mincos" 0.02 |
             grep -v 'tol 1e+09' | sed 's/(tol 1e+09)//'
     done
+    # the int8 file (clipn_convert.py --dtype int8; a few minutes for a ViT-B-16, kept)
+    [ "$label" = vit-b-16 ] || continue
+    if [ ! -f "$D/$label-int8.clipn" ] || [ "$D/$label.pt" -nt "$D/$label-int8.clipn" ]; then
+        python3 -I -S weights_tools/clipn_convert.py -q --dtype int8 "$D/$label.pt" \
+            "$D/$label-int8.clipn" || { echo "-- $label int8 file: could not be made"; continue; }
+    fi
+    "$BUILD/golden_parity" --drift-file "$D/$label-int8.clipn" "$D/$label.clipn" "$D/ref_$label" \
+        "$label" "$mincos" 0.02 | grep -v 'tol 1e+09' | sed 's/(tol 1e+09)//'
 done
