@@ -37,7 +37,10 @@ if [ -f "$WORK/vit-b-16.clipn" ] && [ -x "$BUILD/bench/bench_encode" ]; then
     echo "== precision: image and text towers at fp32 / bf16 / int8, two interleaved rounds"
     for round in 1 2; do
         for w in fp32 bf16 int8; do
-            CLIPN_WEIGHTS=$w "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 3 >"$WORK/prec_$w.txt" 2>&1
+            # resident memory after the 1000 class prompts through both towers: round 1 only
+            [ $round = 1 ] && mem_prompts=1000 || mem_prompts=0
+            CLIPN_WEIGHTS=$w BENCH_MEM_PROMPTS=$mem_prompts "$BUILD/bench/bench_encode" \
+                "$WORK/vit-b-16.clipn" 3 >"$WORK/prec_$w.txt" 2>&1
             line=$(grep '^RESULT' "$WORK/prec_$w.txt" | sed "s/^RESULT //")
             rm -f "$WORK/text_c.txt"
             CLIPN_WEIGHTS=$w "$BUILD/bench/bench_text" >"$WORK/prec_text_$w.txt" 2>&1
@@ -61,7 +64,8 @@ if [ -f "$WORK/vit-b-16.clipn" ] && [ -x "$BUILD/bench/bench_encode" ]; then
     awk '
         { k = $2; for (i = 3; i <= NF; i++) { split($i, kv, "="); x = kv[2] + 0
               n = kv[1] == "b1_ms" ? "img_b1_ms" : kv[1] == "b8_ms" ? "img_b8_ms" : kv[1]
-              if (n ~ /_ms$/) { if (!((k, n) in v) || x < v[k, n]) v[k, n] = x } else v[k, n] = x }
+              if (n ~ /_ms$/) { if (!((k, n) in v) || x < v[k, n]) v[k, n] = x }
+              else if (n != "rss_all_mb" || x > 0) v[k, n] = x }
           if (!(k in seen)) { seen[k] = 1; order[++nk] = k } }
         END {
           t = "torch_fp32"

@@ -279,6 +279,34 @@ def quantize_int8(data, rows, cols, group=INT8_GROUP):
     return bytes(q), struct.pack("<%df" % len(scales), *scales)
 
 
+def quantize_stream(f32_chunks, rows, cols, write):
+    """quantize_int8 over f32 bytes arriving in chunks, a block of whole rows at a time (the
+    values do not depend on the blocks: scales are per row), so that memory stays bounded
+    for a 49408-row token embedding. Writes the I8 bytes; returns (their count, the scale
+    bytes)."""
+    row_bytes, buf, scales, n = cols * 4, bytearray(), [], 0
+    block = max(1, (256 << 10) // cols) * row_bytes  # ~256 Ki values
+
+    def flush(nbytes):
+        nonlocal n
+        q, sc = quantize_int8(bytes(buf[:nbytes]), nbytes // row_bytes, cols)
+        del buf[:nbytes]
+        write(q)
+        scales.append(sc)
+        n += len(q)
+
+    for chunk in f32_chunks:
+        buf += chunk
+        while len(buf) >= block:
+            flush(block)
+    if len(buf) % row_bytes or len(buf) + n * 4 != rows * row_bytes:
+        raise ConvertError("internal: %d bytes of f32 rows to quantize, expected %d"
+                           % (len(buf) + n * 4, rows * row_bytes))
+    if buf:
+        flush(len(buf))
+    return n, b"".join(scales)
+
+
 def convert(data, src, dst):
     if src == dst:
         return data
@@ -849,11 +877,9 @@ def write_model(out_path, plan, merges, cfg, source, dtype):
                     n = len(pending_scales)
                 elif header[name]["dtype"] == "I8":
                     rows, cols = header[name]["shape"]
-                    f32 = b"".join(convert(chunk, p.dtype, "F32")
-                                   for p in parts for chunk in p.chunks())
-                    q, pending_scales = quantize_int8(f32, rows, cols)
-                    f.write(q)
-                    n = len(q)
+                    n, pending_scales = quantize_stream(
+                        (convert(chunk, p.dtype, "F32") for p in parts for chunk in p.chunks()),
+                        rows, cols, f.write)
                 else:
                     for p in parts:
                         for chunk in p.chunks():

@@ -207,6 +207,23 @@ static float f16_to_f32(uint16_t h)
     return f;
 }
 
+/* Hand back the resident pages of a tensor read from the mapping (only advice: they
+ * refault from the page cache when read again). For what the load reads once and encoding
+ * does not read again (converted or dequantized sources, transposed projections), or only
+ * in part (the token embeddings: the finiteness check reads all of them, encoding the rows
+ * used). */
+static void drop_mapped_pages(const clipn_model *m, const void *p, size_t bytes)
+{
+    const uintptr_t lo = (uintptr_t)p, map_lo = (uintptr_t)m->map;
+    const long page = sysconf(_SC_PAGESIZE);
+    if (!m->map || lo < map_lo || lo - map_lo >= m->map_len || page <= 0)
+        return; /* a converted copy, not the mapping */
+    const uintptr_t start = (lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    const uintptr_t end = (lo + bytes) / (uintptr_t)page * (uintptr_t)page;
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 /* An I8 weight [rows, cols] of an int8 file (docs/model-format.md): w = q * scale[row][k /
  * group] with `<name>_scale` F32 [rows, ceil(cols / group)]. dst (model-owned, just
  * allocated) receives w; it is remembered so an INT8 model can free it after packing. */
@@ -238,6 +255,8 @@ static clipn_status dequantize(loader *L, const clipn_st_tensor *t, float *dst,
                                   L->path, name, (double)s, (unsigned long long)r);
             dst[r * cols + c] = (float)q[r * cols + c] * s;
         }
+    drop_mapped_pages(L->m, q, (size_t)t->numel); /* the copy is the weight now */
+    drop_mapped_pages(L->m, scale, (size_t)(rows * groups) * sizeof(float));
     size_t *grown = realloc(L->dequantized, (L->n_dequantized + 1) * sizeof(size_t));
     if (!grown)
         return clipn_fail(L->err, CLIPN_E_NOMEM, "%s: out of memory", L->path);
@@ -275,6 +294,7 @@ static clipn_status tensor_f32(loader *L, const clipn_st_tensor *t, const float 
             memcpy(&dst[i], &bits, 4);
         }
     }
+    drop_mapped_pages(L->m, src, n * clipn_st_dtype_size(t->dtype)); /* the copy is used */
     *out = dst;
     return CLIPN_OK;
 }
@@ -359,22 +379,6 @@ static clipn_status bind(loader *L, const char *name, const float **out, int ndi
         if ((s = bind(L, (name), (dst), NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__))) != CLIPN_OK)  \
             return s;                                                                         \
     } while (0)
-
-/* Hand back the resident pages of a tensor read in place from the mapping (only advice:
- * they refault from the page cache when read again). For the token embeddings: the load
- * reads all of them once (the finiteness check) but encoding needs only the rows used, and
- * they are 200 MB of a ViT-B-16 CLIPN model. */
-static void drop_mapped_pages(const clipn_model *m, const void *p, size_t bytes)
-{
-    const uintptr_t lo = (uintptr_t)p, map_lo = (uintptr_t)m->map;
-    const long page = sysconf(_SC_PAGESIZE);
-    if (!m->map || lo < map_lo || lo - map_lo >= m->map_len || page <= 0)
-        return; /* a converted copy, not the mapping */
-    const uintptr_t start = (lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
-    const uintptr_t end = (lo + bytes) / (uintptr_t)page * (uintptr_t)page;
-    if (end > start)
-        (void)madvise((void *)start, end - start, MADV_DONTNEED);
-}
 
 static void set_linear(clipn_linear *l, const float *weight, const float *bias, int n_out,
                        int n_in)
