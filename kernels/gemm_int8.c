@@ -96,16 +96,41 @@ static unsigned char *thread_scratch(void)
     return buf;
 }
 
-int clipn_int8_prepare(clipn_linear *lin, int group)
+static int default_group(int group)
 {
-    pthread_once(&scratch_once, make_scratch_key); /* before the pool's first worker */
-    lin->packed = NULL;
-    lin->packed_bytes = 0;
     if (group == 0) {
         /* CLIPN_INT8_GROUP: another default, to measure the trade-off (docs/performance.md) */
         const char *env = getenv("CLIPN_INT8_GROUP");
         group = env && *env ? atoi(env) : CLIPN_Q8_DEFAULT_GROUP;
     }
+    return group;
+}
+
+void clipn_int8_round_weights(const float *w, int n_out, int n_in, int group, float *out)
+{
+    group = default_group(group);
+    if (group < CLIPN_Q8_MIN_GROUP || group % CLIPN_Q8_MIN_GROUP != 0 || group > Q8_MAX_GROUP)
+        group = CLIPN_Q8_DEFAULT_GROUP;
+    const size_t k = (size_t)n_in;
+    const size_t g = k < (size_t)group
+                         ? (k + CLIPN_Q8_MIN_GROUP - 1) / CLIPN_Q8_MIN_GROUP * CLIPN_Q8_MIN_GROUP
+                         : (size_t)group;
+    for (size_t row = 0; row < (size_t)n_out; row++)
+        for (size_t k0 = 0; k0 < k; k0 += g) {
+            const size_t k1 = k0 + g < k ? k0 + g : k;
+            const float amax = absmax(w + row * k + k0, (int)(k1 - k0), 1);
+            const float scale = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            for (size_t kk = k0; kk < k1; kk++)
+                out[row * k + kk] = (float)quant(w[row * k + kk], inv) * scale;
+        }
+}
+
+int clipn_int8_prepare(clipn_linear *lin, int group)
+{
+    pthread_once(&scratch_once, make_scratch_key); /* before the pool's first worker */
+    lin->packed = NULL;
+    lin->packed_bytes = 0;
+    group = default_group(group);
     if (!lin->weight || lin->n_out <= 0 || lin->n_in <= 0 || group < CLIPN_Q8_MIN_GROUP ||
         group % CLIPN_Q8_MIN_GROUP != 0 || group > Q8_MAX_GROUP)
         return -1;

@@ -60,6 +60,11 @@ void clipn_linear_release(clipn_linear *lin);
  * _INT8. */
 int clipn_linear_format(const clipn_linear *lin);
 
+/* For measuring (CLIPN_INT8_LAYERS=...=w8, lib/model/int8_layers.c): out[n_out, n_in] =
+ * w rounded to the INT8 grid of clipn_linear_prepare (group 0 = the default), so a
+ * fp32 layer on `out` carries the weight error of INT8 and none of the activations'. */
+void clipn_int8_round_weights(const float *w, int n_out, int n_in, int group, float *out);
+
 /* y[m, n_out] (op) x[m, n_in] W^T + b, as the epilogue says. x and y must not alias.
  * Uses the pool and per-thread activation blocks allocated once per thread (a thread that
  * could not get one uses a small stack block), so it does no per-call allocation and

@@ -370,6 +370,43 @@ START_TEST(test_model_int8_features)
 }
 END_TEST
 
+/* CLIPN_INT8_LAYERS (lib/model/int8_layers.c, for measuring): the layers it sets to fp32
+ * give exactly the fp32 features, the others stay INT8 */
+START_TEST(test_model_int8_layers_knob)
+{
+    clipn_model *probe = load_at(TINY, CLIPN_PRECISION_FP32);
+    const int dim = clipn_model_config(probe)->embed_dim;
+    clipn_model_free(probe);
+    const size_t n = 12 * (size_t)dim;
+    float *f32 = malloc(sizeof(float) * n), *q8 = malloc(sizeof(float) * n);
+    float *mix = malloc(sizeof(float) * n);
+    features(CLIPN_PRECISION_FP32, f32, dim);
+    features(CLIPN_PRECISION_INT8, q8, dim);
+    setenv("CLIPN_INT8_LAYERS", "*=fp32", 1);
+    features(CLIPN_PRECISION_INT8, mix, dim);
+    ck_assert_msg(memcmp(mix, f32, sizeof(float) * n) == 0, "*=fp32 is not fp32");
+    setenv("CLIPN_INT8_LAYERS", "*=fp32,text.*.0-1=w8a8,text.proj=w8a8", 1);
+    features(CLIPN_PRECISION_INT8, mix, dim);
+    ck_assert_msg(memcmp(mix, f32, sizeof(float) * 4 * dim) == 0, "image tower not fp32");
+    ck_assert_msg(memcmp(mix + 8 * dim, f32 + 8 * dim, sizeof(float) * 4 * dim) == 0,
+                  "no-text tower not fp32");
+    ck_assert_msg(memcmp(mix + 4 * dim, f32 + 4 * dim, sizeof(float) * 4 * dim) != 0,
+                  "text tower not INT8");
+    setenv("CLIPN_INT8_LAYERS", "*=w8", 1); /* the weight error alone: neither fp32 nor W8A8 */
+    features(CLIPN_PRECISION_INT8, mix, dim);
+    for (int r = 0; r < 12; r++) {
+        const float *a = f32 + (size_t)r * dim, *b = mix + (size_t)r * dim;
+        ck_assert_msg(memcmp(a, b, sizeof(float) * dim) != 0, "w8 row %d is fp32", r);
+        ck_assert_msg(memcmp(q8 + (size_t)r * dim, b, sizeof(float) * dim) != 0,
+                      "w8 row %d is W8A8", r);
+        ck_assert_msg(cosine(a, b, dim) >= 0.995, "w8 row %d: cosine %.6f", r,
+                      cosine(a, b, dim));
+    }
+    unsetenv("CLIPN_INT8_LAYERS");
+    free(f32), free(q8), free(mix);
+}
+END_TEST
+
 START_TEST(test_model_precision_query)
 {
     clipn_model *m = load_at(TINY, CLIPN_PRECISION_INT8);
@@ -501,6 +538,7 @@ Suite *make_suite(void)
     tcase_set_timeout(m, 120);
     tcase_add_loop_test(m, test_model_int8_features, 0, N_ISAS);
     tcase_add_test(m, test_model_precision_query);
+    tcase_add_test(m, test_model_int8_layers_knob);
     tcase_add_test(m, test_model_int8_file);
     tcase_add_test(m, test_model_int8_file_hostile);
     suite_add_tcase(s, m);

@@ -680,6 +680,18 @@ static int prepare_and_drop_source(loader *L, clipn_linear *l)
               : m->precision == CLIPN_PRECISION_BF16 ? CLIPN_WEIGHTS_BF16
                                                      : CLIPN_WEIGHTS_FP32;
     l->int8_group = L->int8_group; /* an int8 file's groups: packing repeats its values */
+    const int mode = l->format == CLIPN_WEIGHTS_INT8 ? clipn_int8_layer_mode(m, l)
+                                                     : CLIPN_INT8_LAYER_W8A8;
+    if (mode != CLIPN_INT8_LAYER_W8A8) /* measuring (int8_layers.c): this layer at fp32 */
+        l->format = CLIPN_WEIGHTS_FP32;
+    if (mode == CLIPN_INT8_LAYER_W8) { /* ... on the weights rounded to the INT8 grid */
+        clipn_status st = CLIPN_OK;
+        float *w = alloc_owned(L, (size_t)l->n_out * (size_t)l->n_in, sizeof(float), "w8", &st);
+        if (!w)
+            return -1;
+        clipn_int8_round_weights(l->weight, l->n_out, l->n_in, L->int8_group, w);
+        l->weight = w;
+    }
     if (clipn_linear_prepare(l) != 0)
         return -1;
     if (clipn_linear_format(l) == CLIPN_WEIGHTS_INT8)
@@ -773,7 +785,8 @@ static int smooth_outliers(loader *L, const float **g, const float **b, clipn_li
 /* prepare_and_drop_source, after smoothing an LN-fed linear when the model runs INT8 */
 static int prepare_ln_fed(loader *L, const float **g, const float **b, clipn_linear *l)
 {
-    if (L->m->precision == CLIPN_PRECISION_INT8 && l->weight && !getenv("CLIPN_INT8_NO_SMOOTH")) {
+    if (L->m->precision == CLIPN_PRECISION_INT8 && l->weight && !getenv("CLIPN_INT8_NO_SMOOTH") &&
+        clipn_int8_layer_mode(L->m, l) == CLIPN_INT8_LAYER_W8A8) {
         l->format = CLIPN_WEIGHTS_INT8;
         l->int8_group = L->int8_group;
         const int rc = smooth_outliers(L, g, b, l);
