@@ -128,13 +128,20 @@ void clipn_q8_ukernel_avx2(int n_groups, int group, const int8_t *a, const float
 }
 
 /* The portable quantizer's bytes (gemm_int8.c), four rows at a time: 8 k of 4 rows ->
- * vcvtps2dq (nearest even) -> two packs -> lane 0 is quad q [MR][4], lane 1 quad q + 1. */
+ * vcvtps2dq (nearest even) -> two packs -> lane 0 is quad q [MR][4], lane 1 quad q + 1.
+ * Loads are masked only where a group runs past k_valid. */
+static inline __m256 load8(const float *p, int k, int k_valid)
+{
+    return k + 8 <= k_valid ? _mm256_loadu_ps(p + k) : _mm256_maskload_ps(p + k, tail_mask(k_valid - k));
+}
+
 void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, int kc,
                             int group, int8_t *dst, float *scales)
 {
     const int ng = kc / group;
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i m127 = _mm256_set1_epi8(-127);
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     for (int i0 = 0; i0 < rows; i0 += MR) {
         const float *xr[MR];
         int live[MR];
@@ -143,20 +150,28 @@ void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, i
             xr[i] = x + (size_t)(live[i] ? i0 + i : i0) * ldx;
         }
         for (int g = 0; g < ng; g++) {
-            const int k0 = g * group;
+            const int k0 = g * group, kend = k0 + group < k_valid ? k0 + group : k_valid;
             __m256 inv[MR];
             for (int i = 0; i < MR; i++) {
-                __m256 mx = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
-                for (int k = k0; k < k0 + group && k < k_valid; k += 8) {
-                    const __m256 v = _mm256_andnot_ps(
-                        sign, _mm256_maskload_ps(xr[i] + k, tail_mask(k_valid - k)));
-                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-                    mx = _mm256_max_ps(mx, v);
+                __m256 mx0 = _mm256_setzero_ps(), mx1 = mx0, nan = mx0;
+                int k = k0;
+                for (; k + 16 <= kend; k += 16) {
+                    const __m256 v0 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k));
+                    const __m256 v1 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k + 8));
+                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v0, v1, _CMP_UNORD_Q));
+                    mx0 = _mm256_max_ps(mx0, v0);
+                    mx1 = _mm256_max_ps(mx1, v1);
                 }
+                for (; k < kend; k += 8) {
+                    const __m256 v = _mm256_andnot_ps(sign, load8(xr[i], k, kend));
+                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                    mx0 = _mm256_max_ps(mx0, v);
+                }
+                const __m256 mx = _mm256_max_ps(mx0, mx1);
                 __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
                 m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
                 m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-                float amax = live[i] ? _mm_cvtss_f32(m4) : 0.0f;
+                float amax = live[i] && kend > k0 ? _mm_cvtss_f32(m4) : 0.0f;
                 if (live[i] && _mm256_movemask_ps(nan))
                     amax = __builtin_nanf("");
                 scales[g * MR + i] = amax / 127.0f;
@@ -165,23 +180,20 @@ void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, i
             for (int k = k0; k < k0 + group; k += 8) {
                 __m256i q[MR];
                 for (int i = 0; i < MR; i++) {
-                    const __m256 v = _mm256_maskload_ps(xr[i] + k, tail_mask(k_valid - k));
                     /* clamp before rounding, as the portable quant(); NaN -> 0 */
-                    __m256 r = _mm256_mul_ps(v, inv[i]);
+                    __m256 r = _mm256_mul_ps(load8(xr[i], k, k_valid), inv[i]);
                     r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));
-                    r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.0f)),
-                                      _mm256_set1_ps(127.0f));
+                    r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
                     q[i] = _mm256_cvtps_epi32(r);
                 }
                 __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
                                                _mm256_packs_epi32(q[2], q[3]));
                 p = _mm256_max_epi8(p, m127);
                 const __m256i pa = _mm256_abs_epi8(p);
+                /* lane 0 -> quad k/4, lane 1 -> quad k/4 + 1: each [2][MR][4] (values, |values|) */
                 int8_t *d = dst + (size_t)(k / 4) * 2 * MR * 4;
-                _mm_storeu_si128((__m128i *)d, _mm256_castsi256_si128(p));
-                _mm_storeu_si128((__m128i *)(d + 16), _mm256_castsi256_si128(pa));
-                _mm_storeu_si128((__m128i *)(d + 32), _mm256_extracti128_si256(p, 1));
-                _mm_storeu_si128((__m128i *)(d + 48), _mm256_extracti128_si256(pa, 1));
+                _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(p, pa, 0x20));
+                _mm256_storeu_si256((__m256i *)(d + 32), _mm256_permute2x128_si256(p, pa, 0x31));
             }
         }
         dst += (size_t)kc * 2 * MR;
