@@ -3,8 +3,9 @@
 # PyTorch 2.x and ONNX Runtime as users install them (PyPI, into a venv under $BUILD, made
 # at bench time; one line and skipped when PyPI is unreachable), each with its own INT8;
 # then the drift table: each precision against fp32 on the parity models and the outlier
-# stress model (tests/golden/make_checkpoint.py --ln-outliers), and the ViT-B-16 int8 file
-# against its f32 file.
+# stress model (tests/golden/make_checkpoint.py --ln-outliers), the ViT-B-16 int8 file
+# against its f32 file, and the same models through the CLI on the e2e eval set (top-1,
+# score and AUROC / FPR95 changes; bench/precision_e2e.py).
 #   BUILD=build WORK=build/bench-work sh bench/precision.sh
 #   BENCH_VENV=0     skip the PyTorch 2.x / ONNX Runtime venv
 #   BENCH_DRIFT=0    skip the drift table (it makes 2 ViT-B-16 models + PyTorch references)
@@ -116,12 +117,46 @@ for spec in "small small - 0.999" "vit-b-16 vit-b-16 - 0.999" "vit-b-16-outliers
         "$BUILD/golden_parity" --drift $p "$D/$label.clipn" "$D/ref_$label" "$label" "$mincos" 0.02 |
             grep -v 'tol 1e+09' | sed 's/(tol 1e+09)//'
     done
+    models="$models $label"
     # the int8 file (clipn_convert.py --dtype int8; a few minutes for a ViT-B-16, kept)
-    [ "$label" = vit-b-16 ] || continue
-    if [ ! -f "$D/$label-int8.clipn" ] || [ "$D/$label.pt" -nt "$D/$label-int8.clipn" ]; then
-        python3 -I -S weights_tools/clipn_convert.py -q --dtype int8 "$D/$label.pt" \
-            "$D/$label-int8.clipn" || { echo "-- $label int8 file: could not be made"; continue; }
+    if [ "$label" = vit-b-16 ]; then
+        if [ ! -f "$D/$label-int8.clipn" ] || [ "$D/$label.pt" -nt "$D/$label-int8.clipn" ]; then
+            python3 -I -S weights_tools/clipn_convert.py -q --dtype int8 "$D/$label.pt" \
+                "$D/$label-int8.clipn" || echo "-- $label int8 file: could not be made"
+        fi
+        [ -f "$D/$label-int8.clipn" ] &&
+            "$BUILD/golden_parity" --drift-file "$D/$label-int8.clipn" "$D/$label.clipn" \
+                "$D/ref_$label" "$label" "$mincos" 0.02 | grep -v 'tol 1e+09' | sed 's/(tol 1e+09)//'
     fi
-    "$BUILD/golden_parity" --drift-file "$D/$label-int8.clipn" "$D/$label.clipn" "$D/ref_$label" \
-        "$label" "$mincos" 0.02 | grep -v 'tol 1e+09' | sed 's/(tol 1e+09)//'
+done
+
+# ---- the same models through the CLI on the e2e eval set (tests/golden/e2e_scores.sh's
+# photos: 7 ID, 7 OOD), heads of 10 ImageNet classes x 7 official templates built at each
+# precision: top-1 and score changes per image, AUROC / FPR95 change per score
+E=$D/e2e
+mkdir -p "$E"
+I=tests/fixtures/images
+for f in photo_astronaut_face.jpg photo_chelsea_q80.jpg photo_coffee_q92_422.jpg photo_china_q90.jpg \
+         photo_motorcycle_square_q95.jpg photo_flower_q75_444.jpg photo_rocket_portrait.jpg; do
+    echo "$I/$f"; done >"$E/id.txt"
+for f in photo_brick_gray.jpg photo_gravel.bmp photo_grass_gray.png photo_moon_gray.png \
+         photo_coins_gray.png photo_retina.jpg photo_ihc_q70.jpg; do echo "$I/$f"; done >"$E/ood.txt"
+head -n 10 data/imagenet_classes.txt >"$E/classes.txt"
+head -n 7 data/clipn_templates_official.txt >"$E/templates.txt"
+echo "== drift on the e2e eval set (CLI; heads built at each precision)"
+for label in ${models:-}; do
+    M=$D/$label.clipn
+    for p in fp32 bf16 int8; do
+        W=$E/$label
+        mkdir -p "$W"
+        "$BUILD/clipn" head --model "$M" --precision $p --classes "$E/classes.txt" \
+            --templates "$E/templates.txt" --out "$W/heads_$p.safetensors" 2>/dev/null &&
+        "$BUILD/clipn" classify --json --top 1 --model "$M" --precision $p \
+            --head "$W/heads_$p.safetensors" $(cat "$E/id.txt" "$E/ood.txt") \
+            >"$W/classify_$p.jsonl" 2>/dev/null &&
+        "$BUILD/clipn" eval --json --model "$M" --precision $p --head "$W/heads_$p.safetensors" \
+            --id "$E/id.txt" --ood photos="$E/ood.txt" >"$W/eval_$p.json" 2>/dev/null ||
+            { echo "-- $label $p: clipn failed"; continue; }
+        [ $p = fp32 ] || python3 -I -S "$here/precision_e2e.py" "$label" $p "$W"
+    done
 done
