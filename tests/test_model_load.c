@@ -1095,13 +1095,26 @@ static void make_int8_embedding(builder *b, const char *name)
 }
 
 /* An I8 token embedding is used in place; a row is q * scale, exactly, at fp32 and INT8.
- * The other tower's F32 embedding is f32 in place at fp32 and quantized at load at INT8:
- * within half a step of the f32 values, the row's largest value on +-127. */
+ * The other tower's embedding: F32 is used in place at both precisions; F16 is an f32 copy
+ * at fp32 and quantized at load at INT8 (within half a step, each row's largest value on
+ * +-127). */
 START_TEST(int8_embedding_rows_exact)
 {
     builder b;
     builder_init(&b);
     make_int8_embedding(&b, "token_embedding.weight");
+    const int f16 = _i == 1;
+    if (f16) { /* F16 of -(i % 97) / 64: exact */
+        reshape(&b, "token_embedding_no.weight", "F16", 2, (uint64_t[]){V, W}, 2);
+        uint16_t *h = (uint16_t *)(void *)find(&b, "token_embedding_no.weight")->bytes;
+        for (size_t i = 0; i < (size_t)V * W; i++) {
+            const unsigned v = (unsigned)(i % 97); /* v / 64 as F16: exponent of v, 10-bit mantissa */
+            unsigned e = 0;
+            while (v >> (e + 1))
+                e++;
+            h[i] = !v ? 0 : (uint16_t)(0x8000u | (e + 15 - 6) << 10 | ((v << (10 - e)) & 0x3ffu));
+        }
+    }
     builder_write(&b, path);
     const int8_t *q = (const int8_t *)(const void *)find(&b, "token_embedding.weight")->bytes;
     const float *scale = (const float *)(const void *)find(&b, "token_embedding.weight_scale")->bytes;
@@ -1114,15 +1127,18 @@ START_TEST(int8_embedding_rows_exact)
         ck_assert_ptr_null(m->text.token_embedding);
         ck_assert(in_map(m, (const float *)(const void *)m->text.token_embedding_q));
         for (int id = 0; id < V; id++) {
-            float row[W], want[W];
+            float row[W], want[W], x[W];
             clipn_token_embedding_row(&m->text, id, W, row);
             for (int i = 0; i < W; i++)
                 want[i] = (float)q[(size_t)id * W + i] * scale[id];
             ck_assert_msg(memcmp(row, want, sizeof row) == 0, "row %d differs (%s)", id,
                           k ? "int8" : "fp32");
+            for (int i = 0; i < W; i++) {
+                const unsigned v = (unsigned)(((size_t)id * W + (size_t)i) % 97);
+                x[i] = f16 ? (v ? -(float)v / 64.0f : 0.0f) : f_no[(size_t)id * W + i];
+            }
             clipn_token_embedding_row(&m->text_no, id, W, row);
-            const float *x = f_no + (size_t)id * W;
-            if (!k) {
+            if (!k || !f16) {
                 ck_assert_mem_eq(row, x, sizeof row);
                 continue;
             }
@@ -1135,9 +1151,14 @@ START_TEST(int8_embedding_rows_exact)
                 ck_assert_float_le(fabsf(row[i] - x[i]), 0.5f * step * (1 + 1e-6f));
                 top = fmaxf(top, fabsf((float)m->text_no.token_embedding_q[(size_t)id * W + i]));
             }
-            ck_assert_float_eq(top, 127.0f);
+            ck_assert_float_eq(top, amax > 0 ? 127.0f : 0.0f);
         }
-        ck_assert(k ? m->text_no.token_embedding == NULL : in_map(m, m->text_no.token_embedding));
+        if (!f16)
+            ck_assert(in_map(m, m->text_no.token_embedding));
+        else if (k)
+            ck_assert(m->text_no.token_embedding == NULL && m->text_no.token_embedding_q);
+        else
+            ck_assert(!in_map(m, m->text_no.token_embedding));
         clipn_model_free(m);
     }
     builder_free(&b);
@@ -1543,9 +1564,8 @@ START_TEST(converted_f16_openclip_fixture_matches_manifest)
 END_TEST
 
 /* The converter's int8 file (tests/fixtures/model/regen.sh): every row of both token
- * embeddings reads back as the file's q * scale, exactly, at INT8 and at fp32; and the f32
- * file loaded at INT8 quantizes its embeddings to the same bytes (the converter's
- * quantize_int8 and the loader's agree). */
+ * embeddings reads back as the file's q * scale, exactly, at INT8 and at fp32, within half
+ * a step of the f32 file's rows; the f32 file at INT8 reads its own f32 rows. */
 START_TEST(converted_int8_embeddings_round_trip)
 {
     clipn_st_file f;
@@ -1561,6 +1581,7 @@ START_TEST(converted_int8_embeddings_round_trip)
         ck_assert_msg(clipn_model_load(p, &o, &m[k], &err) == CLIPN_OK, "%s", err.message);
     }
     ck_assert_int_eq(clipn_model_precision(m[0]), CLIPN_PRECISION_INT8);
+    ck_assert_int_eq(clipn_model_precision(m[2]), CLIPN_PRECISION_INT8);
     const int Vv = m[0]->config.vocab_size, Tw = m[0]->config.text_width;
     for (int tw = 0; tw < 2; tw++) {
         const clipn_st_tensor *q = clipn_st_find(&f, tw ? "token_embedding_no.weight"
@@ -1573,10 +1594,12 @@ START_TEST(converted_int8_embeddings_round_trip)
         ck_assert_int_eq(sc->dtype, CLIPN_ST_F32);
         const size_t groups = (size_t)sc->shape[1];
         ck_assert_uint_eq(groups, (size_t)(Tw + 63) / 64);
+        const clipn_text_tower *t32 = tw ? &m[2]->text_no : &m[2]->text;
+        ck_assert(in_map(m[2], t32->token_embedding));
         float *row = malloc(sizeof(float) * (size_t)Tw);
         ck_assert_ptr_nonnull(row);
         for (int id = 0; id < Vv; id++)
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < 2; k++) {
                 const clipn_text_tower *t = tw ? &m[k]->text_no : &m[k]->text;
                 clipn_token_embedding_row(t, id, Tw, row);
                 for (int c = 0; c < Tw; c++) {
@@ -1586,6 +1609,8 @@ START_TEST(converted_int8_embeddings_round_trip)
                     ck_assert_msg(memcmp(&row[c], &want, 4) == 0,
                                   "tower %d row %d col %d model %d: %a, want %a", tw, id, c, k,
                                   row[c], want);
+                    const float x = t32->token_embedding[(size_t)id * Tw + c];
+                    ck_assert_float_le(fabsf(row[c] - x), 0.5f * s * (1 + 1e-6f));
                 }
             }
         free(row);
@@ -1593,6 +1618,71 @@ START_TEST(converted_int8_embeddings_round_trip)
     for (int k = 0; k < 3; k++)
         clipn_model_free(m[k]);
     clipn_st_close(&f);
+}
+END_TEST
+
+/* Pages of [p, p + n) mapped in this process (/proc/self/pagemap bit 63), counting only
+ * the pages wholly inside. */
+static size_t present_pages(const void *p, size_t n)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)p + page - 1) / page, hi = ((uintptr_t)p + n) / page;
+    FILE *f = fopen("/proc/self/pagemap", "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t count = 0;
+    ck_assert_int_eq(fseeko(f, (off_t)(lo * 8), SEEK_SET), 0);
+    for (uintptr_t i = lo; i < hi; i++) {
+        uint64_t e;
+        ck_assert_uint_eq(fread(&e, 8, 1, f), 1);
+        count += (size_t)(e >> 63);
+    }
+    fclose(f);
+    return count;
+}
+
+/* Token-embedding rows read from the mapping fault in whole page-cache folios: once a
+ * context has looked up 256 rows (lib/nn/text_tower.c, EMBED_DROP_ROWS) none of the table's
+ * pages stay mapped (f32 at fp32 and INT8, I8 in place), and the features do not change
+ * when the pages come back. 8 prompts of 36 distinct tokens each: 8 x 38 rows, one call. */
+START_TEST(embedding_pages_handed_back_after_lookup)
+{
+    static const char *const files[3] = {"model/tiny_clipn.safetensors",
+                                         "model/tiny_clipn.safetensors",
+                                         "model/tiny_clipn_int8.safetensors"};
+    char p[256];
+    snprintf(p, sizeof p, "tests/fixtures/%s", files[_i]);
+    clipn_load_opts o = {.precision = _i == 1 ? CLIPN_PRECISION_INT8 : CLIPN_PRECISION_DEFAULT};
+    clipn_model *m = NULL;
+    clipn_ctx *ctx = NULL;
+    clipn_error err;
+    ck_assert_msg(clipn_model_load(p, &o, &m, &err) == CLIPN_OK, "%s", err.message);
+    clipn_ctx_opts co = {.max_batch = 8};
+    ck_assert_int_eq(clipn_ctx_new(m, &co, &ctx, &err), CLIPN_OK);
+    const clipn_config *c = clipn_model_config(m);
+    ck_assert_int_eq(c->context_length, 77);
+    const size_t V8 = (size_t)c->vocab_size * (size_t)c->text_width;
+    const void *table = m->text.token_embedding ? (const void *)m->text.token_embedding
+                                                : (const void *)m->text.token_embedding_q;
+    const size_t bytes = V8 * (m->text.token_embedding ? sizeof(float) : 1);
+    ck_assert(in_map(m, table));
+    int32_t ids[8 * 77] = {0};
+    for (int k = 0; k < 8; k++) { /* sot, 36 ids spread over the vocab, eot */
+        ids[k * 77] = c->sot_id;
+        for (int t = 1; t <= 36; t++)
+            ids[k * 77 + t] = (k * 36 + t * 13) % (c->vocab_size - 2);
+        ids[k * 77 + 37] = c->eot_id;
+    }
+    float a[8 * 512], b2[8 * 512];
+    ck_assert_int_le(c->embed_dim, 512);
+    ck_assert_int_eq(clipn_encode_text(ctx, ids, 8, a, &err), CLIPN_OK);
+    ck_assert_uint_eq(present_pages(table, bytes), 0);
+    volatile unsigned char touch = ((const unsigned char *)table)[bytes / 2]; /* refault */
+    (void)touch;
+    ck_assert_int_eq(clipn_encode_text(ctx, ids, 8, b2, &err), CLIPN_OK);
+    ck_assert_mem_eq(a, b2, sizeof(float) * 8 * (size_t)c->embed_dim);
+    ck_assert_uint_eq(present_pages(table, bytes), 0);
+    clipn_ctx_free(ctx);
+    clipn_model_free(m);
 }
 END_TEST
 
@@ -1770,7 +1860,7 @@ Suite *make_suite(void)
     tcase_add_test(bad, safetensors_from_memory_matches_file);
     tcase_add_loop_test(bad, non_finite_weights_refused, 0, 8);
     tcase_add_test(bad, logit_scale_overflow);
-    tcase_add_test(bad, int8_embedding_rows_exact);
+    tcase_add_loop_test(bad, int8_embedding_rows_exact, 0, 2);
     tcase_add_test(bad, int8_embedding_row_groups);
     tcase_add_loop_test(bad, int8_embedding_bad_scale_refused, 0, 7);
     tcase_add_test(bad, int8_embedding_bad_shape_refused);
@@ -1781,6 +1871,7 @@ Suite *make_suite(void)
     tcase_add_test(fixtures, converted_clipn_fixture_matches_manifest);
     tcase_add_test(fixtures, converted_f16_openclip_fixture_matches_manifest);
     tcase_add_test(fixtures, converted_int8_embeddings_round_trip);
+    tcase_add_loop_test(fixtures, embedding_pages_handed_back_after_lookup, 0, 3);
     tcase_add_test(fixtures, old_int8_file_with_f16_embeddings_loads);
     suite_add_tcase(s, fixtures);
     return s;

@@ -39,6 +39,8 @@ struct clipn_ctx {
     void *text_prompts;
     int *text_paths, *text_ends;
     int text_cap;
+    int text_rows_mapped;          /* embedding rows read from the mapping since its pages
+                                      were last handed back (lib/nn/text_tower.c) */
 };
 
 /* Every public call that runs a context's work brackets it with these: the calling

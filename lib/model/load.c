@@ -207,12 +207,7 @@ static float f16_to_f32(uint16_t h)
     return f;
 }
 
-/* Hand back the resident pages of a tensor read from the mapping (only advice: they
- * refault from the page cache when read again). For what the load reads once and encoding
- * does not read again (converted or dequantized sources, transposed projections), or only
- * in part (the token embeddings: the finiteness check reads all of them, encoding the rows
- * used). */
-static void drop_mapped_pages(const clipn_model *m, const void *p, size_t bytes)
+void clipn_model_drop_mapped(const clipn_model *m, const void *p, size_t bytes)
 {
     const uintptr_t lo = (uintptr_t)p, map_lo = (uintptr_t)m->map;
     const long page = sysconf(_SC_PAGESIZE);
@@ -255,8 +250,8 @@ static clipn_status dequantize(loader *L, const clipn_st_tensor *t, float *dst,
                                   L->path, name, (double)s, (unsigned long long)r);
             dst[r * cols + c] = (float)q[r * cols + c] * s;
         }
-    drop_mapped_pages(L->m, q, (size_t)t->numel); /* the copy is the weight now */
-    drop_mapped_pages(L->m, scale, (size_t)(rows * groups) * sizeof(float));
+    clipn_model_drop_mapped(L->m, q, (size_t)t->numel); /* the copy is the weight now */
+    clipn_model_drop_mapped(L->m, scale, (size_t)(rows * groups) * sizeof(float));
     size_t *grown = realloc(L->dequantized, (L->n_dequantized + 1) * sizeof(size_t));
     if (!grown)
         return clipn_fail(L->err, CLIPN_E_NOMEM, "%s: out of memory", L->path);
@@ -294,7 +289,7 @@ static clipn_status tensor_f32(loader *L, const clipn_st_tensor *t, const float 
             memcpy(&dst[i], &bits, 4);
         }
     }
-    drop_mapped_pages(L->m, src, n * clipn_st_dtype_size(t->dtype)); /* the copy is used */
+    clipn_model_drop_mapped(L->m, src, n * clipn_st_dtype_size(t->dtype)); /* the copy is used */
     *out = dst;
     return CLIPN_OK;
 }
@@ -441,7 +436,7 @@ static clipn_status transpose_linear(loader *L, const char *name, const float *p
         for (int c = 0; c < cols; c++)
             t[(size_t)c * rows + r] = proj[(size_t)r * cols + c];
     /* encoding reads the transpose only (the fingerprint reads proj again, rarely) */
-    drop_mapped_pages(L->m, proj, (size_t)rows * (size_t)cols * sizeof(float));
+    clipn_model_drop_mapped(L->m, proj, (size_t)rows * (size_t)cols * sizeof(float));
     set_linear(out, t, NULL, cols, rows);
     return CLIPN_OK;
 }
@@ -538,20 +533,19 @@ static clipn_status bind_token_embedding(loader *L, const char *name, clipn_text
         return bind_int8_embedding(L, te, t);
     BIND(&t->token_embedding, name, V, T); /* finiteness checked on the f32 values */
     /* the check read all of it; encoding needs only the rows used */
-    drop_mapped_pages(L->m, t->token_embedding, (size_t)(V * T) * sizeof(float));
+    clipn_model_drop_mapped(L->m, t->token_embedding, (size_t)(V * T) * sizeof(float));
     return CLIPN_OK;
 }
 
-/* A model running INT8 holds its f32 token embedding as an int8 file stores it (the same
- * bytes as the converter's): rows looked up in the mapping make whole page-cache folios
- * resident, so a varied prompt set ends up holding most of the 2 x 96.5 MB of a ViT-B-16
- * CLIPN; int8 is 2 x 24.7 MB wherever the prompts go (docs/performance.md, "Memory").
- * CLIPN_INT8_EMBED_F32=1 keeps f32 (for measuring). Returns 0 or -1 (memory). */
+/* At INT8, an embedding the load converted to an f32 copy (an F16/BF16 file, or an int8
+ * file from before I8 embeddings: 2 x 96.5 MB for a ViT-B-16 CLIPN) is quantized as an int8
+ * file stores it instead (2 x 24.7 MB). One read in place stays f32 in the mapping: the text
+ * tower hands its pages back after each lookup (text_forward). Returns 0 or -1 (memory). */
 static int quantize_token_embedding(loader *L, clipn_text_tower *t)
 {
-    const char *keep = getenv("CLIPN_INT8_EMBED_F32");
-    if (!t->token_embedding || (keep && *keep && strcmp(keep, "0")))
-        return 0;
+    const uintptr_t p = (uintptr_t)t->token_embedding, map = (uintptr_t)L->m->map;
+    if (!t->token_embedding || (p >= map && p - map < L->m->map_len))
+        return 0; /* f32 in place: its rows are read from the mapping */
     const clipn_config *c = &L->m->config;
     const size_t V = (size_t)c->vocab_size, w = (size_t)c->text_width;
     const size_t g = L->int8_group ? (size_t)L->int8_group : 64, groups = (w + g - 1) / g;
@@ -577,8 +571,7 @@ static int quantize_token_embedding(loader *L, clipn_text_tower *t)
     t->token_embedding_q = q;
     t->token_embedding_scale = scale;
     t->token_embedding_group = (int)g;
-    drop_mapped_pages(L->m, f, V * w * sizeof(float));
-    free_owned(L->m, f); /* a converted copy (an F16/BF16 file), if it was one */
+    free_owned(L->m, f);
     return 0;
 }
 
@@ -625,7 +618,7 @@ static clipn_status bind_prompt_no(loader *L)
         mean[j] = (float)(sum / c->n_prompt_no);
     }
     t->prompt_no_mean = mean;
-    drop_mapped_pages(L->m, t->prompt_no, (size_t)c->n_prompt_no * per * sizeof(float));
+    clipn_model_drop_mapped(L->m, t->prompt_no, (size_t)c->n_prompt_no * per * sizeof(float));
     return CLIPN_OK;
 }
 
@@ -889,7 +882,7 @@ static int smooth_outliers(loader *L, const float **g, const float **b, clipn_li
     l->weight = NULL; /* packed as INT8: the panels are the weights now */
     if (rc != 0)
         return -1;
-    drop_mapped_pages(L->m, w0, sizeof(float) * (size_t)W * (size_t)l->n_out);
+    clipn_model_drop_mapped(L->m, w0, sizeof(float) * (size_t)W * (size_t)l->n_out);
     for (size_t i = 0; i < L->n_dequantized; i++) { /* from an I8 tensor: not needed now */
         void **owned = &L->m->owned[L->dequantized[i]];
         if (*owned == (const void *)w0) {

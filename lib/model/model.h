@@ -82,6 +82,16 @@ struct clipn_model {
  * q * scale (one float product per element) for int8 embeddings. */
 void clipn_token_embedding_row(const clipn_text_tower *t, int id, int W, float *dst);
 
+/* Hand back the resident pages of [p, p + bytes) when it lies in the model's mapping (the
+ * page-aligned inside; a no-op for model-owned copies). Only advice: the pages refault from
+ * the page cache, with the same bytes, when read again (the mapping is private and
+ * read-only), so any thread may call it on a shared model. For what the load reads once and
+ * encoding never again (converted, dequantized or transposed sources), and for token
+ * embedding rows: a fault on a file mapping maps the page cache's whole folio around the
+ * row (64 KB and more, not its 2 KB), so lookups over a varied prompt set would otherwise
+ * keep most of a 96.5 MB table resident. */
+void clipn_model_drop_mapped(const clipn_model *m, const void *p, size_t bytes);
+
 /* Track a heap buffer for release in clipn_model_free. Returns 0 on success. */
 int clipn_model_own(clipn_model *m, void *p);
 
