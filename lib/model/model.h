@@ -39,7 +39,13 @@ typedef struct clipn_visual {
 } clipn_visual;
 
 typedef struct clipn_text_tower {
-    const float *token_embedding;              /* [V, W] */
+    /* [V, W]: f32 (token_embedding), or int8 rows with one scale per group of
+       token_embedding_group columns (row r, column c: q[r * W + c] * scale[r * groups +
+       c / group], groups = ceil(W / group)): read with clipn_token_embedding_row */
+    const float *token_embedding;              /* NULL when int8 */
+    const int8_t *token_embedding_q;           /* NULL when f32 */
+    const float *token_embedding_scale;        /* [V, groups] */
+    int token_embedding_group;
     const float *positional_embedding;         /* [C, W] */
     const float *prompt_no;                    /* [16, C, W] or NULL (no tower only) */
     const float *prompt_no_mean;               /* [C, W] mean over prompts, or NULL */
@@ -71,6 +77,10 @@ struct clipn_model {
                                                   tensors, transposes, packed weights) */
     size_t n_owned, cap_owned;
 };
+
+/* Row `id` of a text tower's token embedding as f32 into dst[0, W): the stored values, or
+ * q * scale (one float product per element) for int8 embeddings. */
+void clipn_token_embedding_row(const clipn_text_tower *t, int id, int W, float *dst);
 
 /* Track a heap buffer for release in clipn_model_free. Returns 0 on success. */
 int clipn_model_own(clipn_model *m, void *p);
