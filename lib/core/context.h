@@ -27,6 +27,7 @@ struct clipn_ctx {
     clipn_scratch_sizes cap;
     float *x, *h, *big, *attn, *pooled;        /* views into scratch */
     int *seq_len;                              /* [max_batch] tokens per sequence */
+    int *class_rows;                           /* [max_batch] image i's class-token row */
     /* interpolated position table for clipn_encode_image_sized, cached per size */
     float *pos_sized;
     size_t pos_sized_floats;
