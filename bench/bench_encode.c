@@ -1,11 +1,16 @@
 /* Whole image tower: clipn_encode_image per image at batch 1 and 8 (wall time, best of N
  * rounds), its end-to-end GFLOP/s against bare OpenBLAS sgemm on the tower's linear shapes
  * timed in the same rounds (interleaved, so both see the same machine load), and resident
- * memory after encoding a batch against the model file's size.
+ * memory against the model file's size after encoding a batch of images, then again after
+ * the 1000 ImageNet class names (data/imagenet_classes.txt, "a photo of a {}.") through
+ * the text and the no-text tower: the token-embedding rows a varied prompt set touches
+ * (BENCH_MEM_PROMPTS=N: the first N class names instead, 0 = skip this).
  *
  *   bench_encode [MODEL [ROUNDS]]   MODEL default $BENCH_WORK/vit-b-16.clipn
  *                                   (BENCH_WORK default build/bench-work), ROUNDS 5
- * The last line is "RESULT key=value ..." for bench/run.sh. */
+ * Run from the repository root (for data/). The last line is "RESULT key=value ..." for
+ * bench/run.sh and bench/precision.sh: rss_mb after the images, rss_all_mb after the text
+ * too (0 when skipped). */
 #include "clipn.h"
 #include "kernels.h"
 #include "kernels_control.h"
@@ -42,6 +47,47 @@ static void print_memory(const char *when, double file_mb)
            "RssAnon %7.1f MB  RssFile %7.1f MB\n",
            when, rss / 1024.0, rss / 1024.0 / file_mb, hwm / 1024.0, hwm / 1024.0 / file_mb,
            status_kb("RssAnon") / 1024.0, status_kb("RssFile") / 1024.0);
+}
+
+/* The class prompts through the text and (if any) no-text tower, in batches of up to the
+ * context's max_batch. 0 on success, -1 when data/ is not there or a call fails. */
+static int encode_class_prompts(clipn_model *model, clipn_ctx *ctx, int limit)
+{
+    int n = 0;
+    char **classes = read_lines("data/imagenet_classes.txt", &n);
+    for (int i = limit; classes && i < n; i++)
+        free(classes[i]);
+    n = n < limit ? n : limit;
+    clipn_tokenizer *tok = NULL;
+    clipn_error err;
+    const clipn_config *c = clipn_model_config(model);
+    int32_t *ids = classes ? malloc((size_t)n * c->context_length * sizeof *ids) : NULL;
+    float *out = classes ? malloc((size_t)n * c->embed_dim * sizeof *out) : NULL;
+    int rc = ids && out && clipn_tokenizer_from_model(model, &tok, &err) == CLIPN_OK ? 0 : -1;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char *text = NULL;
+        rc = clipn_format_template("a photo of a {}.", classes[i], &text, &err) == CLIPN_OK &&
+                     clipn_tokenize(tok, text, strlen(text), ids + (size_t)i * c->context_length,
+                                    c->context_length, &err) == CLIPN_OK
+                 ? 0
+                 : -1;
+        free(text);
+    }
+    if (rc == 0)
+        rc = clipn_encode_text(ctx, ids, n, out, &err) == CLIPN_OK &&
+                     (!c->has_no_tower ||
+                      clipn_encode_no_text(ctx, ids, n, out, &err) == CLIPN_OK)
+                 ? 0
+                 : -1;
+    if (classes && rc != 0)
+        fprintf(stderr, "bench_encode: %s\n", err.message);
+    for (int i = 0; classes && i < n; i++)
+        free(classes[i]);
+    free(classes);
+    free(ids);
+    free(out);
+    clipn_tokenizer_free(tok);
+    return rc;
 }
 
 /* FLOPs of one image through the tower: patch embedding, per layer the four linears and
@@ -126,10 +172,6 @@ int main(int argc, char **argv)
         rng = rng * 1664525u + 1013904223u;
         pixels[i] = (float)((rng >> 8) * (1.0 / 16777216.0) * 4.0 - 2.0);
     }
-    for (size_t i = 0; i < mk; i++)
-        sb.x[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
-    for (size_t i = 0; i < nk; i++)
-        sb.w[i] = (float)((i * 104729) % 1000) * 1e-4f - 0.05f;
 
     /* warm up: first-touch of the context scratch, thread pool start */
     if (clipn_encode_image(ctx, pixels, BATCH, out, &err) != CLIPN_OK) {
@@ -138,6 +180,24 @@ int main(int argc, char **argv)
     }
     print_memory("after a batch of 8", file_mb);
     const long rss_kb = status_kb("VmRSS"), hwm_kb = status_kb("VmHWM");
+    long rss_all_kb = 0;
+    const char *np_env = getenv("BENCH_MEM_PROMPTS");
+    const int n_prompts = np_env ? atoi(np_env) : 1000;
+    t0 = now();
+    if (n_prompts > 0 && encode_class_prompts(model, ctx, n_prompts) == 0) {
+        print_memory("after text + no-text", file_mb);
+        printf("  (%d class prompts through both text towers in %.1f s)\n", n_prompts,
+               now() - t0);
+        rss_all_kb = status_kb("VmRSS");
+    } else {
+        printf("memory after text + no-text: skipped (BENCH_MEM_PROMPTS=0 or no "
+               "data/imagenet_classes.txt here)\n");
+    }
+    /* the sgemm yardstick's 29 MB are touched only now: not the library's memory */
+    for (size_t i = 0; i < mk; i++)
+        sb.x[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < nk; i++)
+        sb.w[i] = (float)((i * 104729) % 1000) * 1e-4f - 0.05f;
 
     double best1 = 1e30, best8 = 1e30, best_s1 = 1e30, best_s8 = 1e30, f1 = 0, f8 = 0;
     for (int r = 0; r < rounds; r++) {
@@ -164,9 +224,9 @@ int main(int argc, char **argv)
     printf("  batch 8: %7.1f ms/image  %6.1f GFLOP/s  sgemm %6.1f GFLOP/s  %5.1f%% of sgemm\n",
            best8 * 1e3, g8, sg8, 100 * g8 / sg8);
     printf("RESULT b1_ms=%.2f b8_ms=%.2f gflop=%.3f sgemm1=%.1f sgemm8=%.1f rss_mb=%.1f "
-           "hwm_mb=%.1f file_mb=%.1f\n",
+           "hwm_mb=%.1f file_mb=%.1f rss_all_mb=%.1f\n",
            best1 * 1e3, best8 * 1e3, flops * 1e-9, sg1, sg8, rss_kb / 1024.0, hwm_kb / 1024.0,
-           file_mb);
+           file_mb, rss_all_kb / 1024.0);
     free(sb.x);
     free(sb.w);
     free(sb.y);

@@ -1,5 +1,6 @@
 /* Kernel benchmark: GFLOP/s of the native GEMM (each ISA) and of OpenBLAS sgemm on the
- * CLIPN ViT-B-16 shapes, plus attention, LayerNorm and the activations.
+ * CLIPN ViT-B-16 shapes, fp32 against BF16 (where native) and INT8 weights on the same
+ * shapes, plus attention, LayerNorm and the activations.
  * Usage: bench_kernels [threads]   (default: all cores)
  * Env BENCH_ROUNDS (default 12): interleaved rounds per measurement, best kept. */
 #include "kernels.h"
@@ -141,6 +142,64 @@ static void run_gelu(void *p) /* from a fresh copy: repeated GELU would reach de
     clipn_gelu_erf(e->y, (size_t)e->rows * e->dim);
 }
 
+/* fp32 against another weight format on every shape, timed alternately in one run, with
+ * the drift of one call: the BF16 and INT8 tables. Returns 0, or 1 on allocation failure. */
+static int format_table(const char *fmt, const char *title, const shape *shapes, int n_shapes,
+                        const char *isa)
+{
+    printf("\n%-22s %5s %5s %5s %5s | %9s %9s %6s | %s\n", title, "M", "N", "K", "epi",
+           "fp32", fmt, "ratio", "drift: max|d|/max|y|, rms(d)/rms(y)");
+    for (int s = 0; s < n_shapes; s++) {
+        const shape *sh = &shapes[s];
+        float *w = random_floats((size_t)sh->n * sh->k, 0.05f);
+        float *bias = random_floats((size_t)sh->n, 0.1f);
+        float *x = random_floats((size_t)sh->m * sh->k, 1.0f);
+        const size_t ny = (size_t)sh->m * sh->n;
+        float *y32 = random_floats(ny, 1.0f), *yq = malloc(ny * sizeof(float));
+        if (!yq)
+            return 1;
+        memcpy(yq, y32, ny * sizeof(float));
+        clipn_linear l32 = {.n_out = sh->n, .n_in = sh->k, .weight = w, .bias = bias};
+        clipn_linear lq = l32;
+        clipn_kernels_select(isa, "native");
+        clipn_kernels_set_weights("fp32");
+        if (clipn_linear_prepare(&l32) != 0)
+            return 1;
+        clipn_kernels_set_weights(fmt);
+        if (clipn_linear_prepare(&lq) != 0)
+            return 1;
+        /* drift on one call from the same y (residual epilogues read it) */
+        clipn_linear_forward(&l32, x, sh->m, y32, sh->epi);
+        clipn_linear_forward(&lq, x, sh->m, yq, sh->epi);
+        double max_d = 0, max_y = 0, ss_d = 0, ss_y = 0;
+        for (size_t t = 0; t < ny; t++) {
+            const double d = fabs((double)yq[t] - y32[t]);
+            max_d = d > max_d ? d : max_d;
+            max_y = fabs(y32[t]) > max_y ? fabs(y32[t]) : max_y;
+            ss_d += d * d;
+            ss_y += (double)y32[t] * y32[t];
+        }
+        gemm_case c32 = {&l32, x, y32, sh->m, sh->epi}, cq = {&lq, x, yq, sh->m, sh->epi};
+        contender cs[2] = {{run_linear, &c32, NULL, NULL, 1, 0},
+                           {run_linear, &cq, NULL, NULL, 1, 0}};
+        time_contenders(cs, 2);
+        const double flop = 2.0 * sh->m * sh->n * sh->k;
+        printf("%-22s %5d %5d %5d %5s | %9.1f %9.1f %5.2fx | %.1e, %.1e\n", sh->name, sh->m,
+               sh->n, sh->k, epi_name(sh->epi), flop / cs[0].best * 1e-9,
+               flop / cs[1].best * 1e-9, cs[0].best / cs[1].best, max_d / max_y,
+               sqrt(ss_d / ss_y));
+        clipn_linear_release(&l32);
+        clipn_linear_release(&lq);
+        free(w);
+        free(bias);
+        free(x);
+        free(y32);
+        free(yq);
+    }
+    clipn_kernels_set_weights("fp32");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
@@ -228,58 +287,14 @@ int main(int argc, char **argv)
            best_isa, tot_flop / tot_native * 1e-9, tot_flop / tot_blas * 1e-9,
            100.0 * tot_blas / tot_native);
 
-    if (clipn_kernels_set_weights("bf16") == 0) {
-        printf("\n%-22s %5s %5s %5s %5s | %9s %9s %6s | %s\n", "BF16 weights (avx512)", "M", "N",
-               "K", "epi", "fp32", "bf16", "ratio", "drift: max|d|/max|y|, rms(d)/rms(y)");
-        for (int s = 0; s < n_shapes; s++) {
-            const shape *sh = &shapes[s];
-            float *w = random_floats((size_t)sh->n * sh->k, 0.05f);
-            float *bias = random_floats((size_t)sh->n, 0.1f);
-            float *x = random_floats((size_t)sh->m * sh->k, 1.0f);
-            const size_t ny = (size_t)sh->m * sh->n;
-            float *y32 = random_floats(ny, 1.0f), *y16 = malloc(ny * sizeof(float));
-            if (!y16)
-                return 1;
-            memcpy(y16, y32, ny * sizeof(float));
-            clipn_linear l32 = {.n_out = sh->n, .n_in = sh->k, .weight = w, .bias = bias};
-            clipn_linear l16 = l32;
-            clipn_kernels_select(best_isa, "native");
-            clipn_kernels_set_weights("fp32");
-            if (clipn_linear_prepare(&l32) != 0)
-                return 1;
-            clipn_kernels_set_weights("bf16");
-            if (clipn_linear_prepare(&l16) != 0)
-                return 1;
-            /* drift on one call from the same y (residual epilogues read it) */
-            clipn_linear_forward(&l32, x, sh->m, y32, sh->epi);
-            clipn_linear_forward(&l16, x, sh->m, y16, sh->epi);
-            double max_d = 0, max_y = 0, ss_d = 0, ss_y = 0;
-            for (size_t t = 0; t < ny; t++) {
-                const double d = fabs((double)y16[t] - y32[t]);
-                max_d = d > max_d ? d : max_d;
-                max_y = fabs(y32[t]) > max_y ? fabs(y32[t]) : max_y;
-                ss_d += d * d;
-                ss_y += (double)y32[t] * y32[t];
-            }
-            gemm_case c32 = {&l32, x, y32, sh->m, sh->epi}, c16 = {&l16, x, y16, sh->m, sh->epi};
-            contender cs[2] = {{run_linear, &c32, NULL, NULL, 1, 0},
-                               {run_linear, &c16, NULL, NULL, 1, 0}};
-            time_contenders(cs, 2);
-            const double flop = 2.0 * sh->m * sh->n * sh->k;
-            printf("%-22s %5d %5d %5d %5s | %9.1f %9.1f %5.2fx | %.1e, %.1e\n", sh->name, sh->m,
-                   sh->n, sh->k, epi_name(sh->epi), flop / cs[0].best * 1e-9,
-                   flop / cs[1].best * 1e-9, cs[0].best / cs[1].best, max_d / max_y,
-                   sqrt(ss_d / ss_y));
-            clipn_linear_release(&l32);
-            clipn_linear_release(&l16);
-            free(w);
-            free(bias);
-            free(x);
-            free(y32);
-            free(y16);
-        }
-        clipn_kernels_set_weights("fp32");
-    }
+    if (clipn_kernels_set_weights("bf16") == 0 &&
+        format_table("bf16", "BF16 weights (avx512)", shapes, n_shapes, best_isa))
+        return 1;
+    clipn_kernels_set_weights("fp32");
+    char int8_title[64];
+    snprintf(int8_title, sizeof int8_title, "INT8 weights (%s)", clipn_kernels_int8_kernel());
+    if (format_table("int8", int8_title, shapes, n_shapes, best_isa))
+        return 1;
 
     printf("\n%-28s", "attention (per sequence)");
     for (int i = 0; i < 3; i++)

@@ -149,14 +149,18 @@ if [ -x "$BUILD/bench/bench_encode" ] && [ -f "$WORK/vit-b-16.clipn" ]; then
     : >"$WORK/encode_results.txt"
     i=0
     while [ "$i" -lt "${BENCH_ENCODE_RUNS:-3}" ]; do
-        "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 3 | tee "$WORK/encode_c.txt"
+        # memory after 1000 prompts through both text towers: first alternation only
+        [ "$i" = 0 ] && mem_prompts=1000 || mem_prompts=0
+        BENCH_MEM_PROMPTS=$mem_prompts "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 3 |
+            tee "$WORK/encode_c.txt"
         grep '^RESULT' "$WORK/encode_c.txt" | sed 's/^RESULT/C/' >>"$WORK/encode_results.txt"
         if [ "$have_torch" = 1 ]; then
             "$PY" "$here/torch_encode.py" "$WORK/vit-b-16.pt" 3 | tee "$WORK/encode_torch.txt"
             grep '^RESULT' "$WORK/encode_torch.txt" | sed 's/^RESULT/T/' >>"$WORK/encode_results.txt"
         fi
         # BF16 weights (AMX when the CPU has it): same model, same run, vs the same PyTorch
-        CLIPN_WEIGHTS=bf16 "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 3 >"$WORK/encode_bf16.txt"
+        CLIPN_WEIGHTS=bf16 BENCH_MEM_PROMPTS=0 "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 3 \
+            >"$WORK/encode_bf16.txt"
         grep '^RESULT' "$WORK/encode_bf16.txt" | sed 's/^RESULT/B/' >>"$WORK/encode_results.txt"
         if [ "$have_ort" = 1 ]; then
             ort_run O 2
@@ -169,7 +173,7 @@ if [ -x "$BUILD/bench/bench_encode" ] && [ -f "$WORK/vit-b-16.clipn" ]; then
         i=$((i + 1))
     done
     echo "-- CLIPN_GEMM=openblas (memory: nothing packed, the mapping is the weight store)"
-    CLIPN_GEMM=openblas "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 1 |
+    CLIPN_GEMM=openblas BENCH_MEM_PROMPTS=0 "$BUILD/bench/bench_encode" "$WORK/vit-b-16.clipn" 1 |
         grep -E '^memory|batch' || true
     awk '
         { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[$1, kv[1]] = kv[2] }

@@ -18,13 +18,16 @@
 
 #define Q8_HEADER 64 /* same header size as kernels/gemm.c: {magic, group, k_pad, n_groups} */
 #define Q8_KC 1024   /* k per slice (rounded down to whole groups) */
-#define Q8_MC 64     /* rows per block */
+#ifndef Q8_MC
+#define Q8_MC 128    /* rows per block at most (the blocks of a call are balanced) */
+#endif
 #define Q8_MAX_GROUP Q8_KC
 #define Q8_SMALL_M 24
+#define Q8_MAX2(a, b) ((a) > (b) ? (a) : (b))
 /* per-thread block: Q8_MC x Q8_KC, or all of a small-m x (k_pad <= 4096) */
-#define Q8_SCRATCH_DATA ((size_t)Q8_SMALL_M * 4096 * 2)
-#define Q8_SCRATCH_SCALES ((size_t)Q8_SMALL_M * 4096 / CLIPN_Q8_MIN_GROUP)
-_Static_assert(Q8_SCRATCH_DATA >= (size_t)Q8_MC * Q8_KC * 2, "a full block fits");
+#define Q8_SCRATCH_DATA Q8_MAX2((size_t)Q8_SMALL_M * 4096 * 2, (size_t)Q8_MC * Q8_KC * 2)
+#define Q8_SCRATCH_SCALES                                                                    \
+    Q8_MAX2((size_t)Q8_SMALL_M * 4096 / CLIPN_Q8_MIN_GROUP, (size_t)Q8_MC * Q8_KC / CLIPN_Q8_MIN_GROUP)
 #define PARALLEL_MIN_MACS (1 << 21)
 #define PARALLEL_MIN_WEIGHTS (1 << 18)
 
@@ -481,7 +484,10 @@ void clipn_int8_forward(const clipn_linear *lin, const float *x, int m, float *y
     job.kc_max = Q8_KC / group * group;
     if (job.kc_max > k_pad)
         job.kc_max = k_pad;
-    job.mc_max = m < Q8_MC ? (m + CLIPN_Q8_MR - 1) / CLIPN_Q8_MR * CLIPN_Q8_MR : Q8_MC;
+    /* blocks of equal size: each streams every panel of the thread from L3 again, so a
+     * short last block (197 = 3 x 64 + 5) costs as much as a full one */
+    const int n_blocks = (m + Q8_MC - 1) / Q8_MC, mc = (m + n_blocks - 1) / n_blocks;
+    job.mc_max = (mc + CLIPN_Q8_MR - 1) / CLIPN_Q8_MR * CLIPN_Q8_MR;
     const double macs = (double)m * lin->n_out * lin->n_in;
     const double weights = (double)lin->n_out * lin->n_in;
     int tasks = macs < PARALLEL_MIN_MACS && weights < PARALLEL_MIN_WEIGHTS ? 1

@@ -19,9 +19,9 @@
  * Two activation widths over the same weight panels, chosen per layer at prepare
  * (clipn_linear.int8_act_bits, recorded in the packed header): W8A8 as above, and W8A16,
  * activations as int16 (layout below), which removes the activation half of the error at
- * the same multiply count on AVX2 (vpmaddwd: 16 products per instruction) but 10-20% more
- * time. A model loaded at INT8 runs its image tower W8A16 and its text towers W8A8
- * (lib/model/int8_layers.c, docs/performance.md "INT8"). */
+ * the same multiply count on AVX2 (vpmaddwd: 16 products per instruction) but 6-10% more
+ * time. A model loaded at INT8 runs W8A16 (lib/model/int8_layers.c, docs/performance.md
+ * "INT8"). */
 #ifndef CLIPN_GEMM_INT8_H
 #define CLIPN_GEMM_INT8_H
 

@@ -21,20 +21,41 @@ static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] 
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* One 4 x 8 strip over one group (gq quads): 8 int32 accumulators (acc 0-1 = row 0's k
- * pairs of outputs 0-3 and 4-7, ...) -> out[MR][2][8]. In assembly because GCC spilled and
- * shuffled the accumulators; ymm: acc 0-7, weights 8-9, activation 10, products 11-12. */
+/* One 4 x 8 strip over all groups, in assembly (GCC spilled and shuffled the accumulators
+ * of the C version): per group, gq quads into 8 int32 accumulators (acc 2i, 2i + 1 = row
+ * i's k pairs of outputs 0-3 and 4-7), then the group's flush in place: vphaddd + vpermq
+ * -> the 8 outputs' int32 sums, f[i] = fma(float(sum), a_scale[i] * b_scale[j], f[i]) (the
+ * portable kernel's order), f[MR][8] in L1. The weights are prefetched 16 quads ahead.
+ * ymm: acc 0-7, weights 8-9, activation 10, products 11-12; at the flush 8-10 are scratch. */
+#ifndef Q16_PF
+#define Q16_PF 4096
+#endif
+#define Q16_STR2(x) #x
+#define Q16_STR(x) Q16_STR2(x)
 #define ROW(off, acc0, acc1)                                                                 \
     "vpbroadcastq " #off "(%[a]), %%ymm10\n\t"                                              \
     "vpmaddwd %%ymm10, %%ymm8, %%ymm11\n\t"                                                \
     "vpmaddwd %%ymm10, %%ymm9, %%ymm12\n\t"                                                \
     "vpaddd %%ymm11, %%" #acc0 ", %%" #acc0 "\n\t"                                         \
     "vpaddd %%ymm12, %%" #acc1 ", %%" #acc1 "\n\t"
+#define FLUSH(i, acc0, acc1)                                                                 \
+    "vphaddd %%" #acc1 ", %%" #acc0 ", %%ymm8\n\t"                                         \
+    "vpermq $0xD8, %%ymm8, %%ymm8\n\t"                                                     \
+    "vcvtdq2ps %%ymm8, %%ymm8\n\t"                                                         \
+    "vbroadcastss 4*" #i "(%[as]), %%ymm9\n\t"                                              \
+    "vmulps %%ymm10, %%ymm9, %%ymm9\n\t"                                                   \
+    "vfmadd213ps 32*" #i "(%[f]), %%ymm9, %%ymm8\n\t"                                      \
+    "vmovaps %%ymm8, 32*" #i "(%[f])\n\t"
 
-static inline void strip_group16(const int16_t *a, const int8_t *b, int gq,
-                                 int32_t out[MR][2][8])
+static inline void strip16(const int16_t *a, const float *as, const int8_t *b, const float *bs,
+                           int n_groups, int gq, float f[MR][8])
 {
+    long n;
     __asm__ volatile(
+        "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vmovaps %%ymm0, (%[f])\n\t" "vmovaps %%ymm0, 32(%[f])\n\t"
+        "vmovaps %%ymm0, 64(%[f])\n\t" "vmovaps %%ymm0, 96(%[f])\n\t"
+        "2:\n\t"
         "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
         "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
         "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
@@ -43,7 +64,9 @@ static inline void strip_group16(const int16_t *a, const int8_t *b, int gq,
         "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
         "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
         "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+        "mov %[gq], %[n]\n\t"
         "1:\n\t"
+        "prefetcht0 " Q16_STR(Q16_PF) "(%[b])\n\t"
         "vpmovsxbw (%[b]), %%ymm8\n\t"
         "vpmovsxbw 16(%[b]), %%ymm9\n\t"
         ROW(0, ymm0, ymm1) ROW(8, ymm2, ymm3) ROW(16, ymm4, ymm5) ROW(24, ymm6, ymm7)
@@ -51,20 +74,20 @@ static inline void strip_group16(const int16_t *a, const int8_t *b, int gq,
         "add $32, %[a]\n\t"
         "dec %[n]\n\t"
         "jnz 1b\n\t"
-        "vmovdqu %%ymm0, (%[o])\n\t"
-        "vmovdqu %%ymm1, 32(%[o])\n\t"
-        "vmovdqu %%ymm2, 64(%[o])\n\t"
-        "vmovdqu %%ymm3, 96(%[o])\n\t"
-        "vmovdqu %%ymm4, 128(%[o])\n\t"
-        "vmovdqu %%ymm5, 160(%[o])\n\t"
-        "vmovdqu %%ymm6, 192(%[o])\n\t"
-        "vmovdqu %%ymm7, 224(%[o])\n\t"
-        : [a] "+r"(a), [b] "+r"(b), [n] "+r"(gq)
-        : [o] "r"(out)
+        "vmovups (%[bs]), %%ymm10\n\t"
+        FLUSH(0, ymm0, ymm1) FLUSH(1, ymm2, ymm3) FLUSH(2, ymm4, ymm5) FLUSH(3, ymm6, ymm7)
+        "add $16, %[as]\n\t"
+        "add $256, %[bs]\n\t"
+        "dec %[g]\n\t"
+        "jnz 2b\n\t"
+        : [a] "+r"(a), [b] "+r"(b), [as] "+r"(as), [bs] "+r"(bs), [g] "+r"(n_groups),
+          [n] "=&r"(n)
+        : [f] "r"(f), [gq] "r"((long)gq)
         : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12");
 }
 #undef ROW
+#undef FLUSH
 
 void clipn_q16_ukernel_avx2(int n_groups, int group, const int8_t *a8, const float *a_scale,
                             const int8_t *b, const float *b_scale, float *c, size_t ldc, int mr,
@@ -73,30 +96,13 @@ void clipn_q16_ukernel_avx2(int n_groups, int group, const int8_t *a8, const flo
     const int gq = group / 4; /* >= 4: groups are multiples of 16 */
     const int16_t *a = (const int16_t *)(const void *)a8;
     for (int s = 0; s < NR / 8 && 8 * s < nr; s++) {
-        __m256 f[MR];
-        for (int i = 0; i < MR; i++)
-            f[i] = _mm256_setzero_ps();
-        for (int g = 0; g < n_groups; g++) {
-            _Alignas(32) int32_t acc[MR][2][8];
-            strip_group16(a + (size_t)g * gq * MR * 4, b + (size_t)g * gq * NR * 4 + 32 * s, gq,
-                          acc);
-            const __m256 ws = _mm256_loadu_ps(b_scale + (size_t)g * NR + 8 * s);
-#pragma GCC unroll 4
-            for (int i = 0; i < MR; i++) {
-                /* [o0 o1 o4 o5 | o2 o3 o6 o7] -> o0..o7 */
-                const __m256i sum = _mm256_permute4x64_epi64(
-                    _mm256_hadd_epi32(_mm256_load_si256((const __m256i *)acc[i][0]),
-                                      _mm256_load_si256((const __m256i *)acc[i][1])),
-                    0xD8);
-                f[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
-                                       _mm256_mul_ps(_mm256_set1_ps(a_scale[g * MR + i]), ws), f[i]);
-            }
-        }
+        _Alignas(32) float f[MR][8];
+        strip16(a, a_scale, b + 32 * s, b_scale + 8 * s, n_groups, gq, f);
         const __m256i mask = tail_mask(nr - 8 * s);
         const __m256 bv = bias ? _mm256_maskload_ps(bias + 8 * s, mask) : _mm256_setzero_ps();
         for (int i = 0; i < mr; i++) {
             float *ci = c + (size_t)i * ldc + 8 * s;
-            __m256 v = f[i];
+            __m256 v = _mm256_load_ps(f[i]);
             if (bias)
                 v = _mm256_add_ps(v, bv);
             if (load_c)

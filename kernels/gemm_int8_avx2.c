@@ -11,6 +11,12 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#ifndef Q8_PF
+#define Q8_PF 4096 /* prefetch the strip's weights 16 quads ahead: 5-10% on the image shapes */
+#endif
+#define Q8_STR2(x) #x
+#define Q8_STR(x) Q8_STR2(x)
+#define Q8_PF_STR Q8_STR(Q8_PF)
 #define MR CLIPN_Q8_MR
 #define NR CLIPN_Q8_NR
 
@@ -19,9 +25,11 @@ static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] 
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* One 4 x 16 strip over one group (gq quads): 8 int32 accumulators -> out[MR][16]. In
- * assembly because GCC spilled the accumulators (it hoisted every row's broadcasts); the
- * 16 ymm registers: acc 0-7, weights 8-9, a 10, |a| 11, products 12-13, int16 ones 14. */
+/* One 4 x 16 strip over all groups, in assembly (GCC spilled the accumulators of the C
+ * version): per group, gq quads into 8 int32 accumulators, then the group's flush in place:
+ * f[i] = fma(float(acc), a_scale[i] * b_scale[j], f[i]), the portable kernel's order, with
+ * the fp32 sums f[MR][16] in L1 (registers are for the accumulators). Registers: acc 0-7,
+ * weights 8-9 (scales at the flush), a 10, |a| 11, products 12-13, int16 ones 14. */
 #define ROW(off, acc0, acc1)                                                                 \
     "vpbroadcastd " #off "(%[a]), %%ymm10\n\t"                                              \
     "vpbroadcastd 16+" #off "(%[a]), %%ymm11\n\t"                                           \
@@ -34,9 +42,31 @@ static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] 
     "vpaddd %%ymm12, %%" #acc0 ", %%" #acc0 "\n\t"                                         \
     "vpaddd %%ymm13, %%" #acc1 ", %%" #acc1 "\n\t"
 
-static inline void strip_group(const int8_t *a, const int8_t *b, int gq, int32_t out[MR][16])
+/* row i's flush: scales a_scale[i] * b_scale[16 columns] (ymm8-9), then into f[i] */
+#define FLUSH(i, acc0, acc1)                                                                 \
+    "vbroadcastss 4*" #i "(%[as]), %%ymm10\n\t"                                             \
+    "vmulps %%ymm8, %%ymm10, %%ymm12\n\t"                                                  \
+    "vmulps %%ymm9, %%ymm10, %%ymm13\n\t"                                                  \
+    "vcvtdq2ps %%" #acc0 ", %%" #acc0 "\n\t"                                               \
+    "vcvtdq2ps %%" #acc1 ", %%" #acc1 "\n\t"                                               \
+    "vfmadd213ps 64*" #i "(%[f]), %%ymm12, %%" #acc0 "\n\t"                                \
+    "vfmadd213ps 64*" #i "+32(%[f]), %%ymm13, %%" #acc1 "\n\t"                             \
+    "vmovaps %%" #acc0 ", 64*" #i "(%[f])\n\t"                                             \
+    "vmovaps %%" #acc1 ", 64*" #i "+32(%[f])\n\t"
+
+static inline void strip(const int8_t *a, const float *as, const int8_t *b, const float *bs,
+                         int n_groups, int gq, float f[MR][16])
 {
+    long n;
     __asm__ volatile(
+        "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vmovaps %%ymm0, (%[f])\n\t" "vmovaps %%ymm0, 32(%[f])\n\t"
+        "vmovaps %%ymm0, 64(%[f])\n\t" "vmovaps %%ymm0, 96(%[f])\n\t"
+        "vmovaps %%ymm0, 128(%[f])\n\t" "vmovaps %%ymm0, 160(%[f])\n\t"
+        "vmovaps %%ymm0, 192(%[f])\n\t" "vmovaps %%ymm0, 224(%[f])\n\t"
+        "vpcmpeqw %%ymm14, %%ymm14, %%ymm14\n\t"
+        "vpsrlw $15, %%ymm14, %%ymm14\n\t"
+        "2:\n\t"
         "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
         "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
         "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
@@ -45,9 +75,9 @@ static inline void strip_group(const int8_t *a, const int8_t *b, int gq, int32_t
         "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
         "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
         "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-        "vpcmpeqw %%ymm14, %%ymm14, %%ymm14\n\t"
-        "vpsrlw $15, %%ymm14, %%ymm14\n\t"
+        "mov %[gq], %[n]\n\t"
         "1:\n\t"
+        "prefetcht0 " Q8_PF_STR "(%[b])\n\t"
         "vmovdqa (%[b]), %%ymm8\n\t"
         "vmovdqa 32(%[b]), %%ymm9\n\t"
         ROW(0, ymm0, ymm1) ROW(4, ymm2, ymm3) ROW(8, ymm4, ymm5) ROW(12, ymm6, ymm7)
@@ -55,20 +85,21 @@ static inline void strip_group(const int8_t *a, const int8_t *b, int gq, int32_t
         "add $32, %[a]\n\t"
         "dec %[n]\n\t"
         "jnz 1b\n\t"
-        "vmovdqu %%ymm0, (%[o])\n\t"
-        "vmovdqu %%ymm1, 32(%[o])\n\t"
-        "vmovdqu %%ymm2, 64(%[o])\n\t"
-        "vmovdqu %%ymm3, 96(%[o])\n\t"
-        "vmovdqu %%ymm4, 128(%[o])\n\t"
-        "vmovdqu %%ymm5, 160(%[o])\n\t"
-        "vmovdqu %%ymm6, 192(%[o])\n\t"
-        "vmovdqu %%ymm7, 224(%[o])\n\t"
-        : [a] "+r"(a), [b] "+r"(b), [n] "+r"(gq)
-        : [o] "r"(out)
+        "vmovups (%[bs]), %%ymm8\n\t"
+        "vmovups 32(%[bs]), %%ymm9\n\t"
+        FLUSH(0, ymm0, ymm1) FLUSH(1, ymm2, ymm3) FLUSH(2, ymm4, ymm5) FLUSH(3, ymm6, ymm7)
+        "add $16, %[as]\n\t"
+        "add $256, %[bs]\n\t"
+        "dec %[g]\n\t"
+        "jnz 2b\n\t"
+        : [a] "+r"(a), [b] "+r"(b), [as] "+r"(as), [bs] "+r"(bs), [g] "+r"(n_groups),
+          [n] "=&r"(n)
+        : [f] "r"(f), [gq] "r"((long)gq)
         : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14");
 }
 #undef ROW
+#undef FLUSH
 
 void clipn_q8_ukernel_avx2(int n_groups, int group, const int8_t *a, const float *a_scale,
                            const int8_t *b, const float *b_scale, float *c, size_t ldc, int mr,
@@ -76,26 +107,8 @@ void clipn_q8_ukernel_avx2(int n_groups, int group, const int8_t *a, const float
 {
     const int gq = group / 4; /* >= 4: groups are multiples of 16 */
     for (int s = 0; s < NR / 16 && 16 * s < nr; s++) {
-        /* fp32 sums in memory (L1): registers are for the int32 accumulators */
-        _Alignas(32) float f[MR][16] = {{0}};
-        for (int g = 0; g < n_groups; g++) {
-            _Alignas(32) int32_t acc[MR][16];
-            strip_group(a + (size_t)g * gq * 2 * MR * 4, b + (size_t)g * gq * NR * 4 + 64 * s,
-                        gq, acc);
-        const __m256 ws0 = _mm256_loadu_ps(b_scale + (size_t)g * NR + 16 * s);
-            const __m256 ws1 = _mm256_loadu_ps(b_scale + (size_t)g * NR + 16 * s + 8);
-#pragma GCC unroll 4
-            for (int i = 0; i < MR; i++) {
-                const __m256 as = _mm256_set1_ps(a_scale[g * MR + i]);
-                const __m256i a0 = _mm256_load_si256((const __m256i *)acc[i]);
-                const __m256i a1 = _mm256_load_si256((const __m256i *)(acc[i] + 8));
-                _mm256_store_ps(f[i], _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0),
-                                                      _mm256_mul_ps(as, ws0), _mm256_load_ps(f[i])));
-                _mm256_store_ps(f[i] + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(a1),
-                                                          _mm256_mul_ps(as, ws1),
-                                                          _mm256_load_ps(f[i] + 8)));
-            }
-        }
+        _Alignas(32) float f[MR][16];
+        strip(a, a_scale, b + 64 * s, b_scale + 16 * s, n_groups, gq, f);
         const __m256i mask[2] = {tail_mask(nr - 16 * s), tail_mask(nr - 16 * s - 8)};
         __m256 bv[2];
         for (int j = 0; j < 2; j++)
@@ -115,13 +128,20 @@ void clipn_q8_ukernel_avx2(int n_groups, int group, const int8_t *a, const float
 }
 
 /* The portable quantizer's bytes (gemm_int8.c), four rows at a time: 8 k of 4 rows ->
- * vcvtps2dq (nearest even) -> two packs -> lane 0 is quad q [MR][4], lane 1 quad q + 1. */
+ * vcvtps2dq (nearest even) -> two packs -> lane 0 is quad q [MR][4], lane 1 quad q + 1.
+ * Loads are masked only where a group runs past k_valid. */
+static inline __m256 load8(const float *p, int k, int k_valid)
+{
+    return k + 8 <= k_valid ? _mm256_loadu_ps(p + k) : _mm256_maskload_ps(p + k, tail_mask(k_valid - k));
+}
+
 void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, int kc,
                             int group, int8_t *dst, float *scales)
 {
     const int ng = kc / group;
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i m127 = _mm256_set1_epi8(-127);
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     for (int i0 = 0; i0 < rows; i0 += MR) {
         const float *xr[MR];
         int live[MR];
@@ -130,20 +150,28 @@ void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, i
             xr[i] = x + (size_t)(live[i] ? i0 + i : i0) * ldx;
         }
         for (int g = 0; g < ng; g++) {
-            const int k0 = g * group;
+            const int k0 = g * group, kend = k0 + group < k_valid ? k0 + group : k_valid;
             __m256 inv[MR];
             for (int i = 0; i < MR; i++) {
-                __m256 mx = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
-                for (int k = k0; k < k0 + group && k < k_valid; k += 8) {
-                    const __m256 v = _mm256_andnot_ps(
-                        sign, _mm256_maskload_ps(xr[i] + k, tail_mask(k_valid - k)));
-                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-                    mx = _mm256_max_ps(mx, v);
+                __m256 mx0 = _mm256_setzero_ps(), mx1 = mx0, nan = mx0;
+                int k = k0;
+                for (; k + 16 <= kend; k += 16) {
+                    const __m256 v0 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k));
+                    const __m256 v1 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k + 8));
+                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v0, v1, _CMP_UNORD_Q));
+                    mx0 = _mm256_max_ps(mx0, v0);
+                    mx1 = _mm256_max_ps(mx1, v1);
                 }
+                for (; k < kend; k += 8) {
+                    const __m256 v = _mm256_andnot_ps(sign, load8(xr[i], k, kend));
+                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                    mx0 = _mm256_max_ps(mx0, v);
+                }
+                const __m256 mx = _mm256_max_ps(mx0, mx1);
                 __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
                 m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
                 m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-                float amax = live[i] ? _mm_cvtss_f32(m4) : 0.0f;
+                float amax = live[i] && kend > k0 ? _mm_cvtss_f32(m4) : 0.0f;
                 if (live[i] && _mm256_movemask_ps(nan))
                     amax = __builtin_nanf("");
                 scales[g * MR + i] = amax / 127.0f;
@@ -152,23 +180,20 @@ void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, i
             for (int k = k0; k < k0 + group; k += 8) {
                 __m256i q[MR];
                 for (int i = 0; i < MR; i++) {
-                    const __m256 v = _mm256_maskload_ps(xr[i] + k, tail_mask(k_valid - k));
                     /* clamp before rounding, as the portable quant(); NaN -> 0 */
-                    __m256 r = _mm256_mul_ps(v, inv[i]);
+                    __m256 r = _mm256_mul_ps(load8(xr[i], k, k_valid), inv[i]);
                     r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));
-                    r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.0f)),
-                                      _mm256_set1_ps(127.0f));
+                    r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
                     q[i] = _mm256_cvtps_epi32(r);
                 }
                 __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
                                                _mm256_packs_epi32(q[2], q[3]));
                 p = _mm256_max_epi8(p, m127);
                 const __m256i pa = _mm256_abs_epi8(p);
+                /* lane 0 -> quad k/4, lane 1 -> quad k/4 + 1: each [2][MR][4] (values, |values|) */
                 int8_t *d = dst + (size_t)(k / 4) * 2 * MR * 4;
-                _mm_storeu_si128((__m128i *)d, _mm256_castsi256_si128(p));
-                _mm_storeu_si128((__m128i *)(d + 16), _mm256_castsi256_si128(pa));
-                _mm_storeu_si128((__m128i *)(d + 32), _mm256_extracti128_si256(p, 1));
-                _mm_storeu_si128((__m128i *)(d + 48), _mm256_extracti128_si256(pa, 1));
+                _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(p, pa, 0x20));
+                _mm256_storeu_si256((__m256i *)(d + 32), _mm256_permute2x128_si256(p, pa, 0x31));
             }
         }
         dst += (size_t)kc * 2 * MR;

@@ -159,55 +159,120 @@ static void layernorm_avx2(const float *x, float *y, int rows, int dim, const fl
     }
 }
 
-/* Softmax-weighted sums of one head with AVX2 dot products; one query row at a time. */
+/* One head, CLIPN_ATTN_ROWS query rows at a time (the AVX-512 kernel's plan at 8 lanes):
+ * scores S = (q scale) K^T against K transposed once into [hd][Lp] (zero columns pad Lp),
+ * a stable softmax per row (keys a causal row may not see get probability 0), then P V
+ * from a contiguous copy of V, 4 rows x 16 channels per key. 8 independent accumulators in
+ * both products: the dot-product-per-key loop this replaces waited on FMA latency. */
+#define AR CLIPN_ATTN_ROWS
 static void attention_head_avx2(const float *qkv, float *out, int L, int W, int hd, int h,
                                 int causal, float *scratch)
 {
-    if (hd % 8 != 0) {
+    if (hd % 16 != 0 || hd > 256) {
         clipn_ops_portable.attention_head(qkv, out, L, W, hd, h, causal, scratch);
         return;
     }
     const clipn_head_qkv hv = clipn_head_view(qkv, W, hd, h);
     const size_t ld = hv.ld;
     const float *q = hv.q, *k = hv.k, *v = hv.v;
-    const __m256 scale = _mm256_set1_ps(1.0f / sqrtf((float)hd));
-    for (int i = 0; i < L; i++) {
-        const int n_keys = causal ? i + 1 : L;
-        const float *qi = q + (size_t)i * ld;
-        float mx = -INFINITY;
-        for (int j = 0; j < n_keys; j++) {
-            const float *kj = k + (size_t)j * ld;
-            __m256 acc = _mm256_setzero_ps();
-            for (int d = 0; d < hd; d += 8)
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(qi + d), scale),
-                                      _mm256_loadu_ps(kj + d), acc);
-            scratch[j] = hsum(acc);
-            mx = scratch[j] > mx ? scratch[j] : mx;
+    const int lp = (L + 15) / 16 * 16;
+    float *kt = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *s = kt + (size_t)hd * lp;
+    float *vc = s + (size_t)AR * lp; /* V rows [L][hd], contiguous */
+    const __m256 vscale = _mm256_set1_ps(1.0f / sqrtf((float)hd));
+
+    for (int j = 0; j < lp; j++) {
+        const float *kj = k + (size_t)j * ld;
+        for (int d = 0; d < hd; d++)
+            kt[(size_t)d * lp + j] = j < L ? kj[d] : 0.0f;
+    }
+    for (int j = 0; j < L; j++)
+        for (int d = 0; d < hd; d += 8)
+            _mm256_store_ps(vc + (size_t)j * hd + d, _mm256_loadu_ps(v + (size_t)j * ld + d));
+
+    _Alignas(32) float qs[AR][256];
+    for (int i0 = 0; i0 < L; i0 += AR) {
+        const int rows = L - i0 < AR ? L - i0 : AR;
+        const int n_keys = causal ? i0 + rows : L;
+        for (int r = 0; r < AR; r++) {
+            const float *qr = q + (size_t)(r < rows ? i0 + r : i0) * ld;
+            for (int d = 0; d < hd; d += 8) /* torch scales q before q k^T */
+                _mm256_store_ps(qs[r] + d, _mm256_mul_ps(_mm256_loadu_ps(qr + d), vscale));
         }
-        const __m256 vmx = _mm256_set1_ps(mx);
-        __m256 vsum = _mm256_setzero_ps();
-        int j = 0;
-        for (; j + 8 <= n_keys; j += 8) {
-            const __m256 e = v_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(scratch + j), vmx));
-            _mm256_storeu_ps(scratch + j, e);
-            vsum = _mm256_add_ps(vsum, e);
+        /* scores for keys [0, n_keys) in blocks of 16 */
+        for (int j0 = 0; j0 < n_keys; j0 += 16) {
+            __m256 acc[AR][2];
+#pragma GCC unroll 4
+            for (int r = 0; r < AR; r++)
+                acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+            for (int d = 0; d < hd; d++) {
+                const float *kd = kt + (size_t)d * lp + j0;
+                const __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8);
+#pragma GCC unroll 4
+                for (int r = 0; r < AR; r++) {
+                    const __m256 qv = _mm256_broadcast_ss(qs[r] + d);
+                    acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < AR; r++) {
+                _mm256_store_ps(s + (size_t)r * lp + j0, acc[r][0]);
+                _mm256_store_ps(s + (size_t)r * lp + j0 + 8, acc[r][1]);
+            }
         }
-        float sum = hsum(vsum);
-        for (; j < n_keys; j++) {
-            scratch[j] = expf(scratch[j] - mx);
-            sum += scratch[j];
+        /* stable softmax per row over its nk keys; the rest of [0, n_keys) set to 0 */
+        float inv[AR];
+        for (int r = 0; r < rows; r++) {
+            float *sr = s + (size_t)r * lp;
+            const int nk = causal ? i0 + r + 1 : L;
+            __m256 vmax = _mm256_set1_ps(-INFINITY);
+            for (int j = 0; j < nk; j += 8)
+                vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY),
+                                                            _mm256_load_ps(sr + j),
+                                                            _mm256_castsi256_ps(tail_mask(nk - j))));
+            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            const __m256 mx = _mm256_set1_ps(_mm_cvtss_f32(m4));
+            __m256 vsum = _mm256_setzero_ps();
+            for (int j = 0; j < n_keys; j += 8) {
+                const __m256 e = _mm256_and_ps(v_exp_avx2(_mm256_sub_ps(_mm256_load_ps(sr + j), mx)),
+                                               _mm256_castsi256_ps(tail_mask(nk - j)));
+                vsum = _mm256_add_ps(vsum, e);
+                _mm256_store_ps(sr + j, e);
+            }
+            inv[r] = 1.0f / hsum(vsum);
         }
-        const __m256 inv = _mm256_set1_ps(1.0f / sum);
-        float *o = out + (size_t)i * W + (size_t)h * hd;
-        for (int d = 0; d < hd; d += 8) {
-            __m256 acc = _mm256_setzero_ps();
-            for (j = 0; j < n_keys; j++)
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(scratch[j]),
-                                      _mm256_loadu_ps(v + (size_t)j * ld + d), acc);
-            _mm256_storeu_ps(o + d, _mm256_mul_ps(acc, inv));
+        /* out rows = P V, 16 channels at a time */
+        for (int d0 = 0; d0 < hd; d0 += 16) {
+            __m256 acc[AR][2];
+#pragma GCC unroll 4
+            for (int r = 0; r < AR; r++)
+                acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+            for (int j = 0; j < n_keys; j++) {
+                const float *vj = vc + (size_t)j * hd + d0;
+                const __m256 v0 = _mm256_load_ps(vj), v1 = _mm256_load_ps(vj + 8);
+#pragma GCC unroll 4
+                for (int r = 0; r < AR; r++) {
+                    const __m256 p = _mm256_broadcast_ss(s + (size_t)r * lp + j);
+                    acc[r][0] = _mm256_fmadd_ps(p, v0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(p, v1, acc[r][1]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < AR; r++) {
+                if (r >= rows)
+                    break;
+                float *o = out + (size_t)(i0 + r) * W + (size_t)h * hd + d0;
+                const __m256 vi = _mm256_set1_ps(inv[r]);
+                _mm256_storeu_ps(o, _mm256_mul_ps(acc[r][0], vi));
+                _mm256_storeu_ps(o + 8, _mm256_mul_ps(acc[r][1], vi));
+            }
         }
     }
 }
+#undef AR
 
 /* ---- PIL's 8-bit resample passes (the portable ones: kernels_portable.c) */
 

@@ -206,6 +206,7 @@ END_TEST
 /* clipn_model_load */
 typedef struct load_job {
     const char *path;
+    clipn_precision precision;
     clipn_model *m;
     char want_json[4096], want_fp[17];
 } load_job;
@@ -213,7 +214,8 @@ typedef struct load_job {
 static clipn_status run_load(void *u, clipn_error *err)
 {
     load_job *j = u;
-    return clipn_model_load(j->path, NULL, &j->m, err);
+    const clipn_load_opts o = {.precision = j->precision};
+    return clipn_model_load(j->path, &o, &j->m, err);
 }
 static void check_load(void *u)
 {
@@ -234,18 +236,30 @@ static void cleanup_load(void *u)
 
 START_TEST(faults_model_load)
 {
-    /* f32, and int8 (I8 weights dequantized, then quantized per model at load) */
-    static const char *const files[] = {TINY_MODEL, FIXTURE("model/tiny_clipn_int8.safetensors")};
+    /* f32; an int8 file (I8 weights dequantized, then quantized per model at load; I8
+       token embeddings in place); an int8 file with F16 token embeddings and the f32 file
+       at INT8 (embeddings quantized at load) */
+    static const struct {
+        const char *path, *what;
+        clipn_precision precision;
+    } files[] = {
+        {TINY_MODEL, "clipn_model_load", CLIPN_PRECISION_DEFAULT},
+        {FIXTURE("model/tiny_clipn_int8.safetensors"), "clipn_model_load (int8)",
+         CLIPN_PRECISION_DEFAULT},
+        {FIXTURE("model/tiny_clipn_int8_f16emb.safetensors"),
+         "clipn_model_load (int8, F16 embeddings)", CLIPN_PRECISION_DEFAULT},
+        {TINY_MODEL, "clipn_model_load (f32 at INT8)", CLIPN_PRECISION_INT8},
+    };
     static load_job j;
     clipn_error err;
-    for (int i = 0; i < 2; i++) {
-        j.path = files[i];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        j.path = files[i].path;
+        j.precision = files[i].precision;
         ck_assert_int_eq(run_load(&j, &err), CLIPN_OK);
         clipn_config_to_json(clipn_model_config(j.m), j.want_json, sizeof j.want_json);
         ck_assert_int_eq(clipn_model_fingerprint(j.m, j.want_fp, &err), CLIPN_OK);
         cleanup_load(&j);
-        workload w = {i ? "clipn_model_load (int8)" : "clipn_model_load", run_load, check_load,
-                      cleanup_load, &j};
+        workload w = {files[i].what, run_load, check_load, cleanup_load, &j};
         fault_loop(&w);
     }
 }

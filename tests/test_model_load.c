@@ -41,6 +41,7 @@ typedef struct builder {
     const char *config_raw;             /* replaces the whole config string */
     const char *format, *format_version; /* NULL = omit */
     int omit_metadata;
+    const char *int8_group;              /* __metadata__ int8_group, NULL = omit */
     int misalign;                        /* data section starts 2 bytes off a 4-byte boundary */
     size_t truncate;                     /* bytes cut off the end of the file */
 } builder;
@@ -280,6 +281,8 @@ static void builder_write(const builder *b, const char *path)
             sb_printf(&h, ", \"format\": \"%s\"", b->format);
         if (b->format_version)
             sb_printf(&h, ", \"format_version\": \"%s\"", b->format_version);
+        if (b->int8_group)
+            sb_printf(&h, ", \"int8_group\": \"%s\"", b->int8_group);
         sb_printf(&h, ", \"config\": \"");
         for (size_t i = 0; i < cfg.len; i++) /* the config travels as a JSON string */
             sb_printf(&h, "%s%c", cfg.s[i] == '"' || cfg.s[i] == '\\' ? "\\" : "", cfg.s[i]);
@@ -1071,6 +1074,157 @@ START_TEST(data_offsets)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ int8 token embeddings */
+
+/* `name` as an int8 file stores it: I8 [V, W] (q = (i * 37) % 255 - 127) and `name`_scale
+ * F32 [V, 1] (W < 64: one group per row); __metadata__ int8_group 64. */
+static void make_int8_embedding(builder *b, const char *name)
+{
+    b->int8_group = "64";
+    reshape(b, name, "I8", 2, (uint64_t[]){V, W}, 1);
+    tensor_spec *t = find(b, name);
+    for (size_t i = 0; i < (size_t)V * W; i++)
+        t->bytes[i] = (unsigned char)(int8_t)((int)(i * 37 % 255) - 127);
+    char sn[96];
+    snprintf(sn, sizeof sn, "%s_scale", name);
+    tensor_spec *sc = add(b, sn, "F32", 2, (uint64_t[]){V, 1}, 4);
+    for (size_t r = 0; r < V; r++) {
+        const float v = 0.001f * (float)(r % 7 + 1) / 3.0f;
+        memcpy(sc->bytes + 4 * r, &v, 4);
+    }
+}
+
+/* An I8 token embedding is used in place; a row is q * scale, exactly, at fp32 and INT8.
+ * The other tower's embedding: F32 is used in place at both precisions; F16 is an f32 copy
+ * at fp32 and quantized at load at INT8 (within half a step, each row's largest value on
+ * +-127). */
+START_TEST(int8_embedding_rows_exact)
+{
+    builder b;
+    builder_init(&b);
+    make_int8_embedding(&b, "token_embedding.weight");
+    const int f16 = _i == 1;
+    if (f16) { /* F16 of -(i % 97) / 64: exact */
+        reshape(&b, "token_embedding_no.weight", "F16", 2, (uint64_t[]){V, W}, 2);
+        uint16_t *h = (uint16_t *)(void *)find(&b, "token_embedding_no.weight")->bytes;
+        for (size_t i = 0; i < (size_t)V * W; i++) {
+            const unsigned v = (unsigned)(i % 97); /* v / 64 as F16: exponent of v, 10-bit mantissa */
+            unsigned e = 0;
+            while (v >> (e + 1))
+                e++;
+            h[i] = !v ? 0 : (uint16_t)(0x8000u | (e + 15 - 6) << 10 | ((v << (10 - e)) & 0x3ffu));
+        }
+    }
+    builder_write(&b, path);
+    const int8_t *q = (const int8_t *)(const void *)find(&b, "token_embedding.weight")->bytes;
+    const float *scale = (const float *)(const void *)find(&b, "token_embedding.weight_scale")->bytes;
+    const float *f_no = (const float *)(const void *)find(&b, "token_embedding_no.weight")->bytes;
+    for (int k = 0; k < 2; k++) {
+        clipn_load_opts o = {.precision = k ? CLIPN_PRECISION_INT8 : CLIPN_PRECISION_FP32};
+        clipn_model *m = NULL;
+        clipn_error err;
+        ck_assert_msg(clipn_model_load(path, &o, &m, &err) == CLIPN_OK, "%s", err.message);
+        ck_assert_ptr_null(m->text.token_embedding);
+        ck_assert(in_map(m, (const float *)(const void *)m->text.token_embedding_q));
+        for (int id = 0; id < V; id++) {
+            float row[W], want[W], x[W];
+            clipn_token_embedding_row(&m->text, id, W, row);
+            for (int i = 0; i < W; i++)
+                want[i] = (float)q[(size_t)id * W + i] * scale[id];
+            ck_assert_msg(memcmp(row, want, sizeof row) == 0, "row %d differs (%s)", id,
+                          k ? "int8" : "fp32");
+            for (int i = 0; i < W; i++) {
+                const unsigned v = (unsigned)(((size_t)id * W + (size_t)i) % 97);
+                x[i] = f16 ? (v ? -(float)v / 64.0f : 0.0f) : f_no[(size_t)id * W + i];
+            }
+            clipn_token_embedding_row(&m->text_no, id, W, row);
+            if (!k || !f16) {
+                ck_assert_mem_eq(row, x, sizeof row);
+                continue;
+            }
+            float amax = 0, top = 0;
+            for (int i = 0; i < W; i++)
+                amax = fmaxf(amax, fabsf(x[i]));
+            const float step = m->text_no.token_embedding_scale[id];
+            ck_assert_float_eq(step, amax / 127.0f);
+            for (int i = 0; i < W; i++) {
+                ck_assert_float_le(fabsf(row[i] - x[i]), 0.5f * step * (1 + 1e-6f));
+                top = fmaxf(top, fabsf((float)m->text_no.token_embedding_q[(size_t)id * W + i]));
+            }
+            ck_assert_float_eq(top, amax > 0 ? 127.0f : 0.0f);
+        }
+        if (!f16)
+            ck_assert(in_map(m, m->text_no.token_embedding));
+        else if (k)
+            ck_assert(m->text_no.token_embedding == NULL && m->text_no.token_embedding_q);
+        else
+            ck_assert(!in_map(m, m->text_no.token_embedding));
+        clipn_model_free(m);
+    }
+    builder_free(&b);
+}
+END_TEST
+
+/* A row of several scale groups: column c uses scale c / group. */
+START_TEST(int8_embedding_row_groups)
+{
+    int8_t q[2 * 40];
+    float scale[2 * 3];
+    for (int i = 0; i < 80; i++)
+        q[i] = (int8_t)(i % 2 ? -i : i);
+    for (int g = 0; g < 6; g++)
+        scale[g] = 0.5f + (float)g;
+    clipn_text_tower t = {.token_embedding_q = q, .token_embedding_scale = scale,
+                          .token_embedding_group = 16};
+    float row[40];
+    clipn_token_embedding_row(&t, 1, 40, row);
+    for (int c = 0; c < 40; c++)
+        ck_assert_float_eq(row[c], (float)q[40 + c] * scale[3 + c / 16]);
+}
+END_TEST
+
+/* I8 embeddings with a bad or missing scale tensor, or without int8_group: refused. */
+START_TEST(int8_embedding_bad_scale_refused)
+{
+    static const uint32_t bad_bits[] = {0x7fc00000u /* NaN */, 0x7f800000u /* inf */,
+                                        0xbf800000u /* -1 */};
+    builder b;
+    if (_i < 3) {
+        builder_init(&b);
+        make_int8_embedding(&b, "token_embedding_no.weight");
+        memcpy(find(&b, "token_embedding_no.weight_scale")->bytes + 4 * 100, &bad_bits[_i], 4);
+        build_fail(&b, CLIPN_E_FORMAT, "'token_embedding_no.weight_scale' holds");
+        return;
+    }
+    builder_init(&b);
+    make_int8_embedding(&b, "token_embedding.weight");
+    if (_i == 3) {
+        reshape(&b, "token_embedding.weight_scale", "F32", 2, (uint64_t[]){V, 2}, 4);
+    } else if (_i == 4) {
+        reshape(&b, "token_embedding.weight_scale", "F16", 2, (uint64_t[]){V, 1}, 2);
+    } else if (_i == 5) {
+        drop(&b, "token_embedding.weight_scale");
+    } else {
+        b.int8_group = NULL;
+        build_fail(&b, CLIPN_E_FORMAT, "'token_embedding.weight' is I8 but __metadata__ has no int8_group");
+        return;
+    }
+    build_fail(&b, CLIPN_E_FORMAT,
+               "I8 tensor 'token_embedding.weight' needs 'token_embedding.weight_scale', F32 [520, 1]");
+}
+END_TEST
+
+/* An I8 embedding of the wrong shape names the tensor, as for any dtype. */
+START_TEST(int8_embedding_bad_shape_refused)
+{
+    builder b;
+    builder_init(&b);
+    make_int8_embedding(&b, "token_embedding.weight");
+    reshape(&b, "token_embedding.weight", "I8", 2, (uint64_t[]){V - 1, W}, 1);
+    build_fail(&b, CLIPN_E_FORMAT, "'token_embedding.weight' has shape [519, 8]");
+}
+END_TEST
+
 START_TEST(truncated_data_section)
 {
     builder b;
@@ -1409,6 +1563,172 @@ START_TEST(converted_f16_openclip_fixture_matches_manifest)
 }
 END_TEST
 
+/* The converter's int8 file (tests/fixtures/model/regen.sh): every row of both token
+ * embeddings reads back as the file's q * scale, exactly, at INT8 and at fp32, within half
+ * a step of the f32 file's rows; the f32 file at INT8 reads its own f32 rows. */
+START_TEST(converted_int8_embeddings_round_trip)
+{
+    clipn_st_file f;
+    clipn_error err;
+    const char *int8_file = FIXTURE("model/tiny_clipn_int8.safetensors");
+    ck_assert_int_eq(clipn_st_open(&f, int8_file, 1 << 20, 1000, &err), CLIPN_OK);
+    clipn_model *m[3] = {NULL, NULL, NULL};
+    const clipn_precision prec[3] = {CLIPN_PRECISION_DEFAULT, CLIPN_PRECISION_FP32,
+                                     CLIPN_PRECISION_INT8};
+    for (int k = 0; k < 3; k++) {
+        clipn_load_opts o = {.precision = prec[k]};
+        const char *p = k < 2 ? int8_file : FIXTURE("model/tiny_clipn.safetensors");
+        ck_assert_msg(clipn_model_load(p, &o, &m[k], &err) == CLIPN_OK, "%s", err.message);
+    }
+    ck_assert_int_eq(clipn_model_precision(m[0]), CLIPN_PRECISION_INT8);
+    ck_assert_int_eq(clipn_model_precision(m[2]), CLIPN_PRECISION_INT8);
+    const int Vv = m[0]->config.vocab_size, Tw = m[0]->config.text_width;
+    for (int tw = 0; tw < 2; tw++) {
+        const clipn_st_tensor *q = clipn_st_find(&f, tw ? "token_embedding_no.weight"
+                                                         : "token_embedding.weight");
+        const clipn_st_tensor *sc = clipn_st_find(&f, tw ? "token_embedding_no.weight_scale"
+                                                          : "token_embedding.weight_scale");
+        ck_assert_ptr_nonnull(q);
+        ck_assert_ptr_nonnull(sc);
+        ck_assert_int_eq(q->dtype, CLIPN_ST_I8);
+        ck_assert_int_eq(sc->dtype, CLIPN_ST_F32);
+        const size_t groups = (size_t)sc->shape[1];
+        ck_assert_uint_eq(groups, (size_t)(Tw + 63) / 64);
+        const clipn_text_tower *t32 = tw ? &m[2]->text_no : &m[2]->text;
+        ck_assert(in_map(m[2], t32->token_embedding));
+        float *row = malloc(sizeof(float) * (size_t)Tw);
+        ck_assert_ptr_nonnull(row);
+        for (int id = 0; id < Vv; id++)
+            for (int k = 0; k < 2; k++) {
+                const clipn_text_tower *t = tw ? &m[k]->text_no : &m[k]->text;
+                clipn_token_embedding_row(t, id, Tw, row);
+                for (int c = 0; c < Tw; c++) {
+                    float s;
+                    memcpy(&s, sc->data + 4 * ((size_t)id * groups + (size_t)c / 64), 4);
+                    const float want = (float)(int8_t)q->data[(size_t)id * Tw + c] * s;
+                    ck_assert_msg(memcmp(&row[c], &want, 4) == 0,
+                                  "tower %d row %d col %d model %d: %a, want %a", tw, id, c, k,
+                                  row[c], want);
+                    const float x = t32->token_embedding[(size_t)id * Tw + c];
+                    ck_assert_float_le(fabsf(row[c] - x), 0.5f * s * (1 + 1e-6f));
+                }
+            }
+        free(row);
+    }
+    for (int k = 0; k < 3; k++)
+        clipn_model_free(m[k]);
+    clipn_st_close(&f);
+}
+END_TEST
+
+/* Pages of [p, p + n) mapped in this process (/proc/self/pagemap bit 63), counting only
+ * the pages wholly inside. */
+static size_t present_pages(const void *p, size_t n)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)p + page - 1) / page, hi = ((uintptr_t)p + n) / page;
+    FILE *f = fopen("/proc/self/pagemap", "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t count = 0;
+    ck_assert_int_eq(fseeko(f, (off_t)(lo * 8), SEEK_SET), 0);
+    for (uintptr_t i = lo; i < hi; i++) {
+        uint64_t e;
+        ck_assert_uint_eq(fread(&e, 8, 1, f), 1);
+        count += (size_t)(e >> 63);
+    }
+    fclose(f);
+    return count;
+}
+
+/* Token-embedding rows read from the mapping fault in whole page-cache folios: once a
+ * context has looked up 256 rows (lib/nn/text_tower.c, EMBED_DROP_ROWS) none of the table's
+ * pages stay mapped (f32 at fp32 and INT8, I8 in place), and the features do not change
+ * when the pages come back. 8 prompts of 36 distinct tokens each: 8 x 38 rows, one call. */
+START_TEST(embedding_pages_handed_back_after_lookup)
+{
+    static const char *const files[3] = {"model/tiny_clipn.safetensors",
+                                         "model/tiny_clipn.safetensors",
+                                         "model/tiny_clipn_int8.safetensors"};
+    char p[256];
+    snprintf(p, sizeof p, "tests/fixtures/%s", files[_i]);
+    clipn_load_opts o = {.precision = _i == 1 ? CLIPN_PRECISION_INT8 : CLIPN_PRECISION_DEFAULT};
+    clipn_model *m = NULL;
+    clipn_ctx *ctx = NULL;
+    clipn_error err;
+    ck_assert_msg(clipn_model_load(p, &o, &m, &err) == CLIPN_OK, "%s", err.message);
+    clipn_ctx_opts co = {.max_batch = 8};
+    ck_assert_int_eq(clipn_ctx_new(m, &co, &ctx, &err), CLIPN_OK);
+    const clipn_config *c = clipn_model_config(m);
+    ck_assert_int_eq(c->context_length, 77);
+    const size_t V8 = (size_t)c->vocab_size * (size_t)c->text_width;
+    const void *table = m->text.token_embedding ? (const void *)m->text.token_embedding
+                                                : (const void *)m->text.token_embedding_q;
+    const size_t bytes = V8 * (m->text.token_embedding ? sizeof(float) : 1);
+    ck_assert(in_map(m, table));
+    int32_t ids[8 * 77] = {0};
+    for (int k = 0; k < 8; k++) { /* sot, 36 ids spread over the vocab, eot */
+        ids[k * 77] = c->sot_id;
+        for (int t = 1; t <= 36; t++)
+            ids[k * 77 + t] = (k * 36 + t * 13) % (c->vocab_size - 2);
+        ids[k * 77 + 37] = c->eot_id;
+    }
+    float a[8 * 512], b2[8 * 512];
+    ck_assert_int_le(c->embed_dim, 512);
+    ck_assert_int_eq(clipn_encode_text(ctx, ids, 8, a, &err), CLIPN_OK);
+    ck_assert_uint_eq(present_pages(table, bytes), 0);
+    volatile unsigned char touch = ((const unsigned char *)table)[bytes / 2]; /* refault */
+    (void)touch;
+    ck_assert_int_eq(clipn_encode_text(ctx, ids, 8, b2, &err), CLIPN_OK);
+    ck_assert_mem_eq(a, b2, sizeof(float) * 8 * (size_t)c->embed_dim);
+    ck_assert_uint_eq(present_pages(table, bytes), 0);
+    clipn_ctx_free(ctx);
+    clipn_model_free(m);
+}
+END_TEST
+
+/* An int8 file from before I8 token embeddings (F16 embeddings) still loads: at fp32 its
+ * embeddings are the F16 values, at INT8 (its default) they are quantized at load. */
+START_TEST(old_int8_file_with_f16_embeddings_loads)
+{
+    const char *old = FIXTURE("model/tiny_clipn_int8_f16emb.safetensors");
+    clipn_st_file f;
+    clipn_error err;
+    ck_assert_int_eq(clipn_st_open(&f, old, 1 << 20, 1000, &err), CLIPN_OK);
+    const clipn_st_tensor *te = clipn_st_find(&f, "token_embedding.weight");
+    ck_assert_int_eq(te->dtype, CLIPN_ST_F16);
+    ck_assert_ptr_null(clipn_st_find(&f, "token_embedding.weight_scale"));
+    for (int k = 0; k < 2; k++) {
+        clipn_load_opts o = {.precision = k ? CLIPN_PRECISION_DEFAULT : CLIPN_PRECISION_FP32};
+        clipn_model *m = NULL;
+        ck_assert_msg(clipn_model_load(old, &o, &m, &err) == CLIPN_OK, "%s", err.message);
+        ck_assert_int_eq(clipn_model_precision(m), k ? CLIPN_PRECISION_INT8 : CLIPN_PRECISION_FP32);
+        const int Tw = m->config.text_width;
+        ck_assert_int_le(Tw, 64);
+        float row[64];
+        for (int id = 0; id < m->config.vocab_size; id += 7) {
+            clipn_token_embedding_row(&m->text, id, Tw, row);
+            const float step = k ? m->text.token_embedding_scale[id] : 0.0f;
+            for (int c = 0; c < Tw; c++) {
+                const uint8_t *h = te->data + 2 * ((size_t)id * Tw + c);
+                uint16_t bits = (uint16_t)(h[0] | h[1] << 8);
+                /* normal F16 values (the random embeddings have no subnormals) */
+                uint32_t e = (bits >> 10) & 0x1f, fb = (uint32_t)(bits & 0x8000) << 16 |
+                                                       (e ? (e + 112) << 23 | (uint32_t)(bits & 0x3ff) << 13 : 0);
+                float x;
+                memcpy(&x, &fb, 4);
+                if (k)
+                    ck_assert_float_le(fabsf(row[c] - x), 0.5f * step * (1 + 1e-6f));
+                else if (e)
+                    ck_assert_float_eq(row[c], x);
+            }
+        }
+        ck_assert(k ? m->text.token_embedding_q != NULL : m->text.token_embedding != NULL);
+        clipn_model_free(m);
+    }
+    clipn_st_close(&f);
+}
+END_TEST
+
 /* The reader from memory (head files use it) is the reader from a file: on the good file
  * and on every cut and byte flip of its header, both give the same status, message and
  * index. */
@@ -1540,12 +1860,19 @@ Suite *make_suite(void)
     tcase_add_test(bad, safetensors_from_memory_matches_file);
     tcase_add_loop_test(bad, non_finite_weights_refused, 0, 8);
     tcase_add_test(bad, logit_scale_overflow);
+    tcase_add_loop_test(bad, int8_embedding_rows_exact, 0, 2);
+    tcase_add_test(bad, int8_embedding_row_groups);
+    tcase_add_loop_test(bad, int8_embedding_bad_scale_refused, 0, 7);
+    tcase_add_test(bad, int8_embedding_bad_shape_refused);
     suite_add_tcase(s, bad);
 
     TCase *fixtures = tcase_create("converter_fixtures");
     tcase_add_test(fixtures, sha256_known_answers);
     tcase_add_test(fixtures, converted_clipn_fixture_matches_manifest);
     tcase_add_test(fixtures, converted_f16_openclip_fixture_matches_manifest);
+    tcase_add_test(fixtures, converted_int8_embeddings_round_trip);
+    tcase_add_loop_test(fixtures, embedding_pages_handed_back_after_lookup, 0, 3);
+    tcase_add_test(fixtures, old_int8_file_with_f16_embeddings_loads);
     suite_add_tcase(s, fixtures);
     return s;
 }

@@ -44,12 +44,13 @@ ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 
             "I8": 1, "U8": 1, "BOOL": 1}
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 OUT_DTYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "int8": "I8"}
-# --dtype int8: the transformer blocks' linear weights as I8 with F32 scales per row and
-# group of INT8_GROUP inputs (the library's INT8 scheme, docs/model-format.md); every other
-# tensor F16.
+# --dtype int8: the transformer blocks' linear weights and the token embeddings as I8 with
+# F32 scales per row and group of INT8_GROUP columns (the library's INT8 scheme,
+# docs/model-format.md); every other tensor F16.
 INT8_GROUP = 64
-INT8_WEIGHT = re.compile(r"\.resblocks\.\d+\.(attn\.in_proj_weight|attn\.out_proj\.weight|"
-                         r"mlp\.c_fc\.weight|mlp\.c_proj\.weight)$")
+INT8_WEIGHT = re.compile(r"(\.resblocks\.\d+\.(attn\.in_proj_weight|attn\.out_proj\.weight|"
+                         r"mlp\.c_fc\.weight|mlp\.c_proj\.weight)|"
+                         r"^token_embedding(_no)?\.weight)$")
 
 
 class ConvertError(Exception):
@@ -276,6 +277,34 @@ def quantize_int8(data, rows, cols, group=INT8_GROUP):
             q[base:base + len(part)] = bytes(
                 max(-127, min(127, round(p))) & 0xFF for p in prods)
     return bytes(q), struct.pack("<%df" % len(scales), *scales)
+
+
+def quantize_stream(f32_chunks, rows, cols, write):
+    """quantize_int8 over f32 bytes arriving in chunks, a block of whole rows at a time (the
+    values do not depend on the blocks: scales are per row), so that memory stays bounded
+    for a 49408-row token embedding. Writes the I8 bytes; returns (their count, the scale
+    bytes)."""
+    row_bytes, buf, scales, n = cols * 4, bytearray(), [], 0
+    block = max(1, (256 << 10) // cols) * row_bytes  # ~256 Ki values
+
+    def flush(nbytes):
+        nonlocal n
+        q, sc = quantize_int8(bytes(buf[:nbytes]), nbytes // row_bytes, cols)
+        del buf[:nbytes]
+        write(q)
+        scales.append(sc)
+        n += len(q)
+
+    for chunk in f32_chunks:
+        buf += chunk
+        while len(buf) >= block:
+            flush(block)
+    if len(buf) % row_bytes or len(buf) + n * 4 != rows * row_bytes:
+        raise ConvertError("internal: %d bytes of f32 rows to quantize, expected %d"
+                           % (len(buf) + n * 4, rows * row_bytes))
+    if buf:
+        flush(len(buf))
+    return n, b"".join(scales)
 
 
 def convert(data, src, dst):
@@ -803,7 +832,7 @@ def write_model(out_path, plan, merges, cfg, source, dtype):
     meta["source"] = source
     if dtype == "I8":
         meta["int8_group"] = str(INT8_GROUP)
-        # the I8 weights, each followed by its scales; the rest F16
+        # the I8 weights and token embeddings, each followed by its scales; the rest F16
         plan = [e for name, parts in plan
                 for e in ([(name, parts), (name + "_scale", ("scale", parts))]
                           if INT8_WEIGHT.search(name) else [(name, parts)])]
@@ -848,11 +877,9 @@ def write_model(out_path, plan, merges, cfg, source, dtype):
                     n = len(pending_scales)
                 elif header[name]["dtype"] == "I8":
                     rows, cols = header[name]["shape"]
-                    f32 = b"".join(convert(chunk, p.dtype, "F32")
-                                   for p in parts for chunk in p.chunks())
-                    q, pending_scales = quantize_int8(f32, rows, cols)
-                    f.write(q)
-                    n = len(q)
+                    n, pending_scales = quantize_stream(
+                        (convert(chunk, p.dtype, "F32") for p in parts for chunk in p.chunks()),
+                        rows, cols, f.write)
                 else:
                     for p in parts:
                         for chunk in p.chunks():
@@ -899,8 +926,8 @@ def main(argv=None):
                     help="QuickGELU activation (OpenAI-trained weights); default exact GELU")
     ap.add_argument("--dtype", choices=sorted(OUT_DTYPES), default="f32",
                     help="weight dtype in the output (default f32); int8: the blocks' linear "
-                         "weights as int8 with per-64 scales, the rest f16 (about a third of "
-                         "f32; docs/model-format.md)")
+                         "weights and the token embeddings as int8 with per-64 scales, the "
+                         "rest f16 (about a quarter of f32; docs/model-format.md)")
     ap.add_argument("--vocab", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                     "bpe_simple_vocab_16e6.txt.gz"),
                     help="BPE vocab file (default: the copy next to this script)")

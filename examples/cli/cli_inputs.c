@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int list_push(cli_image_list *l, const char *path, const char *label)
 {
@@ -176,6 +177,12 @@ int cli_inputs_add_list(const char *cmd, const char *list_file, int labels, cli_
     struct stat st;
     if (!is_stdin && stat(list_file, &st) == 0 && S_ISDIR(st.st_mode))
         return cli_fail(cmd, "%s: a folder, not a list file (give it as IMAGE)", list_file),
+               -1;
+    /* a terminal would wait for typed paths and then be refused as not a pipe: say so now */
+    if (is_stdin && isatty(STDIN_FILENO))
+        return cli_fail(cmd, "--list -: standard input is a terminal; pipe the list in "
+                        "(find DIR -name '*.jpg' | clipn %s ... --list -) or give --list FILE",
+                        cmd),
                -1;
     /* bounded, non-blocking open, regular files or pipes only (cli_read_file) */
     size_t len = 0;

@@ -153,8 +153,10 @@ clipn_status clipn_ctx_new(const clipn_model *model, const clipn_ctx_opts *opts,
     ctx->max_batch = max_batch;
     ctx->threads = opts ? opts->threads : 0;
     ctx->seq_len = calloc((size_t)max_batch, sizeof *ctx->seq_len);
-    clipn_status s = ctx->seq_len ? clipn_ctx_reserve(ctx, &need, err)
-                                  : clipn_fail(err, CLIPN_E_NOMEM, "clipn_ctx_new: out of memory");
+    ctx->class_rows = calloc((size_t)max_batch, sizeof *ctx->class_rows);
+    clipn_status s = ctx->seq_len && ctx->class_rows
+                         ? clipn_ctx_reserve(ctx, &need, err)
+                         : clipn_fail(err, CLIPN_E_NOMEM, "clipn_ctx_new: out of memory");
     if (s == CLIPN_OK)
         s = clipn_text_plan_reserve(ctx, max_batch, err);
     if (s == CLIPN_OK) { /* pool workers and per-thread GEMM blocks now, not in an encode */
@@ -182,6 +184,7 @@ void clipn_ctx_free(clipn_ctx *ctx)
     free(ctx->pos_sized);
     clipn_vision_local_free(ctx);
     free(ctx->seq_len);
+    free(ctx->class_rows);
     free(ctx->text_prompts);
     free(ctx->text_paths);
     free(ctx->text_ends);

@@ -27,6 +27,7 @@ struct clipn_ctx {
     clipn_scratch_sizes cap;
     float *x, *h, *big, *attn, *pooled;        /* views into scratch */
     int *seq_len;                              /* [max_batch] tokens per sequence */
+    int *class_rows;                           /* [max_batch] image i's class-token row */
     /* interpolated position table for clipn_encode_image_sized, cached per size */
     float *pos_sized;
     size_t pos_sized_floats;
@@ -39,6 +40,8 @@ struct clipn_ctx {
     void *text_prompts;
     int *text_paths, *text_ends;
     int text_cap;
+    int text_rows_mapped;          /* embedding rows read from the mapping since its pages
+                                      were last handed back (lib/nn/text_tower.c) */
 };
 
 /* Every public call that runs a context's work brackets it with these: the calling

@@ -207,6 +207,18 @@ static float f16_to_f32(uint16_t h)
     return f;
 }
 
+void clipn_model_drop_mapped(const clipn_model *m, const void *p, size_t bytes)
+{
+    const uintptr_t lo = (uintptr_t)p, map_lo = (uintptr_t)m->map;
+    const long page = sysconf(_SC_PAGESIZE);
+    if (!m->map || lo < map_lo || lo - map_lo >= m->map_len || page <= 0)
+        return; /* a converted copy, not the mapping */
+    const uintptr_t start = (lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    const uintptr_t end = (lo + bytes) / (uintptr_t)page * (uintptr_t)page;
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 /* An I8 weight [rows, cols] of an int8 file (docs/model-format.md): w = q * scale[row][k /
  * group] with `<name>_scale` F32 [rows, ceil(cols / group)]. dst (model-owned, just
  * allocated) receives w; it is remembered so an INT8 model can free it after packing. */
@@ -238,6 +250,8 @@ static clipn_status dequantize(loader *L, const clipn_st_tensor *t, float *dst,
                                   L->path, name, (double)s, (unsigned long long)r);
             dst[r * cols + c] = (float)q[r * cols + c] * s;
         }
+    clipn_model_drop_mapped(L->m, q, (size_t)t->numel); /* the copy is the weight now */
+    clipn_model_drop_mapped(L->m, scale, (size_t)(rows * groups) * sizeof(float));
     size_t *grown = realloc(L->dequantized, (L->n_dequantized + 1) * sizeof(size_t));
     if (!grown)
         return clipn_fail(L->err, CLIPN_E_NOMEM, "%s: out of memory", L->path);
@@ -275,6 +289,7 @@ static clipn_status tensor_f32(loader *L, const clipn_st_tensor *t, const float 
             memcpy(&dst[i], &bits, 4);
         }
     }
+    clipn_model_drop_mapped(L->m, src, n * clipn_st_dtype_size(t->dtype)); /* the copy is used */
     *out = dst;
     return CLIPN_OK;
 }
@@ -360,22 +375,6 @@ static clipn_status bind(loader *L, const char *name, const float **out, int ndi
             return s;                                                                         \
     } while (0)
 
-/* Hand back the resident pages of a tensor read in place from the mapping (only advice:
- * they refault from the page cache when read again). For the token embeddings: the load
- * reads all of them once (the finiteness check) but encoding needs only the rows used, and
- * they are 200 MB of a ViT-B-16 CLIPN model. */
-static void drop_mapped_pages(const clipn_model *m, const void *p, size_t bytes)
-{
-    const uintptr_t lo = (uintptr_t)p, map_lo = (uintptr_t)m->map;
-    const long page = sysconf(_SC_PAGESIZE);
-    if (!m->map || lo < map_lo || lo - map_lo >= m->map_len || page <= 0)
-        return; /* a converted copy, not the mapping */
-    const uintptr_t start = (lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
-    const uintptr_t end = (lo + bytes) / (uintptr_t)page * (uintptr_t)page;
-    if (end > start)
-        (void)madvise((void *)start, end - start, MADV_DONTNEED);
-}
-
 static void set_linear(clipn_linear *l, const float *weight, const float *bias, int n_out,
                        int n_in)
 {
@@ -436,6 +435,8 @@ static clipn_status transpose_linear(loader *L, const char *name, const float *p
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++)
             t[(size_t)c * rows + r] = proj[(size_t)r * cols + c];
+    /* encoding reads the transpose only (the fingerprint reads proj again, rarely) */
+    clipn_model_drop_mapped(L->m, proj, (size_t)rows * (size_t)cols * sizeof(float));
     set_linear(out, t, NULL, cols, rows);
     return CLIPN_OK;
 }
@@ -465,17 +466,126 @@ static clipn_status bind_visual(loader *L)
                             &v->proj_t);
 }
 
+/* Free a model-owned buffer before the load ends (a temporary f32 copy). */
+static void free_owned(clipn_model *m, const void *p)
+{
+    for (size_t i = m->n_owned; i-- > 0;)
+        if (m->owned[i] == p) {
+            free(m->owned[i]);
+            m->owned[i] = NULL;
+            return;
+        }
+}
+
+/* Round to nearest even into [-127, 127]: kernels/gemm_int8.c's quant(), so that the
+ * values are the converter's (weights_tools/clipn_convert.py quantize_int8). */
+static int8_t quantize_value(float v, float inv)
+{
+    float r = v * inv;
+    r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+    volatile float big = r + 0x1.8p23f; /* volatile: no reassociation, whatever the flags */
+    return (int8_t)(int)(big - 0x1.8p23f);
+}
+
+/* The int8 token embedding of an int8 file, in place: `name` I8 [V, T] with `name`_scale
+ * F32 [V, ceil(T / int8_group)], as the blocks' linear weights (docs/model-format.md). */
+static clipn_status bind_int8_embedding(loader *L, const clipn_st_tensor *te,
+                                        clipn_text_tower *t)
+{
+    const uint64_t V = te->shape[0], T = te->shape[1];
+    char name[256];
+    snprintf(name, sizeof name, "%s_scale", te->name);
+    if (!L->int8_group)
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: tensor '%s' is I8 but __metadata__ has no int8_group", L->path,
+                          te->name);
+    const uint64_t g = (uint64_t)L->int8_group, groups = (T + g - 1) / g;
+    clipn_st_tensor *sc = clipn_st_find(&L->file, name);
+    if (!sc || sc->dtype != CLIPN_ST_F32 || sc->ndim != 2 || sc->shape[0] != V ||
+        sc->shape[1] != groups || (uintptr_t)sc->data % _Alignof(float))
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: I8 tensor '%s' needs '%s', F32 [%llu, %llu] (4-byte aligned)",
+                          L->path, te->name, name, (unsigned long long)V,
+                          (unsigned long long)groups);
+    sc->used = 1;
+    const float *scale = (const float *)(const void *)sc->data;
+    for (uint64_t i = 0; i < V * groups; i++)
+        if (!isfinite(scale[i]) || scale[i] < 0)
+            return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: '%s' holds %g (row %llu)", L->path,
+                              name, (double)scale[i], (unsigned long long)(i / groups));
+    t->token_embedding_q = (const int8_t *)te->data;
+    t->token_embedding_scale = scale;
+    t->token_embedding_group = (int)g;
+    return CLIPN_OK;
+}
+
+/* The token embedding [V, T]: I8 (an int8 file) in place, else f32 as stored (at INT8
+ * quantize_token_embedding replaces it after the load). */
+static clipn_status bind_token_embedding(loader *L, const char *name, clipn_text_tower *t)
+{
+    const clipn_config *c = &L->m->config;
+    const uint64_t V = (uint64_t)c->vocab_size, T = (uint64_t)c->text_width;
+    const clipn_st_tensor *te;
+    clipn_status s = find_tensor(L, name, 2, SHAPE(V, T), 0, &te);
+    if (s != CLIPN_OK)
+        return s;
+    if (te->dtype == CLIPN_ST_I8)
+        return bind_int8_embedding(L, te, t);
+    BIND(&t->token_embedding, name, V, T); /* finiteness checked on the f32 values */
+    /* the check read all of it; encoding needs only the rows used */
+    clipn_model_drop_mapped(L->m, t->token_embedding, (size_t)(V * T) * sizeof(float));
+    return CLIPN_OK;
+}
+
+/* At INT8, an embedding the load converted to an f32 copy (an F16/BF16 file, or an int8
+ * file from before I8 embeddings: 2 x 96.5 MB for a ViT-B-16 CLIPN) is quantized as an int8
+ * file stores it instead (2 x 24.7 MB). One read in place stays f32 in the mapping: the text
+ * tower hands its pages back after each lookup (text_forward). Returns 0 or -1 (memory). */
+static int quantize_token_embedding(loader *L, clipn_text_tower *t)
+{
+    const uintptr_t p = (uintptr_t)t->token_embedding, map = (uintptr_t)L->m->map;
+    if (!t->token_embedding || (p >= map && p - map < L->m->map_len))
+        return 0; /* f32 in place: its rows are read from the mapping */
+    const clipn_config *c = &L->m->config;
+    const size_t V = (size_t)c->vocab_size, w = (size_t)c->text_width;
+    const size_t g = L->int8_group ? (size_t)L->int8_group : 64, groups = (w + g - 1) / g;
+    clipn_status s = CLIPN_OK;
+    int8_t *q = alloc_owned(L, V, w, "token_embedding", &s);
+    float *scale = q ? alloc_owned(L, V, groups * sizeof(float), "token_embedding", &s) : NULL;
+    if (!scale)
+        return -1;
+    const float *f = t->token_embedding;
+    for (size_t r = 0; r < V; r++)
+        for (size_t k0 = 0; k0 < w; k0 += g) {
+            const float *x = f + r * w;
+            const size_t k1 = k0 + g < w ? k0 + g : w;
+            float amax = 0.0f;
+            for (size_t k = k0; k < k1; k++)
+                amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+            scale[r * groups + k0 / g] = amax / 127.0f;
+            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            for (size_t k = k0; k < k1; k++)
+                q[r * w + k] = quantize_value(x[k], inv);
+        }
+    t->token_embedding = NULL;
+    t->token_embedding_q = q;
+    t->token_embedding_scale = scale;
+    t->token_embedding_group = (int)g;
+    free_owned(L->m, f);
+    return 0;
+}
+
 /* The yes tower (suffix "") or the no tower (suffix "_no"). */
 static clipn_status bind_text(loader *L, const char *sfx, clipn_text_tower *t)
 {
     const clipn_config *c = &L->m->config;
     clipn_status s;
     const uint64_t T = (uint64_t)c->text_width, C = (uint64_t)c->context_length,
-                   V = (uint64_t)c->vocab_size, E = (uint64_t)c->embed_dim;
+                   E = (uint64_t)c->embed_dim;
     char name[64];
 #define NAME(fmt) (snprintf(name, sizeof name, fmt, sfx), name)
-    BIND(&t->token_embedding, NAME("token_embedding%s.weight"), V, T);
-    drop_mapped_pages(L->m, t->token_embedding, (size_t)(V * T) * sizeof(float));
+    if ((s = bind_token_embedding(L, NAME("token_embedding%s.weight"), t)) != CLIPN_OK)
+        return s;
     BIND(&t->positional_embedding, NAME("positional_embedding%s"), C, T);
     s = bind_transformer(L, NAME("transformer%s"), c->text_width, c->text_layers, c->text_heads,
                          c->text_mlp_width, &t->transformer);
@@ -508,6 +618,7 @@ static clipn_status bind_prompt_no(loader *L)
         mean[j] = (float)(sum / c->n_prompt_no);
     }
     t->prompt_no_mean = mean;
+    clipn_model_drop_mapped(L->m, t->prompt_no, (size_t)c->n_prompt_no * per * sizeof(float));
     return CLIPN_OK;
 }
 
@@ -772,7 +883,7 @@ static int smooth_outliers(loader *L, const float **g, const float **b, clipn_li
     l->weight = NULL; /* packed as INT8: the panels are the weights now */
     if (rc != 0)
         return -1;
-    drop_mapped_pages(L->m, w0, sizeof(float) * (size_t)W * (size_t)l->n_out);
+    clipn_model_drop_mapped(L->m, w0, sizeof(float) * (size_t)W * (size_t)l->n_out);
     for (size_t i = 0; i < L->n_dequantized; i++) { /* from an I8 tensor: not needed now */
         void **owned = &L->m->owned[L->dequantized[i]];
         if (*owned == (const void *)w0) {
@@ -923,6 +1034,10 @@ clipn_status clipn_model_load(const char *path, const clipn_load_opts *opts, cli
         s = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory packing weights", path);
     if (s == CLIPN_OK)
         settle_precision(L.m, asked);
+    if (s == CLIPN_OK && L.m->precision == CLIPN_PRECISION_INT8 &&
+        (quantize_token_embedding(&L, &L.m->text) != 0 ||
+         quantize_token_embedding(&L, &L.m->text_no) != 0))
+        s = clipn_fail(err, CLIPN_E_NOMEM, "%s: out of memory for 'token_embedding'", path);
     clipn_st_close(&L.file);
     free(L.dequantized);
     if (s != CLIPN_OK) {

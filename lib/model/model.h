@@ -39,7 +39,13 @@ typedef struct clipn_visual {
 } clipn_visual;
 
 typedef struct clipn_text_tower {
-    const float *token_embedding;              /* [V, W] */
+    /* [V, W]: f32 (token_embedding), or int8 rows with one scale per group of
+       token_embedding_group columns (row r, column c: q[r * W + c] * scale[r * groups +
+       c / group], groups = ceil(W / group)): read with clipn_token_embedding_row */
+    const float *token_embedding;              /* NULL when int8 */
+    const int8_t *token_embedding_q;           /* NULL when f32 */
+    const float *token_embedding_scale;        /* [V, groups] */
+    int token_embedding_group;
     const float *positional_embedding;         /* [C, W] */
     const float *prompt_no;                    /* [16, C, W] or NULL (no tower only) */
     const float *prompt_no_mean;               /* [C, W] mean over prompts, or NULL */
@@ -72,6 +78,20 @@ struct clipn_model {
     size_t n_owned, cap_owned;
 };
 
+/* Row `id` of a text tower's token embedding as f32 into dst[0, W): the stored values, or
+ * q * scale (one float product per element) for int8 embeddings. */
+void clipn_token_embedding_row(const clipn_text_tower *t, int id, int W, float *dst);
+
+/* Hand back the resident pages of [p, p + bytes) when it lies in the model's mapping (the
+ * page-aligned inside; a no-op for model-owned copies). Only advice: the pages refault from
+ * the page cache, with the same bytes, when read again (the mapping is private and
+ * read-only), so any thread may call it on a shared model. For what the load reads once and
+ * encoding never again (converted, dequantized or transposed sources), and for token
+ * embedding rows: a fault on a file mapping maps the page cache's whole folio around the
+ * row (64 KB and more, not its 2 KB), so lookups over a varied prompt set would otherwise
+ * keep most of a 96.5 MB table resident. */
+void clipn_model_drop_mapped(const clipn_model *m, const void *p, size_t bytes);
+
 /* Track a heap buffer for release in clipn_model_free. Returns 0 on success. */
 int clipn_model_own(clipn_model *m, void *p);
 
@@ -81,7 +101,7 @@ clipn_status clipn_config_parse(const char *path, const char *text, clipn_config
                                 clipn_error *err);
 
 /* lib/model/int8_layers.c: how an INT8 model runs linear `l`: the scheme (projections
- * fp32, image tower W8A16, text towers W8A8) or what CLIPN_INT8_LAYERS says (measuring). */
+ * fp32, the rest W8A16) or what CLIPN_INT8_LAYERS says (for measuring). */
 enum {
     CLIPN_INT8_LAYER_W8A8 = 0,
     CLIPN_INT8_LAYER_W8 = 1,

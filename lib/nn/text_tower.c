@@ -30,6 +30,25 @@ int clipn_text_pool_index(const int32_t *ids, int context_length)
     return best;
 }
 
+void clipn_token_embedding_row(const clipn_text_tower *t, int id, int W, float *dst)
+{
+    const size_t w = (size_t)W;
+    if (!t->token_embedding_q) {
+        memcpy(dst, t->token_embedding + (size_t)id * w, w * sizeof *dst);
+        return;
+    }
+    const size_t g = (size_t)t->token_embedding_group, groups = (w + g - 1) / g;
+    const int8_t *q = t->token_embedding_q + (size_t)id * w;
+    const float *scale = t->token_embedding_scale + (size_t)id * groups;
+    for (size_t i = 0; i < w; i++)
+        dst[i] = (float)q[i] * scale[i / g];
+}
+
+/* Embedding rows looked up between two hand-backs of their pages: bounds what a varied
+ * prompt set keeps resident (~54 KB per row on the reference kernel, 2 x 14 MB) while
+ * frequent tokens refault once per 256 rows instead of once per call. */
+#define EMBED_DROP_ROWS 256
+
 /* One prompt of a batch, sorted by token sequence so that prompts sharing a prefix are
  * neighbours (the longest prefix a prompt shares with any earlier one is the one it shares
  * with its predecessor). */
@@ -239,17 +258,33 @@ static clipn_status text_forward(clipn_ctx *ctx, const clipn_text_tower *tw, con
     float *x = ctx->x;
     for (int k = 0; k < n; k++)
         for (int p = pr[k].shared; p < pr[k].len; p++) {
-            const float *te = tw->token_embedding + (size_t)pr[k].tok[p] * W;
             const float *pe = tw->positional_embedding + (size_t)p * W;
             float *dst = x + (size_t)pr[k].path[p] * W;
+            clipn_token_embedding_row(tw, pr[k].tok[p], (int)W, dst);
             for (size_t i = 0; i < W; i++)
-                dst[i] = te[i] + pe[i];
+                dst[i] += pe[i];
             if (tw->prompt_no_mean) {
                 const float *pm = tw->prompt_no_mean + (size_t)p * W;
                 for (size_t i = 0; i < W; i++)
                     dst[i] += pm[i];
             }
         }
+    /* rows read from the mapping (f32 or int8 in place) fault in whole page-cache folios:
+       hand them back every EMBED_DROP_ROWS rows (lib/model/model.h, clipn_model_drop_mapped;
+       each call would refault the common tokens every time, ~11 us per row) */
+    ctx->text_rows_mapped += (int)(rows < EMBED_DROP_ROWS ? rows : EMBED_DROP_ROWS);
+    if (ctx->text_rows_mapped >= EMBED_DROP_ROWS) {
+        const size_t V = (size_t)c->vocab_size;
+        ctx->text_rows_mapped = 0;
+        clipn_model_drop_mapped(ctx->model, ctx->model->text.token_embedding_q
+                                              ? (const void *)ctx->model->text.token_embedding_q
+                                              : (const void *)ctx->model->text.token_embedding,
+                                V * W * (ctx->model->text.token_embedding_q ? 1 : sizeof(float)));
+        clipn_model_drop_mapped(ctx->model, ctx->model->text_no.token_embedding_q
+                                              ? (const void *)ctx->model->text_no.token_embedding_q
+                                              : (const void *)ctx->model->text_no.token_embedding,
+                                V * W * (ctx->model->text_no.token_embedding_q ? 1 : sizeof(float)));
+    }
     /* the last layer runs out_proj and the MLP on the distinct pooled rows only */
     float *qkv_path = ctx->big + qkv_floats;
     text_paths paths_user = {pr, n, qkv_path, qkv_path + C * 3 * W};

@@ -120,14 +120,19 @@ void clipn_vision_pool(clipn_ctx *ctx, int n, size_t T, float *out)
     clipn_linear_forward(&v->proj_t, ctx->pooled, n, out, CLIPN_EPI_NONE);
 }
 
-/* n images [n, 3, size, size] -> out [n, E]. pos: [(size/P)^2 + 1, W]. Scratch must fit. */
+/* n images [n, 3, size, size] -> out [n, E]. pos: [(size/P)^2 + 1, W]. Scratch must fit.
+ * Only the class tokens are pooled, so the last block runs out_proj and the MLP on those
+ * n rows (keys and values still come from every row): 1/T of that block's work. */
 static void vision_forward(clipn_ctx *ctx, const float *pixels, int n, int size,
                            const float *pos, float *out)
 {
     const size_t T = clipn_vision_embed(ctx, pixels, n, size, pos);
-    const clipn_row_plan plan = {.rows = (int)(n * T), .n_seq = n, .seq_len = ctx->seq_len};
+    for (int i = 0; i < n; i++)
+        ctx->class_rows[i] = (int)(i * T);
+    const clipn_row_plan plan = {.rows = (int)(n * T), .n_seq = n, .seq_len = ctx->seq_len,
+                                 .keep = ctx->class_rows, .n_keep = n};
     clipn_transformer_forward(ctx, &ctx->model->visual.transformer, ctx->x, &plan);
-    clipn_vision_pool(ctx, n, T, out);
+    clipn_vision_pool(ctx, n, 1, out); /* class rows now 0..n-1 */
 }
 
 static int fits(const clipn_scratch_sizes *need, const clipn_scratch_sizes *cap)

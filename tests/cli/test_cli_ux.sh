@@ -65,6 +65,19 @@ run 0 "embed-image folder + --list" "$CLIPN" embed-image --model "$MODEL" --out 
 python3 -c "
 import sys; d = open(sys.argv[1], 'rb').read(); sys.exit(b'(6, ' not in d[:128])" "$T/e.npy" ||
     fail "embed-image folder + list: not 6 rows"
+# --list - with a terminal as stdin: refused at once, saying how to use it (script(1) makes
+# the terminal; skipped where util-linux's script is missing)
+if command -v script >/dev/null 2>&1; then
+    n=$((n + 1))
+    timeout 20 script -qec "$CLIPN classify --model $MODEL --classes $T/classes.txt --list -" \
+        /dev/null </dev/null >"$T/out" 2>&1
+    got=$?
+    if [ "$got" = 1 ] && grep -q "standard input is a terminal; pipe the list in" "$T/out"; then
+        echo "ok   classify --list - on a terminal"
+    else
+        fail "classify --list - on a terminal: status $got: $(head -c 300 "$T/out")"
+    fi
+fi
 run 2 "classify -" "$CLIPN" classify --model "$MODEL" --classes "$T/classes.txt" -
 has "$T/err" "--list -" "classify - names --list -"
 # a file that is not a list is refused as one, saying what it looks like

@@ -3,7 +3,8 @@
  *     parity MODEL REFDIR LABEL
  *
  * REFDIR is what tests/golden/reference_model.py wrote. `parity --drift P ...` compares
- * the model at precision P with itself at fp32 instead (see drift_main). Prints one table row per quantity,
+ * the model at precision P with itself at fp32 instead, `parity --drift-file OTHER ...`
+ * another file (the int8 conversion) at its own precision with it (see drift_main). Prints one table row per quantity,
  * "PASS" or "FAIL" first, and exits 1 if any failed.
  *
  * Errors: features use max over vectors of max_i |c_i - r_i| / max_i |r_i| (tolerance 1e-4);
@@ -281,22 +282,28 @@ static double metric(const float *scores, int n, int col, int fpr)
     return v;
 }
 
+/* --drift-file OTHER MODEL ...: OTHER (e.g. the int8 file converted from MODEL) at its own
+ * precision against MODEL at fp32, with the same rows. */
 static int drift_main(int argc, char **argv)
 {
+    const int from_file = strcmp(argv[1], "--drift-file") == 0;
     if (argc < 6 || argc > 8) {
         fprintf(stderr, "usage: parity --drift fp32|bf16|int8 MODEL REFDIR LABEL [MIN_COS "
+                        "[MAX_SCORE_CHANGE]]\n"
+                        "       parity --drift-file OTHER MODEL REFDIR LABEL [MIN_COS "
                         "[MAX_SCORE_CHANGE]]\n");
         return 2;
     }
     const char *pname = argv[2], *path = argv[3], *dir = argv[4];
+    const char *run_path = from_file ? argv[2] : path;
     label = argv[5];
     const double min_cos = argc > 6 ? atof(argv[6]) : 0.999;
     const double max_change = argc > 7 ? atof(argv[7]) : 0.02;
     clipn_precision p = CLIPN_PRECISION_DEFAULT;
-    for (int k = 1; k <= 3; k++)
+    for (int k = 1; k <= 3 && !from_file; k++)
         if (strcmp(pname, clipn_precision_name((clipn_precision)k)) == 0)
             p = (clipn_precision)k;
-    if (p == CLIPN_PRECISION_DEFAULT) {
+    if (p == CLIPN_PRECISION_DEFAULT && !from_file) {
         fprintf(stderr, "parity --drift: unknown precision '%s'\n", pname);
         return 2;
     }
@@ -308,10 +315,16 @@ static int drift_main(int argc, char **argv)
         npy_load(dir, "heads_syn_no", "<f4", &hn) || px.shape[0] > 128)
         goto done;
     if (drift_side(path, CLIPN_PRECISION_FP32, &px, &ids, &hids, &hy, &hn, &base) ||
-        drift_side(path, p, &px, &ids, &hids, &hy, &hn, &run))
+        drift_side(run_path, p, &px, &ids, &hids, &hy, &hn, &run))
         goto done;
-    if (clipn_model_precision(run.model) != p)
+    char file_name[32];
+    if (from_file) { /* rows read "int8 file ..." */
+        snprintf(file_name, sizeof file_name, "%s file",
+                 clipn_precision_name(clipn_model_precision(run.model)));
+        pname = file_name;
+    } else if (clipn_model_precision(run.model) != p) {
         printf("note  %-16s %s\n", label, clipn_model_precision_note(run.model));
+    }
     const int E = clipn_model_config(base.model)->embed_dim;
     const int n_img = (int)px.shape[0], n_txt = (int)ids.shape[0];
     char what[64];
@@ -356,7 +369,7 @@ done:
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--drift") == 0)
+    if (argc > 1 && (strcmp(argv[1], "--drift") == 0 || strcmp(argv[1], "--drift-file") == 0))
         return drift_main(argc, argv);
     if (argc != 4) {
         fprintf(stderr, "usage: parity MODEL REFDIR LABEL\n       parity --drift ...\n");

@@ -9,7 +9,8 @@
 # reference_model.py (PyTorch) and through the C parity program (public API), which prints
 # one PASS/FAIL row per quantity.
 # Needs torch, sklearn and scipy in PYTHON: without them this FAILS (it never skips).
-# The small models also run at INT8 against themselves at fp32 (parity --drift).
+# The small models also run at INT8 against themselves at fp32 (parity --drift), and their
+# int8 files against the f32 ones (parity --drift-file).
 # PARITY_MODELS="small ..." runs only those labels; PARITY_LOG names the table file
 # (make test-arm: the small models under qemu, into parity-arm.log).
 set -u
@@ -49,9 +50,16 @@ run_model() {
         || return 1
     "$PARITY" "$WORK/$label.clipn" "$WORK/ref_$label" "$label" || return 1
     # INT8 drift against fp32 on the small models (cheap; the ViT-B ones are in make bench):
-    # min feature cosine 0.999; CTW/ATD of these random models move up to ~0.07 (tol 0.1)
+    # min feature cosine 0.999; CTW/ATD of these random models move up to ~0.07 (tol 0.1);
+    # the same for the int8 file (clipn_convert.py --dtype int8) against the f32 one
     case $label in
-    small*) "$PARITY" --drift int8 "$WORK/$label.clipn" "$WORK/ref_$label" "$label" 0.999 0.1 ;;
+    small*)
+        "$PARITY" --drift int8 "$WORK/$label.clipn" "$WORK/ref_$label" "$label" 0.999 0.1 &&
+        # shellcheck disable=SC2086
+        python3 -I -S weights_tools/clipn_convert.py -q --dtype int8 $actflags "$ckpt" \
+            "$WORK/$label-int8.clipn" &&
+        "$PARITY" --drift-file "$WORK/$label-int8.clipn" "$WORK/$label.clipn" \
+            "$WORK/ref_$label" "$label" 0.999 0.1 ;;
     esac
 }
 

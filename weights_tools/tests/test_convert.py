@@ -128,8 +128,9 @@ class RoundTrip(Tmp):
                 self.assertEqual(cfg["activation"], "gelu")
 
     def test_int8(self):
-        """--dtype int8: the blocks' linear weights I8 + F32 scales per row and 64 inputs,
-        dequantizing to the f32 weights within half a step; every other tensor F16."""
+        """--dtype int8: the blocks' linear weights and the token embeddings I8 + F32 scales
+        per row and 64 columns, dequantizing to the f32 values within half a step; every
+        other tensor F16."""
         f32_out, out = self.path("f32.clipn"), self.path("int8.clipn")
         src = os.path.join(FIXTURES, "tiny_clipn.pt")
         self.assertEqual(run_converter(src, f32_out)[0], 0)
@@ -160,8 +161,10 @@ class RoundTrip(Tmp):
                     self.assertLessEqual(abs(qi * st - wi), 0.5001 * st + 1e-12, name)
             else:
                 self.assertEqual(e["dtype"], "F16", name)
-        self.assertEqual(n_i8, 4 * 2 * 3)  # 4 linears x 2 blocks x 3 towers
-        self.assertLess(os.path.getsize(out), 0.5 * os.path.getsize(f32_out))
+        self.assertEqual(n_i8, 4 * 2 * 3 + 2)  # 4 linears x 2 blocks x 3 towers, 2 embeddings
+        for name in ("token_embedding.weight", "token_embedding_no.weight"):
+            self.assertEqual(header[name]["dtype"], "I8")
+        self.assertLess(os.path.getsize(out), 0.35 * os.path.getsize(f32_out))
 
     def test_noprompt_bf16_storage_noncontiguous(self):
         for dtype in ("f32", "bf16"):
