@@ -32,7 +32,7 @@
 #define PARALLEL_MIN_WEIGHTS (1 << 18)
 
 typedef struct q8_header {
-    uint32_t magic, group, k_pad, n_groups;
+    uint32_t magic, group, k_pad, n_groups, act_bits; /* act_bits: 8 or 16 (W8A16) */
 } q8_header;
 
 static size_t panel_bytes(const q8_header *h)
@@ -141,7 +141,10 @@ int clipn_int8_prepare(clipn_linear *lin, int group)
                          : (size_t)group;
     const size_t n_groups = (k + g - 1) / g, k_pad = n_groups * g;
     const size_t panels = (n + CLIPN_Q8_NR - 1) / CLIPN_Q8_NR;
-    q8_header h = {CLIPN_PACK_INT8, (uint32_t)g, (uint32_t)k_pad, (uint32_t)n_groups};
+    if (lin->int8_act_bits != 0 && lin->int8_act_bits != 8 && lin->int8_act_bits != 16)
+        return -1;
+    q8_header h = {CLIPN_PACK_INT8, (uint32_t)g, (uint32_t)k_pad, (uint32_t)n_groups,
+                   lin->int8_act_bits == 16 ? 16u : 8u};
     const size_t pb = panel_bytes(&h);
     if (k_pad > UINT32_MAX || panels > (SIZE_MAX - Q8_HEADER) / pb)
         return -1;
@@ -219,6 +222,76 @@ void clipn_q8_ukernel_portable(int n_groups, int group, const int8_t *a, const f
                 int32_t s = 0;
                 for (int q = g * gq; q < (g + 1) * gq; q++) {
                     const int8_t *aq = a + (size_t)q * 2 * CLIPN_Q8_MR * 4 + i * 4;
+                    const int8_t *bq = b + (size_t)q * CLIPN_Q8_NR * 4 + j * 4;
+                    s += aq[0] * bq[0] + aq[1] * bq[1] + aq[2] * bq[2] + aq[3] * bq[3];
+                }
+                f = fmaf((float)s, a_scale[g * CLIPN_Q8_MR + i] * b_scale[g * CLIPN_Q8_NR + j], f);
+            }
+            if (bias)
+                f += bias[j];
+            if (load_c)
+                f += c[(size_t)i * ldc + j];
+            c[(size_t)i * ldc + j] = f;
+        }
+}
+
+int clipn_q16_qmax(int group)
+{
+    const long q = 2147483647L / ((long)group * 127);
+    return q < 32767 ? (int)q : 32767;
+}
+
+/* round to nearest even into [-qmax, qmax] (|r| < 2^22: the 1.5 * 2^23 trick is exact) */
+static inline int16_t quant16(float v, float inv, float qmax)
+{
+    float r = v * inv;
+    if (r != r)
+        return 0;
+    r = r > qmax ? qmax : r < -qmax ? -qmax : r;
+    volatile float big = r + 0x1.8p23f;
+    return (int16_t)(int)(big - 0x1.8p23f);
+}
+
+/* the reference int16 activation quantizer (layout: gemm_int8.h, W8A16) */
+void clipn_q16_quantize_portable(const float *x, size_t ldx, int rows, int k_valid, int kc,
+                                 int group, int8_t *dst8, float *scales)
+{
+    const int ng = kc / group;
+    const float qmax = (float)clipn_q16_qmax(group);
+    int16_t *dst = (int16_t *)(void *)dst8;
+    for (int i0 = 0; i0 < rows; i0 += CLIPN_Q8_MR) {
+        for (int i = 0; i < CLIPN_Q8_MR; i++) {
+            const int live = i0 + i < rows;
+            const float *xr = x + (size_t)(i0 + i) * ldx;
+            for (int g = 0; g < ng; g++) {
+                const int k0 = g * group;
+                const int k1 = k0 + group < k_valid ? k0 + group : k_valid;
+                const float amax = live && k1 > k0 ? absmax(xr + k0, k1 - k0, 1) : 0.0f;
+                scales[g * CLIPN_Q8_MR + i] = amax / qmax;
+                const float inv = amax > 0.0f ? qmax / amax : 0.0f;
+                for (int kk = k0; kk < k0 + group; kk++)
+                    dst[(size_t)(kk / 4) * CLIPN_Q8_MR * 4 + i * 4 + kk % 4] =
+                        live && kk < k1 ? quant16(xr[kk], inv, qmax) : 0;
+            }
+        }
+        dst += (size_t)kc * CLIPN_Q8_MR;
+        scales += (size_t)ng * CLIPN_Q8_MR;
+    }
+}
+
+void clipn_q16_ukernel_portable(int n_groups, int group, const int8_t *a8, const float *a_scale,
+                                const int8_t *b, const float *b_scale, float *c, size_t ldc,
+                                int mr, int nr, const float *bias, int load_c)
+{
+    const int gq = group / 4;
+    const int16_t *a = (const int16_t *)(const void *)a8;
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float f = 0.0f;
+            for (int g = 0; g < n_groups; g++) {
+                int32_t s = 0;
+                for (int q = g * gq; q < (g + 1) * gq; q++) {
+                    const int16_t *aq = a + (size_t)q * CLIPN_Q8_MR * 4 + i * 4;
                     const int8_t *bq = b + (size_t)q * CLIPN_Q8_NR * 4 + j * 4;
                     s += aq[0] * bq[0] + aq[1] * bq[1] + aq[2] * bq[2] + aq[3] * bq[3];
                 }
@@ -335,6 +408,20 @@ static void q8_small_m_task(void *arg, int t)
     }
 }
 
+static clipn_q8_ukernel_fn pick_ukernel_a16(const clipn_kernel_ops *ops)
+{
+#if defined(__x86_64__)
+    if (ops == &clipn_ops_avx2 || ops == &clipn_ops_avx512)
+        return clipn_q16_ukernel_avx2;
+#endif
+#if defined(__aarch64__)
+    if (ops == &clipn_ops_neon)
+        return clipn_q16_ukernel_neon; /* AdvSIMD baseline: no SDOT needed */
+#endif
+    (void)ops;
+    return clipn_q16_ukernel_portable;
+}
+
 static clipn_q8_ukernel_fn pick_ukernel(const clipn_kernel_ops *ops)
 {
 #if defined(__x86_64__)
@@ -383,6 +470,14 @@ void clipn_int8_forward(const clipn_linear *lin, const float *x, int m, float *y
         job.quantize = clipn_q8_quantize_avx2; /* the same bytes, 20x faster */
 #endif
     memcpy(&job.h, lin->packed, sizeof job.h);
+    if (job.h.act_bits == 16) {
+        job.ukernel = pick_ukernel_a16(ops);
+        job.quantize = clipn_q16_quantize_portable;
+#if defined(__x86_64__)
+        if (job.ukernel == clipn_q16_ukernel_avx2)
+            job.quantize = clipn_q16_quantize_avx2;
+#endif
+    }
     job.panels = (const unsigned char *)lin->packed + Q8_HEADER;
     job.panel_bytes = panel_bytes(&job.h);
     const int group = (int)job.h.group, k_pad = (int)job.h.k_pad;

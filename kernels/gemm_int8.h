@@ -14,7 +14,14 @@
  * Activations, packed per call into MR-row micro-panels: [k_pad / 4][2][MR][4] int8 (the
  * values, then their absolute values, for the AVX2 sign trick) and [n_groups][MR] fp32
  * scales. Every variant (portable, avx2, neon) reads the same layouts and sums in the same
- * order, so all give the same result (tests/test_int8.c). */
+ * order, so all give the same result (tests/test_int8.c).
+ *
+ * Two activation widths over the same weight panels, chosen per layer at prepare
+ * (clipn_linear.int8_act_bits, recorded in the packed header): W8A8 as above, and W8A16,
+ * activations as int16 (layout below), which removes the activation half of the error at
+ * the same multiply count on AVX2 (vpmaddwd: 16 products per instruction) but 6-10% more
+ * time. A model loaded at INT8 runs W8A16 (lib/model/int8_layers.c, docs/performance.md
+ * "INT8"). */
 #ifndef CLIPN_GEMM_INT8_H
 #define CLIPN_GEMM_INT8_H
 
@@ -47,6 +54,31 @@ void clipn_q8_quantize_portable(const float *x, size_t ldx, int rows, int k_vali
 void clipn_q8_ukernel_portable(int n_groups, int group, const int8_t *a, const float *a_scale,
                                const int8_t *b, const float *b_scale, float *c, size_t ldc,
                                int mr, int nr, const float *bias, int load_c);
+/* W8A16 (lin->int8_act_bits = 16): the same weight panels against activations quantized
+ * to int16 in [-qmax, qmax], qmax = clipn_q16_qmax(group) (32767 up to group 512, less
+ * above so that a group's int32 sum cannot overflow), scale = max |v| / qmax per (row,
+ * group). Micro-panels of MR rows: [kc / 4][MR][4] int16 (kc * 2 * MR bytes, as the int8
+ * ones) and [n_groups][MR] fp32 scales. Same kernel signature and sum order: per group an
+ * exact int32 sum, then f = fmaf((float)isum, a_scale * b_scale, f). */
+int clipn_q16_qmax(int group);
+void clipn_q16_quantize_portable(const float *x, size_t ldx, int rows, int k_valid, int kc,
+                                 int group, int8_t *dst, float *scales);
+void clipn_q16_ukernel_portable(int n_groups, int group, const int8_t *a, const float *a_scale,
+                                const int8_t *b, const float *b_scale, float *c, size_t ldc,
+                                int mr, int nr, const float *bias, int load_c);
+#if defined(__x86_64__)
+void clipn_q16_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, int kc,
+                             int group, int8_t *dst, float *scales);
+void clipn_q16_ukernel_avx2(int n_groups, int group, const int8_t *a, const float *a_scale,
+                            const int8_t *b, const float *b_scale, float *c, size_t ldc, int mr,
+                            int nr, const float *bias, int load_c);
+#endif
+#if defined(__aarch64__)
+void clipn_q16_ukernel_neon(int n_groups, int group, const int8_t *a, const float *a_scale,
+                            const int8_t *b, const float *b_scale, float *c, size_t ldc, int mr,
+                            int nr, const float *bias, int load_c);
+#endif
+
 #if defined(__x86_64__)
 void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, int kc,
                             int group, int8_t *dst, float *scales);

@@ -31,6 +31,7 @@ typedef struct clipn_linear {
     size_t packed_bytes;
     int format;                /* CLIPN_WEIGHTS_*: what to prepare */
     int int8_group;            /* INT8: k per scale group, 0 = default (64) */
+    int int8_act_bits;         /* INT8: activations as int8 (0 or 8) or int16 (16) */
 } clipn_linear;
 
 typedef enum clipn_epilogue {

@@ -20,6 +20,10 @@
 
 static const char *const ISAS[] = {"portable", "avx2", "avx512", "neon"};
 #define N_ISAS 4
+/* loop index -> (ISA, activation bits): W8A8 for 0..3, W8A16 for 4..7 */
+#define N_VARIANTS (2 * N_ISAS)
+#define ISA_OF(i) ISAS[(i) % N_ISAS]
+#define BITS_OF(i) ((i) < N_ISAS ? 8 : 16)
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
 static float frand(void) /* uniform in [-1, 1) */
@@ -39,16 +43,26 @@ static float *rand_vec(size_t n, float scale)
     return v;
 }
 
-/* the scheme, written again: scale = max|v| / 127, q = v * 127 / max rounded to nearest even */
-static void quantize_ref(const float *v, int n, int8_t *q, float *scale)
+/* the scheme, written again: scale = max|v| / qmax, q = v * qmax / max rounded to nearest
+ * even; qmax 127 (weights, int8 activations) or, for int16 activations, 32767 or less so
+ * that a group's int32 sum cannot overflow */
+static void quantize_ref(const float *v, int n, int qmax, int32_t *q, float *scale)
 {
     float amax = 0;
     for (int i = 0; i < n; i++)
         amax = fabsf(v[i]) > amax ? fabsf(v[i]) : amax;
-    *scale = amax / 127.0f;
-    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    *scale = amax / (float)qmax;
+    const float inv = amax > 0 ? (float)qmax / amax : 0.0f;
     for (int i = 0; i < n; i++)
-        q[i] = (int8_t)lrintf(v[i] * inv); /* nearest even, |v * inv| <= 127 */
+        q[i] = (int32_t)lrintf(v[i] * inv); /* nearest even, |v * inv| <= qmax */
+}
+
+static int act_qmax(int bits, int g)
+{
+    if (bits == 8)
+        return 127;
+    const long q = 2147483647L / ((long)g * 127);
+    return q < 32767 ? (int)q : 32767;
 }
 
 static int group_for(int k, int group)
@@ -58,20 +72,21 @@ static int group_for(int k, int group)
 
 /* y_ref (before the activation) and its magnitude, in double */
 static void reference(const float *x, const float *w, const float *b, const float *y_in, int m,
-                      int n, int k, int group, double *ref, double *mag)
+                      int n, int k, int group, int bits, double *ref, double *mag)
 {
     const int g = group_for(k, group), ng = (k + g - 1) / g;
-    int8_t *qx = malloc((size_t)m * k), *qw = malloc((size_t)n * k);
+    int32_t *qx = malloc(sizeof(int32_t) * (size_t)m * k), *qw = malloc(sizeof(int32_t) * (size_t)n * k);
     float *sx = malloc(sizeof(float) * (size_t)m * ng), *sw = malloc(sizeof(float) * (size_t)n * ng);
     for (int r = 0; r < m; r++)
         for (int gi = 0; gi < ng; gi++) {
             const int k0 = gi * g, len = k0 + g < k ? g : k - k0;
-            quantize_ref(x + (size_t)r * k + k0, len, qx + (size_t)r * k + k0, &sx[r * ng + gi]);
+            quantize_ref(x + (size_t)r * k + k0, len, act_qmax(bits, g), qx + (size_t)r * k + k0,
+                         &sx[r * ng + gi]);
         }
     for (int j = 0; j < n; j++)
         for (int gi = 0; gi < ng; gi++) {
             const int k0 = gi * g, len = k0 + g < k ? g : k - k0;
-            quantize_ref(w + (size_t)j * k + k0, len, qw + (size_t)j * k + k0, &sw[j * ng + gi]);
+            quantize_ref(w + (size_t)j * k + k0, len, 127, qw + (size_t)j * k + k0, &sw[j * ng + gi]);
         }
     for (int r = 0; r < m; r++)
         for (int j = 0; j < n; j++) {
@@ -81,10 +96,10 @@ static void reference(const float *x, const float *w, const float *b, const floa
                 am += fabs(y_in[(size_t)r * n + j]);
             }
             for (int gi = 0; gi < ng; gi++) {
-                long s = 0;
+                long long s = 0;
                 const int k0 = gi * g, k1 = k0 + g < k ? k0 + g : k;
                 for (int kk = k0; kk < k1; kk++)
-                    s += qx[(size_t)r * k + kk] * qw[(size_t)j * k + kk];
+                    s += (long long)qx[(size_t)r * k + kk] * qw[(size_t)j * k + kk];
                 const double t = (double)s * sx[r * ng + gi] * sw[j * ng + gi];
                 acc += t;
                 am += fabs(t);
@@ -106,24 +121,33 @@ static const shape SHAPES[] = {
     {1, 1, 1, 64},     {1, 64, 16, 64},   {3, 65, 17, 16},   {4, 63, 64, 64},
     {5, 130, 100, 32}, {11, 200, 768, 64}, {24, 96, 129, 16}, {25, 64, 1100, 64},
     {65, 70, 96, 32},  {130, 129, 2100, 128}, {197, 64, 48, 1024}, {7, 33, 3072, 64},
+    {6, 70, 2100, 1024},
 };
 #define N_SHAPES (int)(sizeof SHAPES / sizeof SHAPES[0])
 
-static void run_linear(const char *isa, const float *w, const float *b, int n, int k, int group,
-                       const float *x, int m, float *y, clipn_epilogue epi)
+static void run_linear_bits(const char *isa, int bits, const float *w, const float *b, int n,
+                            int k, int group, const float *x, int m, float *y, clipn_epilogue epi)
 {
     ck_assert_int_eq(clipn_kernels_select(isa, "native"), 0);
     clipn_linear lin = {.n_out = n, .n_in = k, .weight = w, .bias = b,
-                        .format = CLIPN_WEIGHTS_INT8, .int8_group = group};
+                        .format = CLIPN_WEIGHTS_INT8, .int8_group = group, .int8_act_bits = bits};
     ck_assert_int_eq(clipn_linear_prepare(&lin), 0);
     ck_assert_int_eq(clipn_linear_format(&lin), CLIPN_WEIGHTS_INT8);
     clipn_linear_forward(&lin, x, m, y, epi);
     clipn_linear_release(&lin);
 }
 
+static int bits; /* the running case's activation bits (8 or 16) */
+static void run_linear(const char *isa, const float *w, const float *b, int n, int k, int group,
+                       const float *x, int m, float *y, clipn_epilogue epi)
+{
+    run_linear_bits(isa, bits, w, b, n, k, group, x, m, y, epi);
+}
+
 START_TEST(test_int8_vs_reference)
 {
-    const char *isa = ISAS[_i];
+    const char *isa = ISA_OF(_i);
+    bits = BITS_OF(_i);
     if (!clipn_kernels_isa_available(isa))
         return;
     for (int si = 0; si < N_SHAPES; si++) {
@@ -137,7 +161,7 @@ START_TEST(test_int8_vs_reference)
             memcpy(y, y_in, mn * sizeof(float));
             run_linear(isa, w, si % 2 ? b : NULL, sh.n, sh.k, sh.group, x, sh.m, y, epi);
             reference(x, w, si % 2 ? b : NULL, epi == CLIPN_EPI_RESIDUAL ? y_in : NULL, sh.m,
-                      sh.n, sh.k, sh.group, ref, mag);
+                      sh.n, sh.k, sh.group, bits, ref, mag);
             for (size_t t = 0; t < mn; t++) {
                 double want = ref[t], tol = 1e-5 * mag[t] + 1e-30;
                 if (epi == CLIPN_EPI_GELU)
@@ -145,8 +169,8 @@ START_TEST(test_int8_vs_reference)
                 else if (epi == CLIPN_EPI_QUICKGELU)
                     want = quick_d(ref[t]), tol = tol + 1e-6 * fabs(want) + 1e-7;
                 ck_assert_msg(fabs(y[t] - want) <= tol,
-                              "%s m=%d n=%d k=%d g=%d epi=%d y[%zu] = %.9g, ref %.9g (tol %.3g)",
-                              isa, sh.m, sh.n, sh.k, sh.group, epi, t, y[t], want, tol);
+                              "%s a%d m=%d n=%d k=%d g=%d epi=%d y[%zu] = %.9g, ref %.9g (tol %.3g)",
+                              isa, bits, sh.m, sh.n, sh.k, sh.group, epi, t, y[t], want, tol);
             }
         }
         free(x), free(w), free(b), free(y_in), free(y), free(ref), free(mag);
@@ -157,8 +181,9 @@ END_TEST
 
 START_TEST(test_int8_variants_agree)
 {
-    const char *isa = ISAS[_i];
-    if (_i == 0 || !clipn_kernels_isa_available(isa))
+    const char *isa = ISA_OF(_i);
+    bits = BITS_OF(_i);
+    if (_i % N_ISAS == 0 || !clipn_kernels_isa_available(isa))
         return;
     for (int si = 0; si < N_SHAPES; si++) {
         const shape sh = SHAPES[si];
@@ -176,7 +201,7 @@ START_TEST(test_int8_variants_agree)
                 const double tol = epi == CLIPN_EPI_GELU || epi == CLIPN_EPI_QUICKGELU
                                        ? 1e-6 * fabs(y0[t]) + 1e-6 : 0.0;
                 ck_assert_msg(fabs(y1[t] - y0[t]) <= tol,
-                              "%s m=%d n=%d k=%d epi=%d y[%zu] = %.9g, portable %.9g", isa, sh.m,
+                              "%s a%d m=%d n=%d k=%d epi=%d y[%zu] = %.9g, portable %.9g", isa, bits, sh.m,
                               sh.n, sh.k, epi, t, y1[t], y0[t]);
             }
         }
@@ -189,7 +214,8 @@ END_TEST
 /* a row's result does not depend on how many rows came with it (small-m vs blocked) */
 START_TEST(test_int8_rows_independent_of_m)
 {
-    const char *isa = ISAS[_i];
+    const char *isa = ISA_OF(_i);
+    bits = BITS_OF(_i);
     if (!clipn_kernels_isa_available(isa))
         return;
     const int n = 130, k = 2100, M = 150;
@@ -213,7 +239,8 @@ END_TEST
 
 START_TEST(test_int8_nan_and_zero_rows)
 {
-    const char *isa = ISAS[_i];
+    const char *isa = ISA_OF(_i);
+    bits = BITS_OF(_i);
     if (!clipn_kernels_isa_available(isa))
         return;
     const int n = 70, k = 100, m = 6;
@@ -232,12 +259,36 @@ START_TEST(test_int8_nan_and_zero_rows)
 }
 END_TEST
 
+/* int16 activations with the largest group: every product at its maximum, |sum| just
+ * below 2^31 (activations are capped at clipn_q16_qmax(1024) = 16513, not 32767) */
+START_TEST(test_int8_a16_no_overflow)
+{
+    const char *isa = ISAS[_i];
+    if (!clipn_kernels_isa_available(isa))
+        return;
+    const int n = 64, k = 2048, m = 4;
+    float *x = malloc(sizeof(float) * m * k), *w = malloc(sizeof(float) * n * k);
+    float *y = malloc(sizeof(float) * m * n);
+    for (int i = 0; i < m * k; i++)
+        x[i] = i / k % 2 ? -1.0f : 1.0f;
+    for (int i = 0; i < n * k; i++)
+        w[i] = 1.0f;
+    run_linear_bits(isa, 16, w, NULL, n, k, 1024, x, m, y, CLIPN_EPI_NONE);
+    for (int r = 0; r < m; r++)
+        for (int j = 0; j < n; j++)
+            ck_assert_msg(fabsf(y[r * n + j] - (r % 2 ? -2048.0f : 2048.0f)) < 1e-2f,
+                          "%s: y[%d][%d] = %g", isa, r, j, y[r * n + j]);
+    free(x), free(w), free(y);
+    clipn_kernels_reset_from_env();
+}
+END_TEST
+
 /* the quantization error itself: small against fp32 on Gaussian-like data, and grouping
  * keeps one huge channel from flattening the rest of the row */
 static double rel_error(const float *x, const float *w, int m, int n, int k, int group)
 {
     float *y = malloc(sizeof(float) * (size_t)m * n);
-    run_linear(clipn_kernels_init(), w, NULL, n, k, group, x, m, y, CLIPN_EPI_NONE);
+    run_linear_bits(clipn_kernels_init(), bits, w, NULL, n, k, group, x, m, y, CLIPN_EPI_NONE);
     double num = 0, den = 0;
     for (int r = 0; r < m; r++)
         for (int j = 0; j < n; j++) {
@@ -255,8 +306,15 @@ START_TEST(test_int8_error_vs_fp32)
 {
     const int m = 16, n = 64, k = 768;
     float *x = rand_vec((size_t)m * k, 1.0f), *w = rand_vec((size_t)n * k, 0.05f);
+    bits = 8;
     const double plain = rel_error(x, w, m, n, k, 64);
     ck_assert_msg(plain < 0.01, "relative error %.4g", plain);
+    /* int16 activations: the weights' error alone, about 1/sqrt(2) of W8A8's */
+    bits = 16;
+    const double a16 = rel_error(x, w, m, n, k, 64);
+    bits = 8;
+    printf("int8 relative error: W8A8 %.4f, W8A16 %.4f\n", plain, a16);
+    ck_assert_msg(a16 < 0.8 * plain, "W8A16 error %.4g, W8A8 %.4g", a16, plain);
     for (int r = 0; r < m; r++) /* three channels x30, as the outlier test model */
         for (int c = 0; c < 3; c++)
             x[(size_t)r * k + 100 + 250 * c] *= 30.0f;
@@ -281,6 +339,9 @@ START_TEST(test_int8_prepare_rejects)
         ck_assert_ptr_null(lin.packed);
     }
     lin.int8_group = 0;
+    lin.int8_act_bits = 12;
+    ck_assert_int_eq(clipn_linear_prepare(&lin), -1);
+    lin.int8_act_bits = 16;
     lin.n_in = 0;
     ck_assert_int_eq(clipn_linear_prepare(&lin), -1);
     lin.n_in = 32;
@@ -527,10 +588,11 @@ Suite *make_suite(void)
     Suite *s = suite_create("int8");
     TCase *k = tcase_create("kernels");
     tcase_set_timeout(k, 120);
-    tcase_add_loop_test(k, test_int8_vs_reference, 0, N_ISAS);
-    tcase_add_loop_test(k, test_int8_variants_agree, 0, N_ISAS);
-    tcase_add_loop_test(k, test_int8_rows_independent_of_m, 0, N_ISAS);
-    tcase_add_loop_test(k, test_int8_nan_and_zero_rows, 0, N_ISAS);
+    tcase_add_loop_test(k, test_int8_vs_reference, 0, N_VARIANTS);
+    tcase_add_loop_test(k, test_int8_variants_agree, 0, N_VARIANTS);
+    tcase_add_loop_test(k, test_int8_rows_independent_of_m, 0, N_VARIANTS);
+    tcase_add_loop_test(k, test_int8_nan_and_zero_rows, 0, N_VARIANTS);
+    tcase_add_loop_test(k, test_int8_a16_no_overflow, 0, N_ISAS);
     tcase_add_test(k, test_int8_error_vs_fp32);
     tcase_add_test(k, test_int8_prepare_rejects);
     suite_add_tcase(s, k);

@@ -794,7 +794,8 @@ static int prepare_and_drop_source(loader *L, clipn_linear *l)
     l->int8_group = L->int8_group; /* an int8 file's groups: packing repeats its values */
     const int mode = l->format == CLIPN_WEIGHTS_INT8 ? clipn_int8_layer_mode(m, l)
                                                      : CLIPN_INT8_LAYER_W8A8;
-    if (mode != CLIPN_INT8_LAYER_W8A8) /* measuring (int8_layers.c): this layer at fp32 */
+    l->int8_act_bits = mode == CLIPN_INT8_LAYER_W8A16 ? 16 : 8;
+    if (mode == CLIPN_INT8_LAYER_W8 || mode == CLIPN_INT8_LAYER_FP32) /* measuring: fp32 */
         l->format = CLIPN_WEIGHTS_FP32;
     if (mode == CLIPN_INT8_LAYER_W8) { /* ... on the weights rounded to the INT8 grid */
         clipn_status st = CLIPN_OK;
@@ -897,10 +898,12 @@ static int smooth_outliers(loader *L, const float **g, const float **b, clipn_li
 /* prepare_and_drop_source, after smoothing an LN-fed linear when the model runs INT8 */
 static int prepare_ln_fed(loader *L, const float **g, const float **b, clipn_linear *l)
 {
+    const int mode = clipn_int8_layer_mode(L->m, l);
     if (L->m->precision == CLIPN_PRECISION_INT8 && l->weight && !getenv("CLIPN_INT8_NO_SMOOTH") &&
-        clipn_int8_layer_mode(L->m, l) == CLIPN_INT8_LAYER_W8A8) {
+        (mode == CLIPN_INT8_LAYER_W8A8 || mode == CLIPN_INT8_LAYER_W8A16)) {
         l->format = CLIPN_WEIGHTS_INT8;
         l->int8_group = L->int8_group;
+        l->int8_act_bits = mode == CLIPN_INT8_LAYER_W8A16 ? 16 : 8;
         const int rc = smooth_outliers(L, g, b, l);
         if (rc <= 0)
             return rc;

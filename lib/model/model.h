@@ -100,9 +100,14 @@ int clipn_model_own(clipn_model *m, void *p);
 clipn_status clipn_config_parse(const char *path, const char *text, clipn_config *c,
                                 clipn_error *err);
 
-/* lib/model/int8_layers.c: how an INT8 model runs linear `l` (for measuring where the
- * drift comes from; docs/performance.md, "INT8"): CLIPN_INT8_LAYERS, else W8A8. */
-enum { CLIPN_INT8_LAYER_W8A8 = 0, CLIPN_INT8_LAYER_W8 = 1, CLIPN_INT8_LAYER_FP32 = 2 };
+/* lib/model/int8_layers.c: how an INT8 model runs linear `l`: the scheme (projections
+ * fp32, the rest W8A16) or what CLIPN_INT8_LAYERS says (for measuring). */
+enum {
+    CLIPN_INT8_LAYER_W8A8 = 0,
+    CLIPN_INT8_LAYER_W8 = 1,
+    CLIPN_INT8_LAYER_FP32 = 2,
+    CLIPN_INT8_LAYER_W8A16 = 3
+};
 int clipn_int8_layer_mode(const clipn_model *m, const clipn_linear *l);
 
 #endif
