@@ -519,8 +519,8 @@ static clipn_status bind_int8_embedding(loader *L, const clipn_st_tensor *te,
     return CLIPN_OK;
 }
 
-/* The token embedding [V, T]: I8 (an int8 file) in place, else f32 as stored (at INT8
- * quantize_token_embedding replaces it after the load). */
+/* The token embedding [V, T]: I8 (an int8 file) in place, else f32 as stored (at INT8 a
+ * converted copy is replaced by int8 after the load: quantize_token_embedding). */
 static clipn_status bind_token_embedding(loader *L, const char *name, clipn_text_tower *t)
 {
     const clipn_config *c = &L->m->config;
@@ -540,7 +540,8 @@ static clipn_status bind_token_embedding(loader *L, const char *name, clipn_text
 /* At INT8, an embedding the load converted to an f32 copy (an F16/BF16 file, or an int8
  * file from before I8 embeddings: 2 x 96.5 MB for a ViT-B-16 CLIPN) is quantized as an int8
  * file stores it instead (2 x 24.7 MB). One read in place stays f32 in the mapping: the text
- * tower hands its pages back after each lookup (text_forward). Returns 0 or -1 (memory). */
+ * towers hand its pages back every 256 rows looked up (text_forward). Returns 0 or -1
+ * (memory). */
 static int quantize_token_embedding(loader *L, clipn_text_tower *t)
 {
     const uintptr_t p = (uintptr_t)t->token_embedding, map = (uintptr_t)L->m->map;
