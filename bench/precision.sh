@@ -100,6 +100,7 @@ G=tests/golden
 PHOTOS="--photo tests/fixtures/images/photo_chelsea_q80.jpg --photo tests/fixtures/images/photo_coffee_q92_422.jpg"
 echo "== drift vs fp32 (1 - min cosine over the parity images/prompts; top-1 changes; max |CTW|, |ATD| change; AUROC/FPR95 change on the half-ID/half-OOD parity split)"
 # label preset checkpoint-flags min-cosine
+models=""
 for spec in "small small - 0.999" "vit-b-16 vit-b-16 - 0.999" "vit-b-16-outliers vit-b-16 --ln-outliers 0.99"; do
     # shellcheck disable=SC2086
     set -- $spec
