@@ -129,8 +129,9 @@ CLIPN_API const char *clipn_model_precision_note(const clipn_model *model);
 /* "fp32", "bf16", "int8" ("default" for 0, NULL for anything else). */
 CLIPN_API const char *clipn_precision_name(clipn_precision p);
 /* The kernels this process runs (chosen once by CPUID, or CLIPN_ISA): "avx512", "avx2",
- * "neon" or "portable"; and the INT8 micro-kernel under it: "avx2" (vpmaddubsw, also on
- * AVX-512 CPUs), "neon-sdot" or "portable". */
+ * "neon" or "portable"; and the INT8 micro-kernel a model at INT8 runs under it (int8
+ * weights x int16 activations): "avx2 w8a16" (also on AVX-512 CPUs), "neon w8a16" or
+ * "portable w8a16", followed in parentheses by the W8A8 kernel where there is one. */
 CLIPN_API const char *clipn_runtime_isa(void);
 CLIPN_API const char *clipn_runtime_int8_kernel(void);
 /* Write the config as a JSON object (NUL-terminated). Returns the length it needs

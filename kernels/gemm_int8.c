@@ -436,18 +436,24 @@ static clipn_q8_ukernel_fn pick_ukernel(const clipn_kernel_ops *ops)
     return clipn_q8_ukernel_portable;
 }
 
+/* What a model loaded at INT8 runs (W8A16, lib/model/int8_layers.c), then the W8A8 kernel
+ * the same CPU would use for layers asked for it (CLIPN_INT8_LAYERS=...=w8a8). */
 const char *clipn_kernels_int8_kernel(void)
 {
-    const clipn_q8_ukernel_fn f = pick_ukernel(clipn_kernels_ops());
+    const clipn_kernel_ops *ops = clipn_kernels_ops();
+    const clipn_q8_ukernel_fn f16 = pick_ukernel_a16(ops), f8 = pick_ukernel(ops);
+    (void)f16;
+    (void)f8;
 #if defined(__x86_64__)
-    if (f == clipn_q8_ukernel_avx2)
-        return "avx2";
+    if (f16 == clipn_q16_ukernel_avx2)
+        return f8 == clipn_q8_ukernel_avx2 ? "avx2 w8a16 (w8a8: avx2)" : "avx2 w8a16";
 #endif
 #if defined(__aarch64__)
-    if (f == clipn_q8_ukernel_neon)
-        return "neon-sdot";
+    if (f16 == clipn_q16_ukernel_neon)
+        return f8 == clipn_q8_ukernel_neon ? "neon w8a16 (w8a8: neon-sdot)"
+                                           : "neon w8a16 (w8a8: portable)";
 #endif
-    return "portable";
+    return "portable w8a16";
 }
 
 void clipn_int8_forward(const clipn_linear *lin, const float *x, int m, float *y,
