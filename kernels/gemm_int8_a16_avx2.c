@@ -132,13 +132,23 @@ void clipn_q16_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, 
             const int k0 = g * group;
             __m256 inv[MR];
             for (int i = 0; i < MR; i++) {
-                __m256 mx = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
-                for (int k = k0; k < k0 + group && k < k_valid; k += 8) {
+                const int kend = k0 + group < k_valid ? k0 + group : k_valid;
+                __m256 mx = _mm256_setzero_ps(), mx1 = mx, nan = mx;
+                int k = k0;
+                for (; k + 16 <= kend; k += 16) { /* unmasked, two chains */
+                    const __m256 v0 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k));
+                    const __m256 v1 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k + 8));
+                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v0, v1, _CMP_UNORD_Q));
+                    mx = _mm256_max_ps(mx, v0);
+                    mx1 = _mm256_max_ps(mx1, v1);
+                }
+                for (; k < kend; k += 8) {
                     const __m256 v = _mm256_andnot_ps(
-                        sign, _mm256_maskload_ps(xr[i] + k, tail_mask(k_valid - k)));
+                        sign, _mm256_maskload_ps(xr[i] + k, tail_mask(kend - k)));
                     nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
                     mx = _mm256_max_ps(mx, v);
                 }
+                mx = _mm256_max_ps(mx, mx1);
                 __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
                 m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
                 m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
@@ -151,8 +161,9 @@ void clipn_q16_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, 
             for (int k = k0; k < k0 + group; k += 8) {
                 __m256i q[MR];
                 for (int i = 0; i < MR; i++) {
-                    const __m256 v = live[i] ? _mm256_maskload_ps(xr[i] + k, tail_mask(k_valid - k))
-                                             : _mm256_setzero_ps();
+                    const __m256 v = !live[i]         ? _mm256_setzero_ps()
+                                     : k + 8 <= k_valid ? _mm256_loadu_ps(xr[i] + k)
+                                                        : _mm256_maskload_ps(xr[i] + k, tail_mask(k_valid - k));
                     __m256 r = _mm256_mul_ps(v, inv[i]);
                     r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q)); /* NaN -> 0 */
                     r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
