@@ -241,8 +241,9 @@ install: all
 	        $$pc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc; \
 	done
 
+# the parity models (tests/golden/work, ~3.6 GB after make test) and the ARM build too
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ARM_BUILD) tests/golden/work
 
 # ---- fuzzing: libFuzzer harnesses tests/fuzz/fuzz_<target>.c (clang, ASan + UBSan), built in
 # build/fuzz; `make fuzz FUZZ_SECONDS=60` runs each for that long and fails on a finding.
