@@ -125,6 +125,22 @@ void clipn_int8_round_weights(const float *w, int n_out, int n_in, int group, fl
         }
 }
 
+void clipn_int8_quantize_rows(const float *w, size_t rows, size_t k, size_t group, int8_t *q,
+                              float *scale)
+{
+    const size_t groups = (k + group - 1) / group;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t k0 = 0; k0 < k; k0 += group) {
+            const float *x = w + r * k;
+            const size_t k1 = k0 + group < k ? k0 + group : k;
+            const float amax = absmax(x + k0, (int)(k1 - k0), 1);
+            scale[r * groups + k0 / group] = amax / 127.0f;
+            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            for (size_t kk = k0; kk < k1; kk++)
+                q[r * k + kk] = quant(x[kk], inv);
+        }
+}
+
 int clipn_int8_prepare(clipn_linear *lin, int group)
 {
     pthread_once(&scratch_once, make_scratch_key); /* before the pool's first worker */
@@ -210,20 +226,25 @@ void clipn_q8_quantize_portable(const float *x, size_t ldx, int rows, int k_vali
     }
 }
 
-void clipn_q8_ukernel_portable(int n_groups, int group, const int8_t *a, const float *a_scale,
-                               const int8_t *b, const float *b_scale, float *c, size_t ldc,
-                               int mr, int nr, const float *bias, int load_c)
+/* The reference tile of both widths: a is int8 micro-panels [q][2][MR][4] (W8A8: values
+ * then |values|) or int16 [q][MR][4] (W8A16); exact int32 per group, then fmaf per group. */
+static inline void ukernel_ref(int wide, int n_groups, int group, const int8_t *a,
+                               const float *a_scale, const int8_t *b, const float *b_scale,
+                               float *c, size_t ldc, int mr, int nr, const float *bias,
+                               int load_c)
 {
     const int gq = group / 4;
+    const int16_t *a16 = (const int16_t *)(const void *)a;
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             float f = 0.0f;
             for (int g = 0; g < n_groups; g++) {
                 int32_t s = 0;
                 for (int q = g * gq; q < (g + 1) * gq; q++) {
-                    const int8_t *aq = a + (size_t)q * 2 * CLIPN_Q8_MR * 4 + i * 4;
                     const int8_t *bq = b + (size_t)q * CLIPN_Q8_NR * 4 + j * 4;
-                    s += aq[0] * bq[0] + aq[1] * bq[1] + aq[2] * bq[2] + aq[3] * bq[3];
+                    for (int t = 0; t < 4; t++)
+                        s += (wide ? a16[(size_t)q * CLIPN_Q8_MR * 4 + i * 4 + t]
+                                   : a[(size_t)q * 2 * CLIPN_Q8_MR * 4 + i * 4 + t]) * bq[t];
                 }
                 f = fmaf((float)s, a_scale[g * CLIPN_Q8_MR + i] * b_scale[g * CLIPN_Q8_NR + j], f);
             }
@@ -233,6 +254,13 @@ void clipn_q8_ukernel_portable(int n_groups, int group, const int8_t *a, const f
                 f += c[(size_t)i * ldc + j];
             c[(size_t)i * ldc + j] = f;
         }
+}
+
+void clipn_q8_ukernel_portable(int n_groups, int group, const int8_t *a, const float *a_scale,
+                               const int8_t *b, const float *b_scale, float *c, size_t ldc,
+                               int mr, int nr, const float *bias, int load_c)
+{
+    ukernel_ref(0, n_groups, group, a, a_scale, b, b_scale, c, ldc, mr, nr, bias, load_c);
 }
 
 int clipn_q16_qmax(int group)
@@ -283,26 +311,7 @@ void clipn_q16_ukernel_portable(int n_groups, int group, const int8_t *a8, const
                                 const int8_t *b, const float *b_scale, float *c, size_t ldc,
                                 int mr, int nr, const float *bias, int load_c)
 {
-    const int gq = group / 4;
-    const int16_t *a = (const int16_t *)(const void *)a8;
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) {
-            float f = 0.0f;
-            for (int g = 0; g < n_groups; g++) {
-                int32_t s = 0;
-                for (int q = g * gq; q < (g + 1) * gq; q++) {
-                    const int16_t *aq = a + (size_t)q * CLIPN_Q8_MR * 4 + i * 4;
-                    const int8_t *bq = b + (size_t)q * CLIPN_Q8_NR * 4 + j * 4;
-                    s += aq[0] * bq[0] + aq[1] * bq[1] + aq[2] * bq[2] + aq[3] * bq[3];
-                }
-                f = fmaf((float)s, a_scale[g * CLIPN_Q8_MR + i] * b_scale[g * CLIPN_Q8_NR + j], f);
-            }
-            if (bias)
-                f += bias[j];
-            if (load_c)
-                f += c[(size_t)i * ldc + j];
-            c[(size_t)i * ldc + j] = f;
-        }
+    ukernel_ref(1, n_groups, group, a8, a_scale, b, b_scale, c, ldc, mr, nr, bias, load_c);
 }
 
 typedef struct q8_job {

@@ -8,18 +8,12 @@
  * output (integer sums are exact, so any association gives the portable kernel's int32),
  * then the same fmaf as the portable kernel. vpmaddwd does 16 products per instruction,
  * as vpmaddubsw + vpmaddwd do for 32: the multiply pipes see the same load as W8A8. */
-#include "gemm_int8.h"
+#include "gemm_int8_avx2.h"
 
-#include <immintrin.h>
 #include <stdint.h>
 
 #define MR CLIPN_Q8_MR
 #define NR CLIPN_Q8_NR
-
-static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] */
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /* One 4 x 8 strip over all groups, in assembly (GCC spilled and shuffled the accumulators
  * of the C version): per group, gq quads into 8 int32 accumulators (acc 2i, 2i + 1 = row
@@ -27,11 +21,6 @@ static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] 
  * -> the 8 outputs' int32 sums, f[i] = fma(float(sum), a_scale[i] * b_scale[j], f[i]) (the
  * portable kernel's order), f[MR][8] in L1. The weights are prefetched 16 quads ahead.
  * ymm: acc 0-7, weights 8-9, activation 10, products 11-12; at the flush 8-10 are scratch. */
-#ifndef Q16_PF
-#define Q16_PF 4096
-#endif
-#define Q16_STR2(x) #x
-#define Q16_STR(x) Q16_STR2(x)
 #define ROW(off, acc0, acc1)                                                                 \
     "vpbroadcastq " #off "(%[a]), %%ymm10\n\t"                                              \
     "vpmaddwd %%ymm10, %%ymm8, %%ymm11\n\t"                                                \
@@ -66,7 +55,7 @@ static inline void strip16(const int16_t *a, const float *as, const int8_t *b, c
         "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
         "mov %[gq], %[n]\n\t"
         "1:\n\t"
-        "prefetcht0 " Q16_STR(Q16_PF) "(%[b])\n\t"
+        "prefetcht0 " Q8_PF_STR "(%[b])\n\t"
         "vpmovsxbw (%[b]), %%ymm8\n\t"
         "vpmovsxbw 16(%[b]), %%ymm9\n\t"
         ROW(0, ymm0, ymm1) ROW(8, ymm2, ymm3) ROW(16, ymm4, ymm5) ROW(24, ymm6, ymm7)
@@ -98,17 +87,8 @@ void clipn_q16_ukernel_avx2(int n_groups, int group, const int8_t *a8, const flo
     for (int s = 0; s < NR / 8 && 8 * s < nr; s++) {
         _Alignas(32) float f[MR][8];
         strip16(a, a_scale, b + 32 * s, b_scale + 8 * s, n_groups, gq, f);
-        const __m256i mask = tail_mask(nr - 8 * s);
-        const __m256 bv = bias ? _mm256_maskload_ps(bias + 8 * s, mask) : _mm256_setzero_ps();
-        for (int i = 0; i < mr; i++) {
-            float *ci = c + (size_t)i * ldc + 8 * s;
-            __m256 v = _mm256_load_ps(f[i]);
-            if (bias)
-                v = _mm256_add_ps(v, bv);
-            if (load_c)
-                v = _mm256_add_ps(v, _mm256_maskload_ps(ci, mask));
-            _mm256_maskstore_ps(ci, mask, v);
-        }
+        store_strip(&f[0][0], 8, 1, c + 8 * s, ldc, mr, nr - 8 * s, bias ? bias + 8 * s : NULL,
+                    load_c);
     }
 }
 
@@ -119,7 +99,7 @@ void clipn_q16_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, 
 {
     const int ng = kc / group;
     const float qmax = (float)clipn_q16_qmax(group);
-    const __m256 sign = _mm256_set1_ps(-0.0f), hi = _mm256_set1_ps(qmax), lo = _mm256_set1_ps(-qmax);
+    const __m256 hi = _mm256_set1_ps(qmax), lo = _mm256_set1_ps(-qmax);
     int16_t *dst = (int16_t *)(void *)dst8;
     for (int i0 = 0; i0 < rows; i0 += MR) {
         const float *xr[MR];
@@ -133,28 +113,7 @@ void clipn_q16_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, 
             __m256 inv[MR];
             for (int i = 0; i < MR; i++) {
                 const int kend = k0 + group < k_valid ? k0 + group : k_valid;
-                __m256 mx = _mm256_setzero_ps(), mx1 = mx, nan = mx;
-                int k = k0;
-                for (; k + 16 <= kend; k += 16) { /* unmasked, two chains */
-                    const __m256 v0 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k));
-                    const __m256 v1 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k + 8));
-                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v0, v1, _CMP_UNORD_Q));
-                    mx = _mm256_max_ps(mx, v0);
-                    mx1 = _mm256_max_ps(mx1, v1);
-                }
-                for (; k < kend; k += 8) {
-                    const __m256 v = _mm256_andnot_ps(
-                        sign, _mm256_maskload_ps(xr[i] + k, tail_mask(kend - k)));
-                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-                    mx = _mm256_max_ps(mx, v);
-                }
-                mx = _mm256_max_ps(mx, mx1);
-                __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-                m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-                m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-                float amax = live[i] ? _mm_cvtss_f32(m4) : 0.0f;
-                if (live[i] && _mm256_movemask_ps(nan))
-                    amax = __builtin_nanf("");
+                const float amax = live[i] ? group_absmax(xr[i], k0, kend) : 0.0f;
                 scales[g * MR + i] = amax / qmax;
                 inv[i] = _mm256_set1_ps(amax > 0.0f ? qmax / amax : 0.0f);
             }

@@ -6,24 +6,12 @@
  * widens them to the int32 sum of 4 products. |a| comes packed next to a (gemm_int8.h).
  * The 4 x 64 tile runs as four 4 x 16 strips: 8 int32 accumulators, flushed into fp32 at
  * each group end (the same fmaf order as the portable kernel). */
-#include "gemm_int8.h"
+#include "gemm_int8_avx2.h"
 
-#include <immintrin.h>
 #include <stdint.h>
 
-#ifndef Q8_PF
-#define Q8_PF 4096 /* prefetch the strip's weights 16 quads ahead: 5-10% on the image shapes */
-#endif
-#define Q8_STR2(x) #x
-#define Q8_STR(x) Q8_STR2(x)
-#define Q8_PF_STR Q8_STR(Q8_PF)
 #define MR CLIPN_Q8_MR
 #define NR CLIPN_Q8_NR
-
-static inline __m256i tail_mask(int n) /* lanes < n active, n clamped to [0, 8] */
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /* One 4 x 16 strip over all groups, in assembly (GCC spilled the accumulators of the C
  * version): per group, gq quads into 8 int32 accumulators, then the group's flush in place:
@@ -109,37 +97,18 @@ void clipn_q8_ukernel_avx2(int n_groups, int group, const int8_t *a, const float
     for (int s = 0; s < NR / 16 && 16 * s < nr; s++) {
         _Alignas(32) float f[MR][16];
         strip(a, a_scale, b + 64 * s, b_scale + 16 * s, n_groups, gq, f);
-        const __m256i mask[2] = {tail_mask(nr - 16 * s), tail_mask(nr - 16 * s - 8)};
-        __m256 bv[2];
-        for (int j = 0; j < 2; j++)
-            bv[j] = bias ? _mm256_maskload_ps(bias + 16 * s + 8 * j, mask[j]) : _mm256_setzero_ps();
-        for (int i = 0; i < mr; i++) {
-            float *ci = c + (size_t)i * ldc + 16 * s;
-            for (int j = 0; j < 2; j++) {
-                __m256 v = _mm256_load_ps(f[i] + 8 * j);
-                if (bias)
-                    v = _mm256_add_ps(v, bv[j]);
-                if (load_c)
-                    v = _mm256_add_ps(v, _mm256_maskload_ps(ci + 8 * j, mask[j]));
-                _mm256_maskstore_ps(ci + 8 * j, mask[j], v);
-            }
-        }
+        store_strip(&f[0][0], 16, 2, c + 16 * s, ldc, mr, nr - 16 * s, bias ? bias + 16 * s : NULL,
+                    load_c);
     }
 }
 
 /* The portable quantizer's bytes (gemm_int8.c), four rows at a time: 8 k of 4 rows ->
  * vcvtps2dq (nearest even) -> two packs -> lane 0 is quad q [MR][4], lane 1 quad q + 1.
  * Loads are masked only where a group runs past k_valid. */
-static inline __m256 load8(const float *p, int k, int k_valid)
-{
-    return k + 8 <= k_valid ? _mm256_loadu_ps(p + k) : _mm256_maskload_ps(p + k, tail_mask(k_valid - k));
-}
-
 void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, int kc,
                             int group, int8_t *dst, float *scales)
 {
     const int ng = kc / group;
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i m127 = _mm256_set1_epi8(-127);
     const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     for (int i0 = 0; i0 < rows; i0 += MR) {
@@ -153,27 +122,7 @@ void clipn_q8_quantize_avx2(const float *x, size_t ldx, int rows, int k_valid, i
             const int k0 = g * group, kend = k0 + group < k_valid ? k0 + group : k_valid;
             __m256 inv[MR];
             for (int i = 0; i < MR; i++) {
-                __m256 mx0 = _mm256_setzero_ps(), mx1 = mx0, nan = mx0;
-                int k = k0;
-                for (; k + 16 <= kend; k += 16) {
-                    const __m256 v0 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k));
-                    const __m256 v1 = _mm256_andnot_ps(sign, _mm256_loadu_ps(xr[i] + k + 8));
-                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v0, v1, _CMP_UNORD_Q));
-                    mx0 = _mm256_max_ps(mx0, v0);
-                    mx1 = _mm256_max_ps(mx1, v1);
-                }
-                for (; k < kend; k += 8) {
-                    const __m256 v = _mm256_andnot_ps(sign, load8(xr[i], k, kend));
-                    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-                    mx0 = _mm256_max_ps(mx0, v);
-                }
-                const __m256 mx = _mm256_max_ps(mx0, mx1);
-                __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-                m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-                m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-                float amax = live[i] && kend > k0 ? _mm_cvtss_f32(m4) : 0.0f;
-                if (live[i] && _mm256_movemask_ps(nan))
-                    amax = __builtin_nanf("");
+                const float amax = live[i] ? group_absmax(xr[i], k0, kend) : 0.0f;
                 scales[g * MR + i] = amax / 127.0f;
                 inv[i] = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
             }

@@ -65,6 +65,11 @@ int clipn_linear_format(const clipn_linear *lin);
  * w rounded to the INT8 grid of clipn_linear_prepare (group 0 = the default), so a
  * fp32 layer on `out` carries the weight error of INT8 and none of the activations'. */
 void clipn_int8_round_weights(const float *w, int n_out, int n_in, int group, float *out);
+/* q[rows, k] int8 and scale[rows, ceil(k / group)] of w[rows, k] with the rounding of
+ * clipn_linear_prepare, groups of exactly `group` along k (the converter's --dtype int8
+ * layout: the loader quantizes embeddings it holds as an f32 copy with it). */
+void clipn_int8_quantize_rows(const float *w, size_t rows, size_t k, size_t group, int8_t *q,
+                              float *scale);
 
 /* y[m, n_out] (op) x[m, n_in] W^T + b, as the epilogue says. x and y must not alias.
  * Uses the pool and per-thread activation blocks allocated once per thread (a thread that

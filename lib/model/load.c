@@ -219,37 +219,49 @@ void clipn_model_drop_mapped(const clipn_model *m, const void *p, size_t bytes)
         (void)madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
+/* The `<name>_scale` F32 [rows of t, groups] next to I8 tensor t, marked used; every scale
+ * finite and >= 0. */
+static clipn_status i8_scale(loader *L, const clipn_st_tensor *t, uint64_t groups,
+                             const float **scale)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s_scale", t->name);
+    clipn_st_tensor *sc = clipn_st_find(&L->file, name);
+    if (!sc || sc->dtype != CLIPN_ST_F32 || sc->ndim != 2 || sc->shape[0] != t->shape[0] ||
+        sc->shape[1] != groups || (uintptr_t)sc->data % _Alignof(float))
+        return clipn_fail(L->err, CLIPN_E_FORMAT,
+                          "%s: I8 tensor '%s' needs '%s', F32 [%llu, %llu] (4-byte aligned)",
+                          L->path, t->name, name, (unsigned long long)t->shape[0],
+                          (unsigned long long)groups);
+    sc->used = 1;
+    const float *v = (const float *)(const void *)sc->data;
+    for (uint64_t i = 0; i < t->shape[0] * groups; i++)
+        if (!isfinite(v[i]) || v[i] < 0)
+            return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: '%s' holds %g (row %llu)", L->path,
+                              name, (double)v[i], (unsigned long long)(i / groups));
+    *scale = v;
+    return CLIPN_OK;
+}
+
 /* An I8 weight [rows, cols] of an int8 file (docs/model-format.md): w = q * scale[row][k /
  * group] with `<name>_scale` F32 [rows, ceil(cols / group)]. dst (model-owned, just
  * allocated) receives w; it is remembered so an INT8 model can free it after packing. */
 static clipn_status dequantize(loader *L, const clipn_st_tensor *t, float *dst,
                                const float **out)
 {
-    char name[256];
-    snprintf(name, sizeof name, "%s_scale", t->name);
-    clipn_st_tensor *sc = clipn_st_find(&L->file, name);
     if (!L->int8_group || t->ndim != 2)
         return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: tensor '%s' is I8 but %s", L->path,
                           t->name, L->int8_group ? "not 2-D" : "__metadata__ has no int8_group");
     const uint64_t rows = t->shape[0], cols = t->shape[1], g = (uint64_t)L->int8_group;
     const uint64_t groups = (cols + g - 1) / g;
-    if (!sc || sc->dtype != CLIPN_ST_F32 || sc->ndim != 2 || sc->shape[0] != rows ||
-        sc->shape[1] != groups || (uintptr_t)sc->data % _Alignof(float))
-        return clipn_fail(L->err, CLIPN_E_FORMAT,
-                          "%s: I8 tensor '%s' needs '%s', F32 [%llu, %llu] (4-byte aligned)",
-                          L->path, t->name, name, (unsigned long long)rows,
-                          (unsigned long long)groups);
-    sc->used = 1;
+    const float *scale;
+    clipn_status s = i8_scale(L, t, groups, &scale);
+    if (s != CLIPN_OK)
+        return s;
     const int8_t *q = (const int8_t *)t->data;
-    const float *scale = (const float *)(const void *)sc->data;
     for (uint64_t r = 0; r < rows; r++)
-        for (uint64_t c = 0; c < cols; c++) {
-            const float s = scale[r * groups + c / g];
-            if (!isfinite(s) || s < 0)
-                return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: '%s' holds %g (row %llu)",
-                                  L->path, name, (double)s, (unsigned long long)r);
-            dst[r * cols + c] = (float)q[r * cols + c] * s;
-        }
+        for (uint64_t c = 0; c < cols; c++)
+            dst[r * cols + c] = (float)q[r * cols + c] * scale[r * groups + c / g];
     clipn_model_drop_mapped(L->m, q, (size_t)t->numel); /* the copy is the weight now */
     clipn_model_drop_mapped(L->m, scale, (size_t)(rows * groups) * sizeof(float));
     size_t *grown = realloc(L->dequantized, (L->n_dequantized + 1) * sizeof(size_t));
@@ -477,42 +489,21 @@ static void free_owned(clipn_model *m, const void *p)
         }
 }
 
-/* Round to nearest even into [-127, 127]: kernels/gemm_int8.c's quant(), so that the
- * values are the converter's (weights_tools/clipn_convert.py quantize_int8). */
-static int8_t quantize_value(float v, float inv)
-{
-    float r = v * inv;
-    r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
-    volatile float big = r + 0x1.8p23f; /* volatile: no reassociation, whatever the flags */
-    return (int8_t)(int)(big - 0x1.8p23f);
-}
-
 /* The int8 token embedding of an int8 file, in place: `name` I8 [V, T] with `name`_scale
  * F32 [V, ceil(T / int8_group)], as the blocks' linear weights (docs/model-format.md). */
 static clipn_status bind_int8_embedding(loader *L, const clipn_st_tensor *te,
                                         clipn_text_tower *t)
 {
-    const uint64_t V = te->shape[0], T = te->shape[1];
-    char name[256];
-    snprintf(name, sizeof name, "%s_scale", te->name);
+    const uint64_t T = te->shape[1];
     if (!L->int8_group)
         return clipn_fail(L->err, CLIPN_E_FORMAT,
                           "%s: tensor '%s' is I8 but __metadata__ has no int8_group", L->path,
                           te->name);
     const uint64_t g = (uint64_t)L->int8_group, groups = (T + g - 1) / g;
-    clipn_st_tensor *sc = clipn_st_find(&L->file, name);
-    if (!sc || sc->dtype != CLIPN_ST_F32 || sc->ndim != 2 || sc->shape[0] != V ||
-        sc->shape[1] != groups || (uintptr_t)sc->data % _Alignof(float))
-        return clipn_fail(L->err, CLIPN_E_FORMAT,
-                          "%s: I8 tensor '%s' needs '%s', F32 [%llu, %llu] (4-byte aligned)",
-                          L->path, te->name, name, (unsigned long long)V,
-                          (unsigned long long)groups);
-    sc->used = 1;
-    const float *scale = (const float *)(const void *)sc->data;
-    for (uint64_t i = 0; i < V * groups; i++)
-        if (!isfinite(scale[i]) || scale[i] < 0)
-            return clipn_fail(L->err, CLIPN_E_FORMAT, "%s: '%s' holds %g (row %llu)", L->path,
-                              name, (double)scale[i], (unsigned long long)(i / groups));
+    const float *scale;
+    clipn_status s = i8_scale(L, te, groups, &scale);
+    if (s != CLIPN_OK)
+        return s;
     t->token_embedding_q = (const int8_t *)te->data;
     t->token_embedding_scale = scale;
     t->token_embedding_group = (int)g;
@@ -556,18 +547,7 @@ static int quantize_token_embedding(loader *L, clipn_text_tower *t)
     if (!scale)
         return -1;
     const float *f = t->token_embedding;
-    for (size_t r = 0; r < V; r++)
-        for (size_t k0 = 0; k0 < w; k0 += g) {
-            const float *x = f + r * w;
-            const size_t k1 = k0 + g < w ? k0 + g : w;
-            float amax = 0.0f;
-            for (size_t k = k0; k < k1; k++)
-                amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
-            scale[r * groups + k0 / g] = amax / 127.0f;
-            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-            for (size_t k = k0; k < k1; k++)
-                q[r * w + k] = quantize_value(x[k], inv);
-        }
+    clipn_int8_quantize_rows(f, V, w, g, q, scale);
     t->token_embedding = NULL;
     t->token_embedding_q = q;
     t->token_embedding_scale = scale;
